@@ -1,0 +1,24 @@
+# Sourced by the scripts: where each environment's requirements live and where its venv goes.
+# An environment is one image's Python world (they pin conflicting transformers versions).
+# shellcheck shell=bash
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENVS="${CHRONOTICK_VENVS:-$ROOT/.venvs}"
+PYTHON="${CHRONOTICK_PYTHON:-python3.11}"
+
+env_dir() {  # the folder whose requirements.{in,lock} define environment $1
+  case "$1" in
+    core) echo "$ROOT/shared" ;;
+    chronos) echo "$ROOT/services/$1" ;;
+    *) echo "unknown environment '$1' (known: core chronos)" >&2; return 2 ;;
+  esac
+}
+
+env_packages() {  # editable project packages installed into environment $1
+  case "$1" in
+    core) echo "$ROOT/shared" ;;
+    *) echo "$ROOT/shared $(env_dir "$1")" ;;
+  esac
+}
+
+ALL_ENVS="core"

@@ -1,0 +1,204 @@
+"""The forecast contract: the one schema that services, gateway, client and tests share.
+
+Sign convention (the only one in the project): ``offset_us`` is the local clock's reading minus the
+reference time, in microseconds. Positive means the local clock is ahead (fast), as in chrony's
+tracking log; the correction a host applies is ``-offset_us``. Readers of logs that use the opposite
+sign (Meinberg ``mbgsvcd`` reports reference minus system) negate on the way in.
+
+Missing samples are ``null`` in JSON (``None`` here). NaN and infinity are refused: a value that is
+not a number must be marked missing explicitly, so that a broken sensor never passes for a
+measurement.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_SERIES_PER_REQUEST = 256
+MAX_POINTS_PER_SERIES = 8192
+MAX_HORIZON_STEPS = 1024
+DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+OFFSET_SIGN_CONVENTION = (
+    "offset_us = local clock reading - reference time, in microseconds; positive means the local "
+    "clock is ahead (fast); the correction to apply is -offset_us."
+)
+
+# JSON floats are finite by construction of this config: pydantic would otherwise accept the
+# non-standard NaN/Infinity tokens.
+_STRICT_NUMBERS = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+MaybeOffset = float | None
+QuantileLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class Covariate(BaseModel):
+    """A named driver of the clock (temperature, CPU load ...) aligned with the offsets.
+
+    ``past`` has one value per offset sample (``null`` where missing). ``future`` holds values known
+    in advance for each forecast step (a scheduled load, say); only models that use future
+    covariates accept it.
+    """
+
+    model_config = _STRICT_NUMBERS
+
+    past: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
+    future: Annotated[list[float], Field(min_length=1, max_length=MAX_HORIZON_STEPS)] | None = None
+
+
+class SeriesInput(BaseModel):
+    """One clock's recent history, oldest first, on a regular cadence.
+
+    Give either ``interval_s`` (the cadence) or ``timestamps_s`` (one per sample, strictly
+    increasing); with timestamps, samples are placed on the grid of their median spacing and the
+    holes between them become missing samples.
+    """
+
+    model_config = _STRICT_NUMBERS
+
+    id: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="Client label echoed back in the forecast."
+    )
+    offsets_us: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
+    interval_s: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
+    timestamps_s: Annotated[list[float], Field(max_length=MAX_POINTS_PER_SERIES)] | None = None
+    covariates: Annotated[dict[str, Covariate], Field(max_length=16)] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_alignment(self) -> Self:
+        if (self.interval_s is None) == (self.timestamps_s is None):
+            raise ValueError("give exactly one of interval_s or timestamps_s")
+        n = len(self.offsets_us)
+        if self.timestamps_s is not None:
+            if len(self.timestamps_s) != n:
+                raise ValueError(
+                    f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {n}"
+                )
+            if any(b <= a for a, b in zip(self.timestamps_s, self.timestamps_s[1:])):
+                raise ValueError("timestamps_s must be strictly increasing")
+        if all(v is None for v in self.offsets_us):
+            raise ValueError("offsets_us holds no observed value (all null)")
+        for name, covariate in self.covariates.items():
+            if len(covariate.past) != n:
+                raise ValueError(
+                    f"covariate {name!r}: past has {len(covariate.past)} values but offsets_us has {n}"
+                )
+        return self
+
+
+class PredictRequest(BaseModel):
+    """Forecast ``horizon`` steps ahead (at each series' own cadence) for up to 256 clocks."""
+
+    model_config = ConfigDict(
+        allow_inf_nan=False,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "series": [{"offsets_us": [12.0, 12.4, None, 13.1, 13.3], "interval_s": 1.0}],
+                    "horizon": 10,
+                }
+            ]
+        },
+    )
+
+    series: Annotated[list[SeriesInput], Field(min_length=1, max_length=MAX_SERIES_PER_REQUEST)]
+    horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON_STEPS, description="Steps ahead.")]
+    quantile_levels: Annotated[list[QuantileLevel], Field(min_length=1, max_length=99)] = Field(
+        default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS)
+    )
+    model: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="Model within the family; the family's default when omitted."
+    )
+
+    @model_validator(mode="after")
+    def _check_request(self) -> Self:
+        levels = self.quantile_levels
+        if any(b <= a for a, b in zip(levels, levels[1:])):
+            raise ValueError("quantile_levels must be strictly increasing")
+        for index, series in enumerate(self.series):
+            for name, covariate in series.covariates.items():
+                if covariate.future is not None and len(covariate.future) != self.horizon:
+                    raise ValueError(
+                        f"series {index}, covariate {name!r}: future has {len(covariate.future)} "
+                        f"values but horizon is {self.horizon}"
+                    )
+        return self
+
+
+class SeriesForecast(BaseModel):
+    """The forecast of one series, one value per step ahead.
+
+    ``std_us`` is the model's own spread turned into a normal-equivalent standard deviation: for
+    each symmetric pair of its native quantiles (q_a, q_1-a) it is (q_1-a - q_a) / (z_1-a - z_a),
+    averaged over the pairs. It is the model's claim, not a calibrated error: the gateway calibrates.
+    """
+
+    id: str | None = None
+    interval_s: float = Field(description="The cadence the steps are at.")
+    mean_us: list[float]
+    quantiles_us: list[list[float]] = Field(
+        description="One list per entry of the response's quantile_levels, each one value per step."
+    )
+    std_us: list[float]
+
+
+class Timings(BaseModel):
+    queue_ms: float = Field(description="Waiting for a batch slot and the batch window.")
+    inference_ms: float = Field(description="The model call for the whole batch this request ran in.")
+    total_ms: float
+
+
+class PredictResponse(BaseModel):
+    family: str
+    model: str
+    model_id: str = Field(description="Where the weights came from: a local directory or a hub id.")
+    model_version: str = Field(description="Hash of the weights file(s): changes when the weights do.")
+    horizon: int
+    quantile_levels: list[float]
+    sign_convention: str = OFFSET_SIGN_CONVENTION
+    forecasts: list[SeriesForecast]
+    batch_series: int = Field(description="Series in the model batch this request was part of.")
+    timings: Timings
+
+
+class ModelInfo(BaseModel):
+    name: str
+    model_id: str
+    model_version: str
+    library: str
+    min_context: int
+    max_context: int = Field(description="Older samples than this are not seen by the model.")
+    max_horizon: int
+    native_quantile_levels: list[float]
+    past_covariates: bool
+    future_covariates: bool
+
+
+class BatchingInfo(BaseModel):
+    enabled: bool
+    window_ms: float
+    max_batch_series: int
+
+
+class ServiceInfo(BaseModel):
+    family: str
+    default_model: str
+    models: list[ModelInfo]
+    versions: dict[str, str] = Field(description="Python, torch, transformers and model libraries.")
+    batching: BatchingInfo
+    sign_convention: str = OFFSET_SIGN_CONVENTION
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem+json body: every error answer of the project has this shape."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = Field(
+        default=None, description="For validation errors: each field path and the reason."
+    )

@@ -1,0 +1,72 @@
+"""What a model family implements to become a service: load its models, forecast a batch.
+
+Everything else (HTTP, validation, batching, quantile levels, health, metrics) is the kit's job, so
+a family adapter stays a thin layer over its library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from chronotick.contract import ModelInfo
+
+
+@dataclass(frozen=True)
+class ModelBatch:
+    """Inputs for one model call, already cleaned by the kit.
+
+    ``contexts`` are float64 arrays, oldest first, NaN where a sample is missing, truncated to the
+    model's ``max_context`` and shifted so that the last observed value is 0 (the kit adds it back):
+    models then see small numbers whatever the clock's absolute offset, which keeps float32
+    precision where it matters. Covariates are aligned with the contexts (past) and the horizon
+    (future); families that do not use covariates never receive any.
+    """
+
+    contexts: list[np.ndarray]
+    horizon: int
+    interval_s: list[float]
+    past_covariates: list[dict[str, np.ndarray]] = field(default_factory=list)
+    future_covariates: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+
+@dataclass(frozen=True)
+class BatchForecast:
+    """A model's answer for a batch, on its native quantile grid.
+
+    ``quantiles`` is (batch, levels, horizon), ``mean`` is (batch, horizon); ``levels`` are the
+    model's own quantile levels, increasing. The kit derives requested levels and the standard
+    deviation from these.
+    """
+
+    levels: np.ndarray
+    quantiles: np.ndarray
+    mean: np.ndarray
+
+
+class ForecastModel(Protocol):
+    """One loaded model. ``forecast`` runs on a worker thread, one call at a time."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def forecast(self, batch: ModelBatch) -> BatchForecast: ...
+
+
+class ModelFamily(Protocol):
+    """A family of models that share one environment (one container)."""
+
+    name: str
+
+    def load(self) -> dict[str, ForecastModel]:
+        """Load every model of the family; the first one is the default."""
+        ...
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries the models run on, for ``/info``."""
+        ...

@@ -1,0 +1,201 @@
+"""Turn validated requests into model batches, and model answers back into the contract.
+
+The checks here are the ones that depend on the model (context length, horizon, covariates) and
+on the data as a grid (timestamps on a regular cadence); the contract already checked the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chronotick.contract import MAX_POINTS_PER_SERIES, ModelInfo, PredictRequest, SeriesForecast, SeriesInput
+from chronotick.kit.adapter import BatchForecast, ModelBatch
+from chronotick.kit.quantiles import quantiles_at, std_from_quantiles
+from chronotick.problems import ProblemError, validation_problem
+
+# A sample may sit this far (in cadences) from its grid slot and still count as on the grid:
+# timestamps from real loggers jitter by a fraction of the poll interval.
+_GRID_TOLERANCE = 0.25
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request as the model sees it, plus what is needed to undo the anchoring."""
+
+    batch: ModelBatch
+    anchors_us: np.ndarray
+
+    @property
+    def grouping_key(self) -> tuple[object, ...]:
+        """Requests with equal keys can share one model call."""
+        past = tuple(sorted(self.batch.past_covariates[0])) if self.batch.past_covariates else ()
+        future = tuple(sorted(self.batch.future_covariates[0])) if self.batch.future_covariates else ()
+        return (self.batch.horizon, past, future)
+
+
+def _as_array(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float]:
+    """Slot index of each sample on the grid of the median spacing, and that spacing."""
+    times = np.asarray(timestamps_s, dtype=float)
+    if times.size < 2:
+        raise validation_problem([{"field": field, "reason": "need at least two timestamps to infer a cadence"}])
+    interval_s = float(np.median(np.diff(times)))
+    position = (times - times[0]) / interval_s
+    slots = np.rint(position).astype(np.int64)
+    off_grid = np.flatnonzero(np.abs(position - slots) > _GRID_TOLERANCE)
+    if off_grid.size:
+        raise validation_problem(
+            [{"field": f"{field}.{int(off_grid[0])}",
+              "reason": f"not on the regular cadence of {interval_s:g} s inferred from the median spacing"}]
+        )
+    if slots[-1] >= MAX_POINTS_PER_SERIES:
+        raise validation_problem(
+            [{"field": field,
+              "reason": f"spans {int(slots[-1]) + 1} cadences of {interval_s:g} s; at most {MAX_POINTS_PER_SERIES}"}]
+        )
+    duplicates = np.flatnonzero(np.diff(slots) == 0)
+    if duplicates.size:
+        raise validation_problem(
+            [{"field": f"{field}.{int(duplicates[0]) + 1}",
+              "reason": f"falls in the same {interval_s:g} s slot as the sample before it"}]
+        )
+    return slots, interval_s
+
+
+def _on_grid(values: np.ndarray, slots: np.ndarray | None) -> np.ndarray:
+    if slots is None:
+        return values
+    grid = np.full(int(slots[-1]) + 1, np.nan)
+    grid[slots] = values
+    return grid
+
+
+def _prepare_series(
+    series: SeriesInput, index: int, info: ModelInfo
+) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    field = f"series.{index}"
+    slots, interval_s = (None, float(series.interval_s or 0.0))
+    if series.timestamps_s is not None:
+        slots, interval_s = _grid_slots(series.timestamps_s, f"{field}.timestamps_s")
+    offsets = _on_grid(_as_array(series.offsets_us), slots)[-info.max_context :]
+    observed = np.flatnonzero(~np.isnan(offsets))
+    if observed.size < info.min_context:
+        raise validation_problem(
+            [{"field": f"{field}.offsets_us",
+              "reason": f"{observed.size} observed samples in the last {info.max_context}; "
+                        f"model {info.name!r} needs at least {info.min_context}"}]
+        )
+    anchor_us = float(offsets[observed[-1]])
+    past = {
+        name: _on_grid(_as_array(cov.past), slots)[-info.max_context :]
+        for name, cov in series.covariates.items()
+    }
+    future = {
+        name: np.asarray(cov.future, dtype=float)
+        for name, cov in series.covariates.items()
+        if cov.future is not None
+    }
+    return offsets - anchor_us, interval_s, past, future, anchor_us
+
+
+def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
+    if request.horizon > info.max_horizon:
+        raise validation_problem(
+            [{"field": "horizon",
+              "reason": f"{request.horizon} steps is beyond model {info.name!r}'s maximum of {info.max_horizon}"}]
+        )
+    for index, series in enumerate(request.series):
+        if not series.covariates:
+            continue
+        field = f"series.{index}.covariates"
+        has_future = any(c.future is not None for c in series.covariates.values())
+        if not info.past_covariates:
+            raise validation_problem(
+                [{"field": field, "reason": f"model {info.name!r} does not use covariates; send none "
+                                             "or choose a model that does (see GET /info)"}]
+            )
+        if has_future and not info.future_covariates:
+            raise validation_problem(
+                [{"field": field, "reason": f"model {info.name!r} does not use known future covariate values"}]
+            )
+    names = {tuple(sorted(s.covariates)) for s in request.series}
+    futures = {tuple(sorted(n for n, c in s.covariates.items() if c.future is not None)) for s in request.series}
+    if len(names) > 1 or len(futures) > 1:
+        raise validation_problem(
+            [{"field": "series", "reason": "every series of a request must carry the same covariates"}]
+        )
+
+
+def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest:
+    """Validate ``request`` against the model and build its batch (raises 422 problems)."""
+    _check_model_limits(request, info)
+    prepared = [_prepare_series(s, i, info) for i, s in enumerate(request.series)]
+    contexts, intervals, pasts, futures, anchors = zip(*prepared, strict=True)
+    batch = ModelBatch(
+        contexts=list(contexts),
+        horizon=request.horizon,
+        interval_s=list(intervals),
+        past_covariates=list(pasts) if any(pasts) else [],
+        future_covariates=list(futures) if any(futures) else [],
+    )
+    return PreparedRequest(batch=batch, anchors_us=np.asarray(anchors, dtype=float))
+
+
+def merge_batches(batches: list[ModelBatch]) -> ModelBatch:
+    """One model call for several requests with the same grouping key."""
+    if len(batches) == 1:
+        return batches[0]
+    return ModelBatch(
+        contexts=[c for b in batches for c in b.contexts],
+        horizon=batches[0].horizon,
+        interval_s=[i for b in batches for i in b.interval_s],
+        past_covariates=[p for b in batches for p in b.past_covariates],
+        future_covariates=[f for b in batches for f in b.future_covariates],
+    )
+
+
+def slice_forecast(forecast: BatchForecast, start: int, stop: int) -> BatchForecast:
+    return BatchForecast(
+        levels=forecast.levels,
+        quantiles=forecast.quantiles[start:stop],
+        mean=forecast.mean[start:stop],
+    )
+
+
+def check_forecast(forecast: BatchForecast, batch_size: int, horizon: int) -> None:
+    """A model answer with the wrong shape or non-finite values is a bug, never a forecast."""
+    expected = (batch_size, forecast.levels.size, horizon)
+    if forecast.quantiles.shape != expected or forecast.mean.shape != (batch_size, horizon):
+        raise RuntimeError(
+            f"model returned quantiles {forecast.quantiles.shape} and mean {forecast.mean.shape}, "
+            f"expected {expected} and {(batch_size, horizon)}"
+        )
+    if not (np.isfinite(forecast.quantiles).all() and np.isfinite(forecast.mean).all()):
+        raise RuntimeError("model returned non-finite values")
+
+
+def to_series_forecasts(
+    request: PredictRequest, prepared: PreparedRequest, forecast: BatchForecast
+) -> list[SeriesForecast]:
+    """Undo the anchoring and answer at the requested quantile levels."""
+    anchors = prepared.anchors_us[:, None]
+    std = std_from_quantiles(forecast.levels, forecast.quantiles)
+    quantiles = quantiles_at(
+        np.asarray(request.quantile_levels), forecast.levels, forecast.quantiles, std
+    ) + anchors[:, :, None]
+    mean = forecast.mean + anchors
+    return [
+        SeriesForecast(
+            id=series.id,
+            interval_s=prepared.batch.interval_s[i],
+            mean_us=mean[i].tolist(),
+            quantiles_us=quantiles[i].tolist(),
+            std_us=std[i].tolist(),
+        )
+        for i, series in enumerate(request.series)
+    ]
