@@ -12,7 +12,7 @@ measurement.
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -88,33 +88,19 @@ class SeriesInput(BaseModel):
         return self
 
 
-class PredictRequest(BaseModel):
-    """Forecast ``horizon`` steps ahead (at each series' own cadence) for up to 256 clocks."""
+class ForecastQuery(BaseModel):
+    """What to forecast: up to 256 clocks, ``horizon`` steps ahead at each series' own cadence."""
 
-    model_config = ConfigDict(
-        allow_inf_nan=False,
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "series": [{"offsets_us": [12.0, 12.4, None, 13.1, 13.3], "interval_s": 1.0}],
-                    "horizon": 10,
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     series: Annotated[list[SeriesInput], Field(min_length=1, max_length=MAX_SERIES_PER_REQUEST)]
     horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON_STEPS, description="Steps ahead.")]
     quantile_levels: Annotated[list[QuantileLevel], Field(min_length=1, max_length=99)] = Field(
         default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS)
     )
-    model: Annotated[str, Field(max_length=100)] | None = Field(
-        default=None, description="Model within the family; the family's default when omitted."
-    )
 
     @model_validator(mode="after")
-    def _check_request(self) -> Self:
+    def _check_query(self) -> Self:
         levels = self.quantile_levels
         if any(b <= a for a, b in zip(levels, levels[1:])):
             raise ValueError("quantile_levels must be strictly increasing")
@@ -128,6 +114,24 @@ class PredictRequest(BaseModel):
         return self
 
 
+_EXAMPLE_SERIES = {
+    "offsets_us": [3.1, 3.4, None, 4.0, 4.2, 4.5, 4.9, 5.0, 5.3, 5.6],
+    "interval_s": 1.0,
+}
+
+
+class PredictRequest(ForecastQuery):
+    """A family service's request: the query, and optionally which of its models answers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"series": [_EXAMPLE_SERIES], "horizon": 5}]}
+    )
+
+    model: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="Model within the family; the family's default when omitted."
+    )
+
+
 class SeriesForecast(BaseModel):
     """The forecast of one series, one value per step ahead.
 
@@ -135,6 +139,9 @@ class SeriesForecast(BaseModel):
     each symmetric pair of its native quantiles (q_a, q_1-a) it is (q_1-a - q_a) / (z_1-a - z_a),
     averaged over the pairs. It is the model's claim, not a calibrated error: the gateway calibrates.
     """
+
+    # A backend that answers NaN is a failed backend: refusing it here keeps it out of fusion.
+    model_config = ConfigDict(allow_inf_nan=False)
 
     id: str | None = None
     interval_s: float = Field(description="The cadence the steps are at.")
@@ -202,3 +209,69 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = Field(
         default=None, description="For validation errors: each field path and the reason."
     )
+
+
+# --- The gateway's contract: the same query, fused over backends -------------------------------
+
+
+class FusedPredictRequest(ForecastQuery):
+    """A gateway request: the query, which backends to fuse and how long the client waits."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"series": [_EXAMPLE_SERIES], "horizon": 5, "deadline_s": 1.0}]}
+    )
+
+    backends: Annotated[list[Annotated[str, Field(max_length=100)]], Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="Backends by member name (a model such as chronos-bolt, or a classical forecaster "
+        "such as kalman) or by service name (all of its models). Default: every ready one.",
+    )
+    deadline_s: Annotated[float, Field(gt=0.0, le=30.0)] | None = Field(
+        default=None, description="Answer within this many seconds (the gateway's default when omitted)."
+    )
+
+
+BackendStatus = Literal["ok", "failed", "timeout", "circuit_open", "not_ready", "skipped"]
+
+
+class BackendResult(BaseModel):
+    """What one fusion member contributed to a gateway answer."""
+
+    name: str = Field(description="The member: a model name, or a classical forecaster's name.")
+    service: str | None = Field(description="The family service it runs in; null for classical members.")
+    status: BackendStatus
+    reason: str | None = None
+    latency_ms: float | None = None
+    retries: int = 0
+    calibration_scale: list[float] | None = Field(
+        default=None, description="Per series: the variance scale its backtests gave (1 = its own spread was right)."
+    )
+    weights: list[list[float]] | None = Field(default=None, description="Per series, per step: its fusion weight.")
+    forecasts: list[SeriesForecast] | None = Field(
+        default=None, description="Its own forecast, with its calibrated standard deviation."
+    )
+
+
+class FusedPredictResponse(BaseModel):
+    horizon: int
+    quantile_levels: list[float]
+    sign_convention: str = OFFSET_SIGN_CONVENTION
+    forecasts: list[SeriesForecast] = Field(description="The fused forecast; std_us is calibrated.")
+    backends: list[BackendResult]
+    degraded: bool = Field(description="True when a backend that should have answered did not.")
+    reasons: list[str] = Field(default_factory=list)
+    elapsed_ms: float
+
+
+class ServiceStatus(BaseModel):
+    name: str
+    url: str
+    ready: bool
+    breaker: Literal["closed", "half_open", "open"]
+    last_error: str | None = None
+    info: ServiceInfo | None = None
+
+
+class FleetModels(BaseModel):
+    services: list[ServiceStatus]
+    classical: list[str]

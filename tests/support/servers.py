@@ -65,12 +65,19 @@ def serve_in_thread(app: FastAPI, *, ready: bool = True) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_in_process(asgi_app: str, env: dict[str, str] | None = None, log_path: Path | None = None) -> Iterator[str]:
-    """Start ``uvicorn <asgi_app>`` with this interpreter (this environment); yields its base URL."""
-    port = free_port()
+def serve_in_process(
+    asgi_app: str,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    python: str = sys.executable,
+    port: int | None = None,
+) -> Iterator[str]:
+    """Start ``uvicorn <asgi_app>`` with ``python`` (by default this environment's); yields its
+    base URL once it is ready."""
+    port = port or free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", asgi_app, "--host", "127.0.0.1", "--port", str(port)],
+        [python, "-m", "uvicorn", asgi_app, "--host", "127.0.0.1", "--port", str(port)],
         env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -88,3 +95,12 @@ def serve_in_process(asgi_app: str, env: dict[str, str] | None = None, log_path:
             process.wait()
         if log_path:
             log.close()
+
+
+def venv_python(environment: str) -> str:
+    """The interpreter of one of the project's environments (scripts/setup-env makes them)."""
+    venvs = Path(os.environ.get("CHRONOTICK_VENVS", Path(__file__).resolve().parents[2] / ".venvs"))
+    python = venvs / environment / "bin" / "python"
+    if not python.exists():
+        raise FileNotFoundError(f"{python} is missing: run scripts/setup-env {environment}")
+    return str(python)

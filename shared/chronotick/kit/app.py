@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chronotick.contract import (
@@ -129,7 +130,8 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
         loader.cancel()
         await batcher.stop()
 
-    app = FastAPI(
+    # Docs assets are served by the service itself: many hosts that run it have no internet.
+    app = FastAPIOffline(
         title=f"ChronoTick {family.name} service",
         summary="Clock-offset forecasts from one model family.",
         version="0.1.0",

@@ -10,15 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chronotick.contract import MAX_POINTS_PER_SERIES, ModelInfo, PredictRequest, SeriesForecast, SeriesInput
+from chronotick.contract import ModelInfo, PredictRequest, SeriesForecast, SeriesInput
+from chronotick.grid import regularize
 from chronotick.kit.adapter import BatchForecast, ModelBatch
 from chronotick.kit.quantiles import quantiles_at, std_from_quantiles
-from chronotick.problems import ProblemError, validation_problem
-
-# A sample may sit this far (in cadences) from its grid slot and still count as on the grid:
-# timestamps from real loggers jitter by a fraction of the poll interval.
-_GRID_TOLERANCE = 0.25
-
+from chronotick.problems import validation_problem
 
 @dataclass(frozen=True)
 class PreparedRequest:
@@ -35,54 +31,12 @@ class PreparedRequest:
         return (self.batch.horizon, past, future)
 
 
-def _as_array(values: list[float | None]) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=float)
-
-
-def _grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float]:
-    """Slot index of each sample on the grid of the median spacing, and that spacing."""
-    times = np.asarray(timestamps_s, dtype=float)
-    if times.size < 2:
-        raise validation_problem([{"field": field, "reason": "need at least two timestamps to infer a cadence"}])
-    interval_s = float(np.median(np.diff(times)))
-    position = (times - times[0]) / interval_s
-    slots = np.rint(position).astype(np.int64)
-    off_grid = np.flatnonzero(np.abs(position - slots) > _GRID_TOLERANCE)
-    if off_grid.size:
-        raise validation_problem(
-            [{"field": f"{field}.{int(off_grid[0])}",
-              "reason": f"not on the regular cadence of {interval_s:g} s inferred from the median spacing"}]
-        )
-    if slots[-1] >= MAX_POINTS_PER_SERIES:
-        raise validation_problem(
-            [{"field": field,
-              "reason": f"spans {int(slots[-1]) + 1} cadences of {interval_s:g} s; at most {MAX_POINTS_PER_SERIES}"}]
-        )
-    duplicates = np.flatnonzero(np.diff(slots) == 0)
-    if duplicates.size:
-        raise validation_problem(
-            [{"field": f"{field}.{int(duplicates[0]) + 1}",
-              "reason": f"falls in the same {interval_s:g} s slot as the sample before it"}]
-        )
-    return slots, interval_s
-
-
-def _on_grid(values: np.ndarray, slots: np.ndarray | None) -> np.ndarray:
-    if slots is None:
-        return values
-    grid = np.full(int(slots[-1]) + 1, np.nan)
-    grid[slots] = values
-    return grid
-
-
 def _prepare_series(
     series: SeriesInput, index: int, info: ModelInfo
 ) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float]:
     field = f"series.{index}"
-    slots, interval_s = (None, float(series.interval_s or 0.0))
-    if series.timestamps_s is not None:
-        slots, interval_s = _grid_slots(series.timestamps_s, f"{field}.timestamps_s")
-    offsets = _on_grid(_as_array(series.offsets_us), slots)[-info.max_context :]
+    grid = regularize(series, field)
+    offsets = grid.offsets_us[-info.max_context :]
     observed = np.flatnonzero(~np.isnan(offsets))
     if observed.size < info.min_context:
         raise validation_problem(
@@ -91,16 +45,8 @@ def _prepare_series(
                         f"model {info.name!r} needs at least {info.min_context}"}]
         )
     anchor_us = float(offsets[observed[-1]])
-    past = {
-        name: _on_grid(_as_array(cov.past), slots)[-info.max_context :]
-        for name, cov in series.covariates.items()
-    }
-    future = {
-        name: np.asarray(cov.future, dtype=float)
-        for name, cov in series.covariates.items()
-        if cov.future is not None
-    }
-    return offsets - anchor_us, interval_s, past, future, anchor_us
+    past = {name: values[-info.max_context :] for name, values in grid.past_covariates.items()}
+    return offsets - anchor_us, grid.interval_s, past, grid.future_covariates, anchor_us
 
 
 def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:

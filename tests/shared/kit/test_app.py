@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import LineFamily
+from support.line_family import LineFamily
 
 from chronotick.kit import ServiceSettings, create_app
 from support.servers import serve_in_thread, wait_until_ready
