@@ -9,8 +9,9 @@ PYTHON="${CHRONOTICK_PYTHON:-python3.11}"
 env_dir() {  # the folder whose requirements.{in,lock} define environment $1
   case "$1" in
     core) echo "$ROOT/shared" ;;
-    chronos) echo "$ROOT/services/$1" ;;
-    *) echo "unknown environment '$1' (known: core chronos)" >&2; return 2 ;;
+    chronos|ttm|toto|timemoe) echo "$ROOT/services/$1" ;;
+    gateway) echo "$ROOT/gateway" ;;
+    *) echo "unknown environment '$1' (known: $ALL_ENVS)" >&2; return 2 ;;
   esac
 }
 
@@ -21,4 +22,4 @@ env_packages() {  # editable project packages installed into environment $1
   esac
 }
 
-ALL_ENVS="core"
+ALL_ENVS="core chronos gateway"

@@ -166,3 +166,9 @@ def test_requests_with_different_horizons_are_never_merged() -> None:
     with serve_in_thread(app) as base_url:
         answers = asyncio.run(_post_concurrently(base_url, bodies))
     assert [len(a["forecasts"][0]["mean_us"]) for a in answers] == [7, 4, 7, 4, 7, 4]
+
+
+def test_docs_page_is_served_with_its_own_assets(served: str) -> None:
+    page = httpx.get(f"{served}/docs").text
+    assert "/static-offline-docs/swagger-ui-bundle.js" in page
+    assert httpx.get(f"{served}/static-offline-docs/swagger-ui.css").status_code == 200

@@ -1,0 +1,101 @@
+"""Latency of the fused /predict, what the gateway adds, and its deadline under a hanging backend.
+
+Starts the chronos service (its own environment), a backend that can be made to hang, and the
+gateway, each as its own process; one client sends one series at a time. Measures:
+
+* the fused /predict with every backend up (p50, p99);
+* the gateway's overhead: fused p50 minus the p50 of the slowest member called directly with
+  the very request the gateway sends it (the series and its backtest cuts);
+* with the extra backend hanging: p99 against the request's deadline.
+
+    .venvs/gateway/bin/python benchmarks/gateway_speed.py --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from record import HORIZON, clock_series, percentile_ms, provenance, write_section
+
+from chronotick.contract import FusedPredictRequest
+from chronotick.grid import regularize
+from chronotick_gateway.backtest import plan_series
+from chronotick_gateway.settings import GatewaySettings
+from support.servers import serve_in_process, venv_python
+
+TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
+CHRONOS_MODELS = ("chronos-bolt", "chronos-2", "timesfm-2.5")
+
+
+def timed_posts(url: str, bodies: list[dict[str, object]], headers: dict[str, str] | None = None) -> list[float]:
+    latencies = []
+    with httpx.Client(timeout=30.0) as client:
+        for body in bodies:
+            started = time.perf_counter()
+            client.post(url, json=body, headers=headers).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def member_request(body: dict[str, object], model: str) -> dict[str, object]:
+    """The request the gateway sends one member for ``body``: the series and its backtest cuts."""
+    query = FusedPredictRequest.model_validate(body)
+    plans = [plan_series(regularize(s, f"series.{i}"), query.horizon, GatewaySettings().backtest_origins, s.id)
+             for i, s in enumerate(query.series)]
+    series = [plan.series_input(origin, past_covariates=False, future_covariates=False).model_dump(exclude_none=True)
+              for plan in plans for origin in (None, *plan.origins)]
+    return {"series": series, "horizon": query.horizon, "quantile_levels": [0.5], "model": model}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--deadline-s", type=float, default=1.0)
+    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    args = parser.parse_args()
+
+    bodies = [{"series": [clock_series(seed)], "horizon": HORIZON} for seed in range(args.requests)]
+    warm = bodies[:10]
+    with (
+        serve_in_process("chronotick_chronos.main:app", python=venv_python("chronos")) as chronos,
+        serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)}) as flaky,
+    ):
+        services = f'{{"chronos": "{chronos}", "flaky": "{flaky}"}}'
+        with serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services}) as gateway:
+            timed_posts(f"{gateway}/predict", warm)
+            fused = timed_posts(f"{gateway}/predict", bodies)
+            direct = {}
+            for model in CHRONOS_MODELS:
+                requests = [member_request(b, model) for b in bodies]
+                timed_posts(f"{chronos}/predict", requests[:10])
+                direct[model] = timed_posts(f"{chronos}/predict", requests)
+            httpx.post(f"{flaky}/control", json={"mode": "hang"}).raise_for_status()
+            hanging_bodies = [{**b, "deadline_s": args.deadline_s} for b in bodies[: max(50, args.requests // 4)]]
+            hanging = timed_posts(f"{gateway}/predict", hanging_bodies)
+
+    slowest = max(direct, key=lambda m: np.median(direct[m]))
+    overhead_ms = percentile_ms(fused, 50) - percentile_ms(direct[slowest], 50)
+    lines = [
+        "| measurement | p50 ms | p99 ms |",
+        "|---|---|---|",
+        f"| fused /predict, every backend up (chronos x3 + line x2 + classical x3) | "
+        f"{percentile_ms(fused, 50):.1f} | {percentile_ms(fused, 99):.1f} |",
+        *[f"| {m} called directly with the gateway's member request | {percentile_ms(d, 50):.1f} | "
+          f"{percentile_ms(d, 99):.1f} |" for m, d in direct.items()],
+        f"| gateway overhead over the slowest member ({slowest}) | {overhead_ms:.1f} | |",
+        f"| fused /predict with one backend hanging, deadline {args.deadline_s:g} s | "
+        f"{percentile_ms(hanging, 50):.1f} | {percentile_ms(hanging, 99):.1f} |",
+    ]
+    text = f"{provenance('gateway_speed.py', sys.argv[1:])}; one client, one series per request.\n\n" + "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, "gateway_speed", f"### Gateway speed\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""What every benchmark shares: the workload, and recording figures with their provenance."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from chronotick.synthetic import generate_clock  # noqa: E402
+
+CONTEXT, HORIZON = 512, 60
+
+
+def clock_series(seed: int, length: int = CONTEXT) -> dict[str, object]:
+    """One synthetic clock's history in the contract's form."""
+    offsets = generate_clock("mixed", length, seed=seed).observed_offset_us
+    return {"offsets_us": [None if np.isnan(v) else float(v) for v in offsets], "interval_s": 1.0}
+
+
+def percentile_ms(latencies_s: list[float], q: float) -> float:
+    return float(np.percentile(latencies_s, q)) * 1000.0
+
+
+def provenance(script: str, argv: list[str]) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return (
+        f"Command: `python benchmarks/{script} {' '.join(argv)}`  \n"
+        f"Commit: `{commit}{' (with uncommitted changes)' if dirty else ''}`, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}  \n"
+        f"Machine: {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}; context {CONTEXT}, horizon {HORIZON}."
+    )
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace (or append) the section ``name`` of a Markdown file, leaving the rest alone."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in current:
+        head, rest = current.split(begin, 1)
+        current = head + block + rest.split(end, 1)[1]
+    else:
+        current = current.rstrip() + "\n\n" + block + "\n"
+    path.write_text(current)

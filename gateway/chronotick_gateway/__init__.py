@@ -1,0 +1,1 @@
+"""The ChronoTick gateway: fan-out, calibrated fusion, retries, breaker, classical fallback."""

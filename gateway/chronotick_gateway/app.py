@@ -1,0 +1,234 @@
+"""The gateway app: fan a query out to the fleet, fuse what comes back within the deadline.
+
+Data flows one way: client -> gateway -> family services (and the in-process classical
+forecasters) -> fusion -> client. The classical members always answer, so the gateway answers
+even with every model backend down (marked degraded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import numpy as np
+from fastapi import Depends, FastAPI, Response, Security
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from chronotick.baselines import CLASSICAL_FORECASTERS
+from chronotick.contract import (
+    BackendResult,
+    FleetModels,
+    FusedPredictRequest,
+    FusedPredictResponse,
+    ModelInfo,
+    Problem,
+    SeriesForecast,
+)
+from chronotick.grid import regularize
+from chronotick.limits import BodySizeLimit
+from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
+from chronotick_gateway.backtest import SeriesPlan, plan_series
+from chronotick_gateway.fleet import Fleet, Service
+from chronotick_gateway.fusion import fuse, normal_quantiles, standardized_errors, variance_scale
+from chronotick_gateway.members import MemberResult, classical_member, remote_member
+from chronotick_gateway.metrics import GatewayMetrics
+from chronotick_gateway.settings import GatewaySettings
+
+_PROBLEMS: dict[int | str, dict[str, object]] = {
+    status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for status, description in {
+        401: "Missing or wrong API key.",
+        413: "Request body too large.",
+        422: "Invalid request: each field and the reason.",
+    }.items()
+}
+_CLASSICAL = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
+
+
+def _select(fleet: Fleet, wanted: list[str] | None) -> tuple[list[tuple[Service, ModelInfo]], list[str], list[BackendResult]]:
+    """The remote members and classical members to ask, and results for those that cannot answer."""
+    remote: list[tuple[Service, ModelInfo]] = []
+    absent: list[BackendResult] = []
+    known = set(_CLASSICAL) | set(fleet.services)
+    for service in fleet.services.values():
+        known |= {m.name for m in service.info.models} if service.info else set()
+    if wanted is not None:
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise validation_problem([{"field": "backends", "reason": f"unknown backends {unknown}; "
+                                                                      f"known: {sorted(known)}"}])
+    for service in fleet.services.values():
+        models = service.info.models if service.info else []
+        chosen = [m for m in models if wanted is None or service.name in wanted or m.name in wanted]
+        if wanted is not None and not chosen and service.name not in wanted:
+            continue
+        if not service.ready or not service.breaker.allows_requests:
+            status = "not_ready" if not service.ready else "circuit_open"
+            reason = service.last_error if not service.ready else "circuit breaker open after repeated failures"
+            names = [m.name for m in chosen] or [service.name]
+            absent += [BackendResult(name=n, service=service.name, status=status, reason=reason) for n in names]
+            continue
+        remote += [(service, model) for model in chosen]
+    classical = [name for name in _CLASSICAL if wanted is None or name in wanted]
+    return remote, classical, absent
+
+
+def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list[np.ndarray] | None,
+                    member_std: list[np.ndarray] | None) -> BackendResult:
+    forecasts = scales = None
+    if result.forecasts is not None:
+        scales = [variance_scale(standardized_errors(f)) for f in result.forecasts]
+        forecasts = [
+            SeriesForecast(
+                id=plan.id, interval_s=plan.grid.interval_s, mean_us=f.mean_us.tolist(), quantiles_us=[],
+                std_us=(member_std[i] if member_std is not None else f.std_us).tolist(),
+            )
+            for i, (plan, f) in enumerate(zip(plans, result.forecasts, strict=True))
+        ]
+    return BackendResult(
+        name=result.name, service=result.service, status=result.status, reason=result.reason,
+        latency_ms=None if result.latency_s is None else result.latency_s * 1000.0, retries=result.retries,
+        calibration_scale=scales, weights=None if weights is None else [w.tolist() for w in weights],
+        forecasts=forecasts,
+    )
+
+
+async def _gather_members(
+    fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
+    horizon: int, deadline: float,
+) -> list[MemberResult]:
+    loop = asyncio.get_running_loop()
+    tasks = {
+        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline)): (model.name, service.name)
+        for service, model in remote
+    }
+    # Classical members are CPU work: a worker thread keeps the event loop free for the fan-out.
+    tasks |= {
+        asyncio.create_task(asyncio.to_thread(classical_member, _CLASSICAL[name], plans, horizon)): (name, None)
+        for name in classical
+    }
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+    for task in pending:
+        task.cancel()
+    results = [task.result() for task in done]
+    for task in pending:
+        name, service = tasks[task]
+        results.append(MemberResult(name, service, "timeout", "no answer within the deadline"))
+    order = list(tasks.values())
+    return sorted(results, key=lambda r: order.index((r.name, r.service)))
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
+    state: dict[str, Fleet] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(limits=limits) as http:
+            fleet = Fleet(settings, http, metrics)
+            state["fleet"] = fleet
+            await fleet.poll_once()
+            poller = asyncio.create_task(fleet.poll_forever(), name="health-poller")
+            yield
+            poller.cancel()
+
+    app = FastAPIOffline(
+        title="ChronoTick gateway",
+        summary="Fused clock-offset forecasts from the whole fleet, with calibrated bounds.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app, on_error=lambda status: metrics.errors.labels(status=str(status)).inc())
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["content-type", "x-api-key"])
+
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when the gateway has a key.")
+
+    def require_api_key(given: str | None = Security(api_key_header)) -> None:
+        expected = settings.api_key
+        if expected is not None and not secrets.compare_digest(given or "", expected.get_secret_value()):
+            raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key header",
+                               headers={"WWW-Authenticate": "APIKey"})
+
+    def fleet() -> Fleet:
+        return state["fleet"]
+
+    @app.post("/predict", response_model=FusedPredictResponse, responses=_PROBLEMS,
+              dependencies=[Depends(require_api_key)])
+    async def predict(query: FusedPredictRequest) -> FusedPredictResponse:
+        """Forecast every series with every ready backend and fuse them by calibrated inverse variance."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
+        plans = [
+            plan_series(regularize(series, f"series.{i}"), query.horizon, settings.backtest_origins, series.id)
+            for i, series in enumerate(query.series)
+        ]
+        remote, classical, absent = _select(fleet(), query.backends)
+        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline)
+        answered = [r for r in results if r.ok]
+        if not answered:
+            reasons = [f"{r.name}: {r.status}: {r.reason}" for r in results] + [
+                f"{b.name}: {b.status}: {b.reason}" for b in absent
+            ]
+            raise ProblemError(503, "No backend answered", "; ".join(reasons) or "no backend was selected",
+                               headers={"Retry-After": "1"})
+        fused_series, weights, member_std = [], {r.name: [] for r in answered}, {r.name: [] for r in answered}
+        for index, plan in enumerate(plans):
+            fused = fuse([r.forecasts[index] for r in answered], weight_floor=settings.weight_floor)
+            for row, result in enumerate(answered):
+                weights[result.name].append(fused.weights[row])
+                member_std[result.name].append(fused.member_std_us[row])
+            fused_series.append(SeriesForecast(
+                id=plan.id, interval_s=plan.grid.interval_s, mean_us=fused.mean_us.tolist(),
+                quantiles_us=normal_quantiles(fused.mean_us, fused.std_us, query.quantile_levels).tolist(),
+                std_us=fused.std_us.tolist(),
+            ))
+        backends = absent + [
+            _backend_result(r, plans, weights.get(r.name), member_std.get(r.name)) for r in results
+        ]
+        failures = [b for b in backends if b.status not in ("ok", "skipped")]
+        metrics.fused.labels(degraded=str(bool(failures)).lower()).inc()
+        metrics.request_seconds.observe(loop.time() - started)
+        return FusedPredictResponse(
+            horizon=query.horizon,
+            quantile_levels=query.quantile_levels,
+            forecasts=fused_series,
+            backends=backends,
+            degraded=bool(failures),
+            reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],
+            elapsed_ms=(loop.time() - started) * 1000.0,
+        )
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, object]:
+        """The gateway can always answer (its classical members need no backend)."""
+        services = fleet().services.values()
+        return {"status": "ready", "services_ready": [s.name for s in services if s.ready]}
+
+    @app.get("/models", response_model=FleetModels)
+    async def models() -> FleetModels:
+        """Backends, their models and versions, and breaker state."""
+        return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL))
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,75 @@
+"""Rolling-origin backtests on the tail of each request's own context (no stored state).
+
+Every member forecasts the real origin and the backtest origins of ``chronotick.backtest`` in the
+same call; the errors at the backtest origins calibrate the member's spread (see ``fusion``).
+
+Known future covariates of a backtest are the covariates' own past values after its origin:
+in hindsight they are known, exactly as the client's future values are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from chronotick.backtest import backtest_origins, truth_after
+from chronotick.contract import Covariate, SeriesInput
+from chronotick.grid import GridSeries
+
+
+def _optional(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """One client series on its grid and the backtest origins cut from it."""
+
+    grid: GridSeries
+    origins: tuple[int, ...]
+    horizon: int
+    id: str | None = None
+
+    def truth(self) -> np.ndarray:
+        """(J, H) observed values after each origin, NaN where missing."""
+        return truth_after(self.grid.offsets_us, self.origins, self.horizon)
+
+    def context(self, origin: int | None) -> np.ndarray:
+        return self.grid.offsets_us if origin is None else self.grid.offsets_us[:origin]
+
+    def series_input(
+        self, origin: int | None, *, past_covariates: bool, future_covariates: bool
+    ) -> SeriesInput:
+        """The real series (``origin=None``) or its backtest cut, in the contract's form, with
+        the covariates the receiving model can use."""
+        end = len(self.grid.offsets_us) if origin is None else origin
+        covariates: dict[str, Covariate] = {}
+        if past_covariates:
+            for name, past in self.grid.past_covariates.items():
+                future = None
+                if future_covariates and name in self.grid.future_covariates:
+                    future = (
+                        self.grid.future_covariates[name].tolist()
+                        if origin is None
+                        else _forward_filled(past[: origin + self.horizon])[origin:].tolist()
+                    )
+                covariates[name] = Covariate(past=_optional(past[:end]), future=future)
+        return SeriesInput.model_construct(
+            id=self.id,
+            offsets_us=_optional(self.grid.offsets_us[:end]),
+            interval_s=self.grid.interval_s,
+            timestamps_s=None,
+            covariates=covariates,
+        )
+
+
+def _forward_filled(values: np.ndarray) -> np.ndarray:
+    """Missing values take the last known one (0 before any): a future covariate has no gaps."""
+    known = np.where(np.isnan(values), 0, np.arange(values.size))
+    filled = values[np.maximum.accumulate(known)]
+    return np.nan_to_num(filled, nan=0.0)
+
+
+def plan_series(grid: GridSeries, horizon: int, count: int, series_id: str | None) -> SeriesPlan:
+    return SeriesPlan(grid, backtest_origins(grid.offsets_us, horizon, count), horizon, series_id)

@@ -1,0 +1,5 @@
+"""ASGI entry point: ``uvicorn chronotick_gateway.main:app``."""
+
+from chronotick_gateway.app import create_app
+
+app = create_app()

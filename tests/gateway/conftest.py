@@ -1,0 +1,31 @@
+"""Live processes for the gateway tests: the real chronos service and a backend that misbehaves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.servers import serve_in_process, venv_python
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def chronos_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("chronos") / "service.log"
+    with serve_in_process("chronotick_chronos.main:app", python=venv_python("chronos"), log_path=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def flaky_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("flaky") / "service.log"
+    with serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)}, log_path=log) as url:
+        yield url
+
+
+def set_mode(flaky_url: str, mode: str) -> None:
+    httpx.post(f"{flaky_url}/control", json={"mode": mode}).raise_for_status()

@@ -1,0 +1,48 @@
+"""Rolling-origin backtest plans on the tail of a request's context."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chronotick.grid import GridSeries
+from chronotick.backtest import MIN_BACKTEST_OBSERVATIONS, backtest_origins
+from chronotick_gateway.backtest import plan_series
+
+
+def grid(values: np.ndarray, past: dict[str, np.ndarray] | None = None,
+         future: dict[str, np.ndarray] | None = None) -> GridSeries:
+    return GridSeries(offsets_us=values, interval_s=1.0, past_covariates=past or {}, future_covariates=future or {})
+
+
+def test_origins_leave_a_full_horizon_of_truth_after_each() -> None:
+    origins = backtest_origins(np.zeros(200), horizon=20, count=4)
+    assert origins == (180, 170, 160, 150)
+
+
+def test_origins_with_too_little_history_are_dropped() -> None:
+    origins = backtest_origins(np.zeros(100), horizon=60, count=6)
+    assert all(o >= MIN_BACKTEST_OBSERVATIONS for o in origins) and origins == (40,)
+
+
+def test_truth_is_the_observed_values_after_each_origin() -> None:
+    values = np.arange(100, dtype=float)
+    plan = plan_series(grid(values), horizon=3, count=2, series_id="a")
+    np.testing.assert_array_equal(plan.truth(), [[97, 98, 99], [95, 96, 97]])
+
+
+def test_a_backtest_gets_its_future_covariates_from_hindsight_with_gaps_filled() -> None:
+    values = np.arange(60, dtype=float)
+    load = np.arange(60, dtype=float)
+    load[53] = np.nan
+    plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=3, series_id=None)
+    cut = plan.series_input(plan.origins[2], past_covariates=True, future_covariates=True)
+    assert plan.origins == (56, 54, 52) and len(cut.offsets_us) == 52
+    assert cut.covariates["load"].future == [52.0, 52.0, 54.0, 55.0]
+    real = plan.series_input(None, past_covariates=True, future_covariates=True)
+    assert real.covariates["load"].future == [7.0] * 4
+
+
+def test_models_without_covariates_get_none() -> None:
+    values = np.arange(60, dtype=float)
+    plan = plan_series(grid(values, {"load": values}), horizon=4, count=1, series_id=None)
+    assert plan.series_input(None, past_covariates=False, future_covariates=False).covariates == {}

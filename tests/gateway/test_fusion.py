@@ -1,0 +1,109 @@
+"""Fusion math: calibrated inverse-variance weights, correlation-aware fused spread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chronotick_gateway.fusion import (
+    MemberForecast,
+    fuse,
+    inverse_variance_weights,
+    normal_quantiles,
+    variance_scale,
+)
+
+H = 5
+
+
+def member(mean: float, std: float, errors: np.ndarray | None = None) -> MemberForecast:
+    errors = np.empty((0, H)) if errors is None else errors
+    return MemberForecast(
+        mean_us=np.full(H, mean), std_us=np.full(H, std),
+        backtest_errors_us=errors, backtest_std_us=np.full(errors.shape, std),
+    )
+
+
+positive = st.floats(0.01, 1e4, allow_nan=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), positive), min_size=1, max_size=6))
+def test_weights_sum_to_one_and_the_mean_stays_within_the_members(pairs: list[tuple[float, float]]) -> None:
+    fused = fuse([member(m, s) for m, s in pairs])
+    np.testing.assert_allclose(fused.weights.sum(axis=0), 1.0)
+    means = [m for m, _ in pairs]
+    assert np.all(fused.mean_us >= min(means) - 1e-6 * (1 + abs(min(means))))
+    assert np.all(fused.mean_us <= max(means) + 1e-6 * (1 + abs(max(means))))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-1e6, 1e6), positive, st.lists(st.floats(-50, 50), min_size=H * 3, max_size=H * 3))
+def test_one_member_gives_its_own_forecast_with_its_calibrated_spread(mean: float, std: float, raw: list[float]) -> None:
+    errors = np.array(raw).reshape(3, H)
+    fused = fuse([member(mean, std, errors)])
+    np.testing.assert_allclose(fused.mean_us, mean)
+    expected = std * np.sqrt(variance_scale(errors / std))
+    np.testing.assert_allclose(fused.std_us, expected, rtol=1e-9)
+
+
+def test_a_member_with_infinite_variance_has_no_weight() -> None:
+    fused = fuse([member(1.0, 1.0), member(100.0, np.inf)])
+    np.testing.assert_array_equal(fused.weights[1], 0.0)
+    np.testing.assert_allclose(fused.mean_us, 1.0)
+    assert np.all(np.isfinite(fused.std_us))
+
+
+def test_missing_members_drop_out_and_the_rest_renormalise() -> None:
+    three = fuse([member(0.0, 1.0), member(3.0, 1.0), member(9.0, 1.0)])
+    two = fuse([member(0.0, 1.0), member(3.0, 1.0)])
+    np.testing.assert_allclose(three.mean_us, 4.0)
+    np.testing.assert_allclose(two.mean_us, 1.5)
+
+
+def test_the_more_precise_member_weighs_more() -> None:
+    fused = fuse([member(0.0, 1.0), member(10.0, 3.0)])
+    np.testing.assert_allclose(fused.weights[:, 0], [0.9, 0.1])
+    np.testing.assert_allclose(fused.mean_us, 1.0)
+
+
+def test_calibration_widens_a_member_whose_backtests_missed_by_more_than_it_claimed() -> None:
+    errors = np.full((6, H), 4.0)  # four sigmas every time
+    fused = fuse([member(0.0, 1.0, errors)])
+    assert np.all(fused.std_us > 3.0)
+
+
+def test_identical_correlated_members_do_not_shrink_the_bound() -> None:
+    rng = np.random.default_rng(1)
+    errors = rng.normal(0, 1, (6, H))
+    alone = fuse([member(0.0, 1.0, errors)])
+    twins = fuse([member(0.0, 1.0, errors), member(0.0, 1.0, errors)])
+    np.testing.assert_allclose(twins.std_us, alone.std_us)
+
+
+def test_independent_members_do_shrink_the_bound() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0, 1, (32, H)), rng.normal(0, 1, (32, H))
+    alone = fuse([member(0.0, 1.0, a)])
+    pair = fuse([member(0.0, 1.0, a), member(0.0, 1.0, b)])
+    assert np.all(pair.std_us < 0.85 * alone.std_us)
+
+
+def test_no_usable_member_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        inverse_variance_weights(np.full((2, H), np.inf))
+
+
+def test_weight_floor_keeps_every_finite_member_in_the_blend() -> None:
+    weights = inverse_variance_weights(np.array([[1.0], [1e6]]), floor=0.05)
+    assert weights[1, 0] >= 0.05 / 1.05 - 1e-12
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+
+
+def test_normal_quantiles_are_centred_and_ordered() -> None:
+    q = normal_quantiles(np.zeros(H), np.ones(H), [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(q[1], 0.0)
+    np.testing.assert_allclose(q[2], 1.2815515655446004)
+    assert np.all(np.diff(q, axis=0) > 0)

@@ -1,0 +1,61 @@
+"""A real family service whose behaviour a test switches at run time, to make the gateway suffer.
+
+``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
+ok, fail (503), reject (422), hang (never answers), garbage (not JSON), nan (NaN in the forecast),
+down (``/health/ready`` and ``/predict`` both 503). ``GET /control`` says how many predict calls came.
+Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from chronotick.kit import create_app
+from support.line_family import LineFamily
+
+MODES = ("ok", "fail", "reject", "hang", "garbage", "nan", "down")
+_state: dict[str, object] = {"mode": "ok", "predict_calls": 0}
+
+app = create_app(LineFamily())
+
+
+@app.middleware("http")
+async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def]
+    mode = _state["mode"]
+    path = request.url.path
+    if path == "/health/ready" and mode == "down":
+        return JSONResponse({"detail": "down"}, status_code=503)
+    if path != "/predict":
+        return await call_next(request)
+    _state["predict_calls"] = int(_state["predict_calls"]) + 1  # type: ignore[call-overload]
+    if mode in ("fail", "down"):
+        return JSONResponse({"detail": "backend unavailable"}, status_code=503)
+    if mode == "reject":
+        return JSONResponse({"detail": "refused"}, status_code=422)
+    if mode == "hang":
+        await asyncio.sleep(3600)
+    if mode == "garbage":
+        return Response(b'{"forecasts": [', media_type="application/json")
+    response = await call_next(request)
+    if mode == "nan":
+        body = b"".join([chunk async for chunk in response.body_iterator])
+        poisoned = re.sub(rb'"mean_us":\[[-0-9.eE+]+', b'"mean_us":[NaN', body, count=1)
+        return Response(poisoned, media_type="application/json")
+    return response
+
+
+@app.post("/control")
+async def control(change: dict[str, str]) -> dict[str, object]:
+    if change.get("mode") not in MODES:
+        return JSONResponse({"detail": f"mode must be one of {MODES}"}, status_code=422)  # type: ignore[return-value]
+    _state["mode"] = change["mode"]
+    return dict(_state)
+
+
+@app.get("/control")
+async def control_state() -> dict[str, object]:
+    return dict(_state)
