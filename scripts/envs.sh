@@ -22,4 +22,4 @@ env_packages() {  # editable project packages installed into environment $1
   esac
 }
 
-ALL_ENVS="core chronos gateway"
+ALL_ENVS="core chronos ttm toto timemoe gateway"

@@ -29,13 +29,14 @@ from chronotick.contract import (
     ModelInfo,
     Problem,
     SeriesForecast,
+    SeriesInput,
 )
 from chronotick.grid import regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick_gateway.backtest import SeriesPlan, plan_series
 from chronotick_gateway.fleet import Fleet, Service
-from chronotick_gateway.fusion import fuse, normal_quantiles, standardized_errors, variance_scale
+from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import MemberResult, classical_member, remote_member
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import GatewaySettings
@@ -49,6 +50,8 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
     }.items()
 }
 _CLASSICAL = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
+# Fewer observations than this leave every member, classical ones included, without a spread.
+MIN_OBSERVED_SAMPLES = 8
 
 
 def _select(fleet: Fleet, wanted: list[str] | None) -> tuple[list[tuple[Service, ModelInfo]], list[str], list[BackendResult]]:
@@ -81,22 +84,34 @@ def _select(fleet: Fleet, wanted: list[str] | None) -> tuple[list[tuple[Service,
 
 def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list[np.ndarray] | None,
                     member_std: list[np.ndarray] | None) -> BackendResult:
-    forecasts = scales = None
+    forecasts: list[SeriesForecast | None] | None = None
+    scales = None
     if result.forecasts is not None:
         scales = [variance_scale(standardized_errors(f)) for f in result.forecasts]
-        forecasts = [
-            SeriesForecast(
-                id=plan.id, interval_s=plan.grid.interval_s, mean_us=f.mean_us.tolist(), quantiles_us=[],
-                std_us=(member_std[i] if member_std is not None else f.std_us).tolist(),
+        forecasts = []
+        for i, (plan, forecast) in enumerate(zip(plans, result.forecasts, strict=True)):
+            std = member_std[i] if member_std is not None else forecast.std_us
+            # A member with no usable spread for a series (too few observations) had no weight in it.
+            forecasts.append(
+                SeriesForecast(id=plan.id, interval_s=plan.grid.interval_s, mean_us=forecast.mean_us.tolist(),
+                               quantiles_us=[], std_us=std.tolist())
+                if np.all(np.isfinite(std)) and np.all(np.isfinite(forecast.mean_us)) else None
             )
-            for i, (plan, f) in enumerate(zip(plans, result.forecasts, strict=True))
-        ]
     return BackendResult(
         name=result.name, service=result.service, status=result.status, reason=result.reason,
         latency_ms=None if result.latency_s is None else result.latency_s * 1000.0, retries=result.retries,
         calibration_scale=scales, weights=None if weights is None else [w.tolist() for w in weights],
         forecasts=forecasts,
     )
+
+
+def _plan(series: SeriesInput, index: int, horizon: int, origins: int) -> SeriesPlan:
+    grid = regularize(series, f"series.{index}")
+    observed = int(np.count_nonzero(~np.isnan(grid.offsets_us)))
+    if observed < MIN_OBSERVED_SAMPLES:
+        raise validation_problem([{"field": f"series.{index}.offsets_us",
+                                   "reason": f"{observed} observed samples; at least {MIN_OBSERVED_SAMPLES} are needed"}])
+    return plan_series(grid, horizon, origins, series.id)
 
 
 async def _gather_members(
@@ -172,10 +187,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
-        plans = [
-            plan_series(regularize(series, f"series.{i}"), query.horizon, settings.backtest_origins, series.id)
-            for i, series in enumerate(query.series)
-        ]
+        plans = [_plan(series, i, query.horizon, settings.backtest_origins) for i, series in enumerate(query.series)]
         remote, classical, absent = _select(fleet(), query.backends)
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline)
         answered = [r for r in results if r.ok]
@@ -185,15 +197,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ]
             raise ProblemError(503, "No backend answered", "; ".join(reasons) or "no backend was selected",
                                headers={"Retry-After": "1"})
-        fused_series, weights, member_std = [], {r.name: [] for r in answered}, {r.name: [] for r in answered}
+        fused_series, dofs = [], []
+        weights, member_std = {r.name: [] for r in answered}, {r.name: [] for r in answered}
         for index, plan in enumerate(plans):
             fused = fuse([r.forecasts[index] for r in answered], weight_floor=settings.weight_floor)
+            dofs.append(fused.degrees_of_freedom)
             for row, result in enumerate(answered):
                 weights[result.name].append(fused.weights[row])
                 member_std[result.name].append(fused.member_std_us[row])
             fused_series.append(SeriesForecast(
                 id=plan.id, interval_s=plan.grid.interval_s, mean_us=fused.mean_us.tolist(),
-                quantiles_us=normal_quantiles(fused.mean_us, fused.std_us, query.quantile_levels).tolist(),
+                quantiles_us=predictive_quantiles(
+                    fused.mean_us, fused.std_us, query.quantile_levels, fused.degrees_of_freedom
+                ).tolist(),
                 std_us=fused.std_us.tolist(),
             ))
         backends = absent + [
@@ -206,6 +222,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             horizon=query.horizon,
             quantile_levels=query.quantile_levels,
             forecasts=fused_series,
+            degrees_of_freedom=dofs,
             backends=backends,
             degraded=bool(failures),
             reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],

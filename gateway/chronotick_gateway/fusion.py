@@ -5,11 +5,15 @@ mu_m(h) and its own standard deviation s_m(h) for every step h, and the same for
 origins on the tail of the request's own context, where the truth is known.
 
 1. **Calibration.** A member's own spread is rarely right (the upstream system's raw bounds covered
-   0-0.23 % of truths), but its *shape* over the horizon usually is. So each member gets one
-   variance scale k_m from its standardised backtest errors z = e / s:
-       k_m = (sum z^2 + n0) / (n + n0)
-   a mean of z^2 shrunk towards 1 by n0 pseudo-observations (few origins must not give a member
-   a tiny variance by luck). Calibrated variance: v_m(h) = k_m s_m(h)^2.
+   0-0.23 % of truths). Its standardised backtest errors z = e / s say by how much. Errors at the
+   steps of one origin are strongly correlated (they share a path), so the evidence is counted
+   per origin, not per (origin, step): m_j = mean over h of z_jh^2, and a pooled scale
+       k = (sum_j m_j + n0) / (J + n0)
+   shrinks towards 1 (the member's own claim) with n0 pseudo-origins. Each step then gets its own
+   scale, shrunk towards the pooled one, because models misjudge how error grows with the horizon:
+       k(h) = (sum_j z_jh^2 + n0 k) / (J_h + n0)
+   Calibrated std: sqrt(k(h)) s(h), made non-decreasing over the horizon (an error cannot shrink
+   by looking further ahead).
 2. **Weights.** w_m(h) = (1 / v_m(h)) / sum_k (1 / v_k(h)); a member with infinite or undefined
    variance gets weight 0. An optional floor keeps every finite member in the blend.
 3. **Correlation.** Members' errors are strongly correlated (they all miss the same measurement
@@ -17,17 +21,20 @@ origins on the tail of the request's own context, where the truth is known.
    fused variance is w^T C w with C_mk = r_mk sqrt(v_m v_k), where r is the correlation of the
    members' standardised backtest errors (a Gram matrix, so C is positive semi-definite); where
    there are no backtests r is taken as 1, the most cautious choice.
-4. **Quantiles** of the fused forecast are normal: mu + z_q sqrt(v_f).
+4. **Quantiles.** The variance is estimated from few origins, so the predictive distribution is
+   Student-t rather than normal: mu + t_q(nu) sqrt(v_f) with nu = J + n0 degrees of freedom, the
+   evidence behind the scale (the fewest of any member). With no backtests (a short context) nu is
+   n0 and the bounds are wide, as they should be.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import t as student_t
 
-PRIOR_PSEUDO_OBSERVATIONS = 8.0
+PRIOR_PSEUDO_ORIGINS = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,9 @@ class MemberForecast:
 class FusedForecast:
     mean_us: np.ndarray  # (H,)
     std_us: np.ndarray  # (H,)
+    degrees_of_freedom: float
     weights: np.ndarray  # (M, H), columns sum to 1
-    member_std_us: np.ndarray  # (M, H), calibrated
+    member_std_us: np.ndarray  # (M, H), calibrated; inf where a member has no usable spread
 
 
 def standardized_errors(member: MemberForecast) -> np.ndarray:
@@ -60,10 +68,32 @@ def standardized_errors(member: MemberForecast) -> np.ndarray:
     return np.where(np.isfinite(z), z, np.nan)
 
 
-def variance_scale(z: np.ndarray, prior: float = PRIOR_PSEUDO_OBSERVATIONS) -> float:
-    """k = (sum z^2 + prior) / (n + prior): 1 with no evidence, the mean of z^2 with a lot."""
-    known = z[np.isfinite(z)]
-    return float((np.sum(known**2) + prior) / (known.size + prior))
+def variance_scale(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> float:
+    """Pooled scale k = (sum_j mean_h z_jh^2 + prior) / (J + prior): 1 with no evidence."""
+    per_origin = [row[np.isfinite(row)] for row in z]
+    evidence = [float(np.mean(row**2)) for row in per_origin if row.size]
+    return (sum(evidence) + prior) / (len(evidence) + prior)
+
+
+def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
+    """(H,) per-step scales k(h), each shrunk towards the pooled scale by ``prior`` pseudo-origins."""
+    pooled = variance_scale(z, prior)
+    known = np.isfinite(z)
+    squares = np.where(known, z, 0.0) ** 2
+    return (squares.sum(axis=0) + prior * pooled) / (known.sum(axis=0) + prior)
+
+
+def calibrated_std(member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
+    """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon."""
+    z = standardized_errors(member)
+    scales = step_scales(z, prior) if z.size else np.full(member.std_us.shape, variance_scale(z, prior))
+    std = np.sqrt(scales) * member.std_us
+    return np.where(np.isfinite(std), np.fmax.accumulate(np.where(np.isfinite(std), std, 0.0)), np.inf)
+
+
+def degrees_of_freedom(member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS) -> float:
+    """Origins with any known error, plus the prior's pseudo-origins."""
+    return float(np.isfinite(standardized_errors(member)).any(axis=1).sum() + prior)
 
 
 def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.ndarray:
@@ -103,27 +133,27 @@ def fuse(members: list[MemberForecast], *, weight_floor: float = 0.0) -> FusedFo
     """Calibrate each member on its backtests, weight by inverse variance, account for correlation."""
     if not members:
         raise ValueError("nothing to fuse")
-    z = [standardized_errors(m) for m in members]
-    scales = np.array([variance_scale(zi) for zi in z])
-    raw_std = np.stack([m.std_us for m in members])
-    variances = scales[:, None] * raw_std**2
+    std = np.stack([calibrated_std(m) for m in members])
+    variances = std**2
     weights = inverse_variance_weights(variances, weight_floor)
-    means = np.stack([m.mean_us for m in members])
     usable = weights > 0
+    means = np.stack([m.mean_us for m in members])
     mean = np.sum(weights * np.where(usable, means, 0.0), axis=0)
-    std = np.sqrt(np.where(usable, variances, 0.0))
-    corr = error_correlation(z)
-    weighted_std = weights * std  # (M, H)
+    corr = error_correlation([standardized_errors(m) for m in members])
+    weighted_std = weights * np.where(usable, std, 0.0)  # (M, H)
     fused_variance = np.einsum("mh,mk,kh->h", weighted_std, corr, weighted_std)
     return FusedForecast(
         mean_us=mean,
         std_us=np.sqrt(np.maximum(fused_variance, 0.0)),
+        degrees_of_freedom=min(degrees_of_freedom(m) for m in members),
         weights=weights,
         member_std_us=np.where(usable, std, np.inf),
     )
 
 
-def normal_quantiles(mean_us: np.ndarray, std_us: np.ndarray, levels: list[float]) -> np.ndarray:
-    """(levels, H) quantiles of a normal forecast."""
-    z = np.array([NormalDist().inv_cdf(level) for level in levels])
-    return mean_us[None, :] + z[:, None] * std_us[None, :]
+def predictive_quantiles(
+    mean_us: np.ndarray, std_us: np.ndarray, levels: list[float], degrees_of_freedom: float
+) -> np.ndarray:
+    """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom."""
+    factors = student_t.ppf(np.asarray(levels, dtype=float), degrees_of_freedom)
+    return mean_us[None, :] + factors[:, None] * std_us[None, :]

@@ -247,16 +247,22 @@ class BackendResult(BaseModel):
         default=None, description="Per series: the variance scale its backtests gave (1 = its own spread was right)."
     )
     weights: list[list[float]] | None = Field(default=None, description="Per series, per step: its fusion weight.")
-    forecasts: list[SeriesForecast] | None = Field(
-        default=None, description="Its own forecast, with its calibrated standard deviation."
+    forecasts: list[SeriesForecast | None] | None = Field(
+        default=None,
+        description="Per series, its own forecast with its calibrated standard deviation; null for a series "
+        "where it had no usable spread (and so no weight).",
     )
 
 
 class FusedPredictResponse(BaseModel):
+    """The fused forecast: ``std_us`` is the calibrated scale and the quantiles are Student-t with
+    ``degrees_of_freedom`` (see the gateway's fusion module)."""
+
     horizon: int
     quantile_levels: list[float]
     sign_convention: str = OFFSET_SIGN_CONVENTION
     forecasts: list[SeriesForecast] = Field(description="The fused forecast; std_us is calibrated.")
+    degrees_of_freedom: list[float] = Field(description="Per series: the evidence behind the fused scale.")
     backends: list[BackendResult]
     degraded: bool = Field(description="True when a backend that should have answered did not.")
     reasons: list[str] = Field(default_factory=list)

@@ -8,10 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chronotick_gateway.fusion import (
+    PRIOR_PSEUDO_ORIGINS,
     MemberForecast,
+    calibrated_std,
     fuse,
     inverse_variance_weights,
-    normal_quantiles,
+    predictive_quantiles,
+    step_scales,
     variance_scale,
 )
 
@@ -43,10 +46,29 @@ def test_weights_sum_to_one_and_the_mean_stays_within_the_members(pairs: list[tu
 @given(st.floats(-1e6, 1e6), positive, st.lists(st.floats(-50, 50), min_size=H * 3, max_size=H * 3))
 def test_one_member_gives_its_own_forecast_with_its_calibrated_spread(mean: float, std: float, raw: list[float]) -> None:
     errors = np.array(raw).reshape(3, H)
-    fused = fuse([member(mean, std, errors)])
+    one = member(mean, std, errors)
+    fused = fuse([one])
     np.testing.assert_allclose(fused.mean_us, mean)
-    expected = std * np.sqrt(variance_scale(errors / std))
-    np.testing.assert_allclose(fused.std_us, expected, rtol=1e-9)
+    np.testing.assert_allclose(fused.std_us, calibrated_std(one), rtol=1e-9)
+    assert fused.degrees_of_freedom == 3 + PRIOR_PSEUDO_ORIGINS
+
+
+def test_evidence_is_counted_per_origin_and_shrunk_towards_the_members_own_claim() -> None:
+    z = np.full((6, H), 3.0)  # every backtest missed by three of its own sigmas
+    assert variance_scale(z) == pytest.approx((6 * 9.0 + PRIOR_PSEUDO_ORIGINS) / (6 + PRIOR_PSEUDO_ORIGINS))
+    assert variance_scale(np.empty((0, H))) == 1.0
+
+
+def test_each_step_gets_its_own_scale_when_errors_grow_faster_than_claimed() -> None:
+    z = np.tile(np.linspace(0.5, 4.0, H), (6, 1))
+    scales = step_scales(z)
+    assert np.all(np.diff(scales) > 0)
+    assert scales[0] < variance_scale(z) < scales[-1]
+
+
+def test_calibrated_spread_never_shrinks_with_the_horizon() -> None:
+    errors = np.tile(np.array([5.0, 0.1, 0.1, 0.1, 0.1]), (6, 1))
+    assert np.all(np.diff(calibrated_std(member(0.0, 1.0, errors))) >= 0)
 
 
 def test_a_member_with_infinite_variance_has_no_weight() -> None:
@@ -73,6 +95,11 @@ def test_calibration_widens_a_member_whose_backtests_missed_by_more_than_it_clai
     errors = np.full((6, H), 4.0)  # four sigmas every time
     fused = fuse([member(0.0, 1.0, errors)])
     assert np.all(fused.std_us > 3.0)
+
+
+def test_a_member_without_spread_reports_inf_and_has_no_weight() -> None:
+    fused = fuse([member(1.0, 1.0), member(5.0, np.inf)])
+    assert np.all(np.isinf(fused.member_std_us[1]))
 
 
 def test_identical_correlated_members_do_not_shrink_the_bound() -> None:
@@ -102,8 +129,11 @@ def test_weight_floor_keeps_every_finite_member_in_the_blend() -> None:
     np.testing.assert_allclose(weights.sum(axis=0), 1.0)
 
 
-def test_normal_quantiles_are_centred_and_ordered() -> None:
-    q = normal_quantiles(np.zeros(H), np.ones(H), [0.1, 0.5, 0.9])
+def test_predictive_quantiles_are_student_t_and_widen_with_less_evidence() -> None:
+    q = predictive_quantiles(np.zeros(H), np.ones(H), [0.1, 0.5, 0.9], degrees_of_freedom=8.0)
     np.testing.assert_allclose(q[1], 0.0)
-    np.testing.assert_allclose(q[2], 1.2815515655446004)
+    np.testing.assert_allclose(q[2], 1.3968153097438645)  # t(8) 90th percentile
     assert np.all(np.diff(q, axis=0) > 0)
+    wide = predictive_quantiles(np.zeros(H), np.ones(H), [0.9], degrees_of_freedom=2.0)
+    normal_like = predictive_quantiles(np.zeros(H), np.ones(H), [0.9], degrees_of_freedom=1e6)
+    assert np.all(wide > q[2]) and np.allclose(normal_like, 1.2815515655446004, rtol=1e-5)

@@ -187,6 +187,7 @@ def test_bad_input_is_422_with_the_field(gateway: str) -> None:
         (body(backends=["no-such-model"]), "backends"),
         (body(deadline_s=-1), "deadline_s"),
         ({"series": [{"offsets_us": [1, 2, 3], "timestamps_s": [0, 1, 7.5]}], "horizon": 2}, "series.0.timestamps_s"),
+        ({"series": [{"offsets_us": [None] * 30 + [1.0] * 5, "interval_s": 1.0}], "horizon": 2}, "series.0.offsets_us"),
     ]:
         response = predict(gateway, payload)
         assert response.status_code == 422, response.text
@@ -215,3 +216,12 @@ def test_docs_pages_are_served_with_their_own_assets(gateway: str) -> None:
     assert "/static-offline-docs/redoc.standalone.js" in redoc
     asset = httpx.get(f"{gateway}/static-offline-docs/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 100_000
+
+
+def test_a_sparse_context_gets_an_answer_even_where_some_members_have_no_spread(gateway: str) -> None:
+    offsets = [None] * 30 + [1.0, None, 1.5, None, 2.0, None, 2.2, None, 2.9, 3.1, 3.0, 3.3, 3.5]
+    response = predict(gateway, {"series": [{"offsets_us": offsets, "interval_s": 1.0}], "horizon": 5})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert all(np.isfinite(answer["forecasts"][0]["std_us"]))
+    assert answer["degrees_of_freedom"][0] > 0

@@ -29,7 +29,7 @@ class ChronosFamily:
         if unknown:
             raise ValueError(f"unknown models {unknown}; this family serves {sorted(builders)}")
         return {
-            name: builders[name](name, self._settings.model_id(name)) for name in self._settings.models
+            name: builders[name](name, self._settings.checkpoint(name)) for name in self._settings.models
         }
 
     def versions(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ class ChronosSettings(BaseSettings):
     chronos2_model_id: str | None = None
     timesfm_model_id: str | None = None
 
-    def model_id(self, name: str) -> str:
+    def checkpoint(self, name: str) -> str:
         chosen = {
             "chronos-bolt": self.bolt_model_id,
             "chronos-2": self.chronos2_model_id,

@@ -7,18 +7,14 @@ real loader, exactly as it would load the hub checkpoint named in each model car
     python -m chronotick_chronos.train [--model chronos-bolt|chronos-2|timesfm-2.5|all] [--out DIR]
                                        [--minutes N] [--seed S] [--steps N]
 
-One loop serves the three models; each `ModelSpec` says how to build, score a batch (loss), save and forecast.
-Every window is made relative to its last observed context value, as the service does before calling a model.
+The loop, data, validation and model card are `chronotick.training`'s; each `ModelSpec` here says how to build,
+score a batch (loss), save and forecast. Every window is made relative to its last observed context value, as the
+service does before calling a model.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +22,14 @@ import torch
 from chronos import BaseChronosPipeline, Chronos2Pipeline, ChronosBoltPipeline
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 from chronos.chronos_bolt import ChronosBoltModelForForecasting
-from chronotick.baselines import last_value_forecast, linear_fit_forecast
-from chronotick.synthetic import SCENARIOS, generate_clock, training_windows
+from chronotick import training
+from chronotick.training import Batch, ModelSpec, Windows, pinball, save_pretrained
 from timesfm.timesfm_2p5.timesfm_2p5_base import (
     linear_interpolation,
     strip_leading_nans,
 )
 from timesfm.torch.util import revin, update_running_stats
-from tqdm import tqdm
-from transformers import PreTrainedModel, T5Config
+from transformers import T5Config
 
 from chronotick_chronos.timesfm_loader import (
     HUB_ID as TIMESFM_HUB_ID,
@@ -50,103 +45,12 @@ from chronotick_chronos.timesfm_loader import (
 CONTEXT = 512
 CHRONOS_HORIZON = 64  # Chronos-Bolt's and Chronos-2's one-shot horizon (4 patches of 16)
 TIMESFM_HORIZON = 128  # TimesFM's output patch: every position predicts 128 steps
-SERIES_LEN = 2048  # each generated series yields many random crops, so the pool stays cheap to generate
-CROP = CONTEXT + TIMESFM_HORIZON  # one crop length serves all three models
-BATCH = 64
-COVARIATES = ("temperature_c", "cpu_load")
-EVAL_HORIZONS = (1, 10, 30, 60)
-FUTURE_CLIP = 20.0  # training targets, in context standard deviations (clips about 2 % of windows)
-EVAL_SEED_OFFSET = 10_000  # validation clocks never share a seed with training data
+# One crop length serves all three models, so they share one pool and one validation set.
+WINDOWS = Windows(context=CONTEXT, future=TIMESFM_HORIZON, batch_size=64, covariates=("temperature_c", "cpu_load"))
+COVARIATES = WINDOWS.covariates
 BOLT_QUANTILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 # The 21-level grid of the released Chronos-2 checkpoints, so the service's quantile code is the same for both.
 CHRONOS2_QUANTILES = [0.01, 0.05, *[round(0.1 + 0.05 * i, 2) for i in range(17)], 0.95, 0.99]
-
-
-@dataclasses.dataclass
-class Batch:
-    """Relative windows: `past` (B, CONTEXT) and `future` (B, CROP - CONTEXT), NaN where missing.
-
-    `cov_past` (B, 2, CONTEXT) / `cov_future` (B, 2, CROP - CONTEXT) are the raw covariates, or None.
-    """
-
-    past: torch.Tensor
-    future: torch.Tensor
-    cov_past: torch.Tensor | None = None
-    cov_future: torch.Tensor | None = None
-
-
-@dataclasses.dataclass
-class Pool:
-    """Generated series to crop from: offsets (N, T) and, for covariate clocks, covariates (N, 2, T)."""
-
-    offsets: np.ndarray
-    covariates: np.ndarray | None = None
-
-    def sample(self, rng: np.random.Generator, n: int, *, augment: bool) -> Batch:
-        rows = rng.integers(0, len(self.offsets), n)
-        starts = rng.integers(0, self.offsets.shape[1] - CROP + 1, n)
-        idx = starts[:, None] + np.arange(CROP)
-        win = self.offsets[rows[:, None], idx].astype(np.float64)
-        past, future = relative(win[:, :CONTEXT], win[:, CONTEXT:])
-        cov = None
-        if self.covariates is not None:
-            cov = self.covariates[rows[:, None, None], np.arange(len(COVARIATES))[:, None], idx[:, None]]
-        if augment:
-            if cov is None:
-                # Clocks drift either way, and TimesFM's flip invariance averages f(x) with -f(-x) at inference.
-                sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)[:, None]
-                past, future = past * sign, future * sign
-            # Short histories (service start-up) arrive as leading NaN.
-            short = rng.random(n) < 0.2
-            for i in np.flatnonzero(short):
-                past[i, : rng.integers(1, CONTEXT - 64)] = np.nan
-            # Spikes and servo steps can put a future value thousands of context standard deviations away; clipped,
-            # they cannot dominate a quantile loss in any of the models' normalised spaces.
-            bound = FUTURE_CLIP * np.maximum(np.nanstd(past, axis=1, keepdims=True), 1.0)
-            future = np.clip(future, -bound, bound)
-        # A context with nothing observed (a long outage) teaches nothing, and TimesFM's own NaN filling and the
-        # baselines raise on it.
-        keep = ~np.isnan(past).all(axis=1)
-        return Batch(
-            _tensor(past[keep]),
-            _tensor(future[keep]),
-            None if cov is None else _tensor(cov[keep, :, :CONTEXT]),
-            None if cov is None else _tensor(cov[keep, :, CONTEXT:]),
-        )
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.tensor(a, dtype=torch.float32)
-
-
-def relative(past: np.ndarray, future: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract each row's last observed context value (what the service does around every model call)."""
-    observed = ~np.isnan(past)
-    last_idx = CONTEXT - 1 - np.argmax(observed[:, ::-1], axis=1)
-    last = np.where(observed.any(axis=1), past[np.arange(len(past)), last_idx], 0.0)[:, None]
-    return past - last, future - last
-
-
-def make_pools(seed: int, n_series: int) -> tuple[Pool, Pool]:
-    """Univariate pool from `training_windows`; a covariate pool from `generate_clock` (for Chronos-2)."""
-    uni = Pool(training_windows(n_series, SERIES_LEN, seed=seed))
-    cov = covariate_pool(seed + 1, max(len(SCENARIOS), n_series // 4))
-    return uni, cov
-
-
-def covariate_pool(seed: int, n_series: int) -> Pool:
-    clocks = [generate_clock(SCENARIOS[i % len(SCENARIOS)], SERIES_LEN, seed=seed * 1000 + i) for i in range(n_series)]
-    return Pool(
-        np.stack([c.observed_offset_us for c in clocks]).astype(np.float32),
-        np.stack([[c.covariates[k] for k in COVARIATES] for c in clocks]).astype(np.float32),
-    )
-
-
-def pinball(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean quantile loss over valid targets; `levels` broadcasts against the trailing quantile axis of `pred`."""
-    err = torch.where(valid, target, 0.0).unsqueeze(-1) - pred
-    loss = torch.maximum(levels * err, (levels - 1) * err) * valid.unsqueeze(-1)
-    return loss.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1)
 
 
 # ---------------------------------------------------------------- Chronos-Bolt
@@ -303,237 +207,66 @@ def timesfm_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool
     return point
 
 
-# ---------------------------------------------------------------- shared loop
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    dir_name: str
-    hub_id: str
-    build: Callable[[], torch.nn.Module]
-    loss: Callable[[torch.nn.Module, Batch], torch.Tensor]
-    save: Callable[[torch.nn.Module, Path], None]
-    forecast: Callable[[Path, Batch, int, bool], np.ndarray]
-    load_call: str  # for the model card
-    uses_covariates: bool = False
-
-
-def _save_hf(model: torch.nn.Module, out_dir: Path) -> None:
-    assert isinstance(model, PreTrainedModel)
-    model.save_pretrained(str(out_dir))  # transformers >= 5 writes safetensors only
+# ---------------------------------------------------------------- specs
 
 
 SPECS: dict[str, ModelSpec] = {
     "chronos-bolt": ModelSpec(
-        "chronos-bolt", "chronos-bolt-micro", "amazon/chronos-bolt-small", build_bolt, bolt_loss, _save_hf,
-        bolt_forecast,
-        'BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
+        name="chronos-bolt",
+        dir_name="chronos-bolt-micro",
+        hub_id="amazon/chronos-bolt-small",
+        windows=WINDOWS,
+        build=build_bolt,
+        loss=bolt_loss,
+        save=save_pretrained,
+        forecast=bolt_forecast,
+        load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         "context (B, T) tensor with NaN for missing, prediction_length=60, quantile_levels=[...])",
+        loss_description="the library's `forward(context, target).loss`: quantile loss in its instance-normalised "
+        "space, averaged over the 9 quantiles and summed over the 64 steps (the library's reduction).",
     ),
     "chronos-2": ModelSpec(
-        "chronos-2", "chronos-2-micro", "amazon/chronos-2", build_chronos2, chronos2_loss, _save_hf,
-        chronos2_forecast,
-        'BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
+        name="chronos-2",
+        dir_name="chronos-2-micro",
+        hub_id="amazon/chronos-2",
+        windows=WINDOWS,
+        build=build_chronos2,
+        loss=chronos2_loss,
+        save=save_pretrained,
+        forecast=chronos2_forecast,
+        load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         '[{"target": ctx, "past_covariates": {"temperature_c": ..., "cpu_load": ...}, "future_covariates": '
         '{...60 values...}}], prediction_length=60, quantile_levels=[...])',
+        loss_description="the library's `forward(..., future_target=...).loss`: quantile loss in its instance-"
+        "normalised space, summed over the 21 quantiles and averaged over the 64 steps; covariate rows masked.",
         uses_covariates=True,
+        covariate_note="every other batch is covariate tasks, half with future covariates known.",
     ),
     "timesfm-2.5": ModelSpec(
-        "timesfm-2.5", "timesfm-2.5-micro", TIMESFM_HUB_ID, build_timesfm, timesfm_loss, save_timesfm,
-        timesfm_forecast,
-        "load_timesfm_2p5(dir_or_hub_id, max_context=512, max_horizon=60).forecast(horizon=60, "
+        name="timesfm-2.5",
+        dir_name="timesfm-2.5-micro",
+        hub_id=TIMESFM_HUB_ID,
+        windows=WINDOWS,
+        build=build_timesfm,
+        loss=timesfm_loss,
+        save=save_timesfm,
+        forecast=timesfm_forecast,
+        load_call="load_timesfm_2p5(dir_or_hub_id, max_context=512, max_horizon=60).forecast(horizon=60, "
         "inputs=[np arrays])",
+        loss_description="pinball loss on the point and continuous-quantile heads in the model's running-stats "
+        "normalised space, every patch position predicting the next 128 steps (targets clipped at +-50).",
     ),
 }
 
 
-def lr_at(progress: float, peak: float = 1e-3, warmup: float = 0.03) -> float:
-    """Linear warm-up then cosine decay over the run (progress in [0, 1], by steps or by wall time)."""
-    if progress < warmup:
-        return peak * progress / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
-
-
-def train_one(
-    spec: ModelSpec, pools: tuple[Pool, Pool], *, seed: int, minutes: float, steps: int | None
-) -> tuple[torch.nn.Module, list[tuple[int, float]], int, float]:
-    """Train until `steps` (if given) or `minutes` of wall time; returns model, loss curve, steps, seconds."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = spec.build()
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    uni, cov = pools
-    curve: list[tuple[int, float]] = []
-    recent: list[float] = []
-    start, step = time.monotonic(), 0
-    bar = tqdm(total=steps, desc=spec.name, unit="step")
-    while True:
-        elapsed = time.monotonic() - start
-        progress = step / steps if steps else elapsed / (60 * minutes)
-        if progress >= 1:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(progress)
-        # Chronos-2 alternates plain and covariate batches so both input paths are trained.
-        use_cov = spec.uses_covariates and step % 2 == 1
-        batch = (cov if use_cov else uni).sample(rng, BATCH // 2 if use_cov else BATCH, augment=True)
-        loss = spec.loss(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        recent.append(loss.item())
-        step += 1
-        bar.update()
-        if step % 25 == 0 or (steps and step == steps):
-            curve.append((step, float(np.mean(recent))))
-            bar.set_postfix(loss=f"{curve[-1][1]:.4f}")
-            recent = []
-    bar.close()
-    model.eval()
-    return model, curve, step, time.monotonic() - start
-
-
-def validation_set(seed: int, n_series: int, per_series: int) -> Batch:
-    """Held-back clocks (different seeds), every scenario, with covariates so Chronos-2 can use them."""
-    pool = covariate_pool(seed + EVAL_SEED_OFFSET, n_series)
-    return pool.sample(np.random.default_rng(seed + EVAL_SEED_OFFSET), n_series * per_series, augment=False)
-
-
-def mae_by_horizon(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]:
-    return {h: float(np.nanmean(np.abs(pred[:, h - 1] - truth[:, h - 1]))) for h in EVAL_HORIZONS}
-
-
-def evaluate(spec: ModelSpec, model_dir: Path, val: Batch) -> dict[str, dict[int, float]]:
-    horizon = max(EVAL_HORIZONS)
-    truth = val.future[:, :horizon].numpy()
-    ctx = val.past.numpy()
-    rows = {
-        f"{spec.dir_name} (median)": mae_by_horizon(spec.forecast(model_dir, val, horizon, False), truth),
-        "last_value_forecast": mae_by_horizon(np.stack([last_value_forecast(c, horizon) for c in ctx]), truth),
-        "linear_fit_forecast": mae_by_horizon(np.stack([linear_fit_forecast(c, horizon) for c in ctx]), truth),
-    }
-    if spec.uses_covariates:
-        rows[f"{spec.dir_name} + covariates"] = mae_by_horizon(spec.forecast(model_dir, val, horizon, True), truth)
-    return rows
-
-
-def model_card(
-    spec: ModelSpec, model_dir: Path, *, seed: int, n_series: int, curve: Sequence[tuple[int, float]],
-    n_steps: int, seconds: float, maes: dict[str, dict[int, float]], val_size: int, command: str,
-) -> str:
-    config = json.loads((model_dir / "config.json").read_text())
-    picks = sorted({curve[round(i * (len(curve) - 1) / 9)] for i in range(10)}) if curve else []
-    size_kb = sum(f.stat().st_size for f in model_dir.iterdir() if f.suffix == ".safetensors") / 1024
-    lines = [
-        f"# {spec.dir_name}",
-        "",
-        (
-            f"A micro {spec.name} model (the library's own class with small dimensions, float32, {size_kb:.0f} KiB "
-            "of safetensors) trained by ChronoTick on synthetic clock offsets only. It forecasts a clock's offset "
-            "relative to its last observed value (subtract it from the context, add it back to the forecast)."
-        ),
-        "",
-        f"- Load: `{spec.load_call}`",
-        f"- Real weights: set the model id to `{spec.hub_id}` (needs the Hugging Face hub).",
-        f"- Reproduce: `{command}`",
-        "",
-        "## Data",
-        (
-            f"- Training: `chronotick.synthetic.training_windows({n_series}, {SERIES_LEN}, seed={seed})`, scenarios "
-            f"{', '.join(SCENARIOS)}; random crops of {CONTEXT} context + {CROP - CONTEXT} future steps, each made "
-            "relative to its last observed context value; 20 % get a random run of leading NaN (short history); "
-            f"univariate crops flip sign with probability 0.5; future values clipped at {FUTURE_CLIP:g} context "
-            "standard deviations (spikes, servo steps)."
-        ),
-        f"- Covariate clocks: `generate_clock(scenario, {SERIES_LEN}, seed={seed + 1}*1000+i)` for "
-        f"i < {max(len(SCENARIOS), n_series // 4)} (covariates {', '.join(COVARIATES)})"
-        + ("; every other batch is covariate tasks, half with future covariates known." if spec.uses_covariates
-           else "; not used by this model."),
-        (
-            f"- Validation: {val_size} crops from `generate_clock` clocks seeded from {seed + EVAL_SEED_OFFSET} "
-            "(never seen in training), every scenario equally; truth = future observed offsets (not clipped), NaN "
-            "ignored; the model's median forecast vs the baselines on the same relative contexts."
-        ),
-        "",
-        "## Training",
-        (
-            f"- Seed {seed}, {n_steps} steps of batch {BATCH}, {seconds:.0f} s with {torch.get_num_threads()} torch "
-            "thread(s) (a shared machine: steps per second varied); AdamW, peak lr 1e-3, warm-up + cosine, "
-            "grad-norm clip 1.0."
-        ),
-        "- Loss: " + {
-            "chronos-bolt": "the library's `forward(context, target).loss`: quantile loss in its instance-"
-            "normalised space, averaged over the 9 quantiles and summed over the 64 steps (the library's reduction).",
-            "chronos-2": "the library's `forward(..., future_target=...).loss`: quantile loss in its instance-"
-            "normalised space, summed over the 21 quantiles and averaged over the 64 steps; covariate rows masked.",
-            "timesfm-2.5": "pinball loss on the point and continuous-quantile heads in the model's running-stats "
-            "normalised space, every patch position predicting the next 128 steps (targets clipped at +-50).",
-        }[spec.name],
-        "",
-        "| step | loss |",
-        "|---:|---:|",
-        *[f"| {s} | {v:.4f} |" for s, v in picks],
-        "",
-        "## Validation MAE (us)",
-        "",
-        "| forecaster | " + " | ".join(f"h={h}" for h in EVAL_HORIZONS) + " |",
-        "|---|" + "---:|" * len(EVAL_HORIZONS),
-        *[f"| {name} | " + " | ".join(f"{m[h]:.2f}" for h in EVAL_HORIZONS) + " |" for name, m in maes.items()],
-        "",
-        "## Config",
-        "```json",
-        json.dumps(config, indent=2, sort_keys=True),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=[*SPECS, "all"], default="all")
-    parser.add_argument("--out", type=Path, default=Path("services/chronos/models"))
-    parser.add_argument("--minutes", type=float, default=5.0, help="wall-time budget per model")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=None, help="fixed step count instead of --minutes")
-    parser.add_argument("--series", type=int, default=1024, help="generated training series of 2048 steps")
-    parser.add_argument("--val-series", type=int, default=48, help="held-back clocks (8 crops each)")
-    args = parser.parse_args(argv)
-
-    # One thread: these models are too small for intra-op parallelism to pay, and on a busy 2-core machine a
-    # second thread makes every op wait at a barrier (Chronos-2: 0.28 s/step with 1 thread, 1.3 s with 2).
-    torch.set_num_threads(1)
-    names = list(SPECS) if args.model == "all" else [args.model]
-    pools = make_pools(args.seed, args.series)
-    val = validation_set(args.seed, args.val_series, 8)
-    for name in names:
-        spec = SPECS[name]
-        model, curve, n_steps, seconds = train_one(
-            spec, pools, seed=args.seed, minutes=args.minutes, steps=args.steps
-        )
-        model_dir = args.out / spec.dir_name
-        model_dir.mkdir(parents=True, exist_ok=True)
-        spec.save(model, model_dir)
-        for path in model_dir.iterdir():
-            path.chmod(0o644)  # safetensors writes 0600; an image running as another user must read the weights
-        maes = evaluate(spec, model_dir, val)
-        budget = f"--steps {args.steps}" if args.steps else f"--minutes {args.minutes:g}"
-        command = (
-            f"PYTHONPATH=shared:services/chronos python -m chronotick_chronos.train --model {name} "
-            f"--out {args.out} --seed {args.seed} {budget} --series {args.series} --val-series {args.val_series}"
-        )
-        (model_dir / "README.md").write_text(
-            model_card(
-                spec, model_dir, seed=args.seed, n_series=args.series, curve=curve, n_steps=n_steps,
-                seconds=seconds, maes=maes, val_size=len(val.past), command=command,
-            )
-        )
-        print(f"{name}: {n_steps} steps in {seconds:.0f} s -> {model_dir}")
-        for row, m in maes.items():
-            print(f"  {row:32s} " + "  ".join(f"h{h}={v:.2f}" for h, v in m.items()))
+    training.main(
+        SPECS,
+        argv,
+        default_out=Path("services/chronos/models"),
+        description=__doc__ or "",
+        command_prefix="PYTHONPATH=shared:services/chronos python -m chronotick_chronos.train",
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,11 +84,10 @@ def _warm_up(name: str, model: ForecastModel) -> None:
 
 
 def _load(family: ModelFamily, state: _State, settings: ServiceSettings) -> None:
-    if settings.torch_threads is not None:
-        import torch  # only families that use torch set this
-
-        torch.set_num_threads(settings.torch_threads)
     models = family.load()
+    torch = sys.modules.get("torch")  # set only where the family runs on torch
+    if torch is not None and settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
     if not models:
         raise RuntimeError(f"family {family.name!r} loaded no model")
     for name, model in models.items():
@@ -145,18 +145,22 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
         if request.url.path != "/predict":
             return await call_next(request)
         started = time.perf_counter()
-        response = await call_next(request)
+        request.state.arrival = batcher.announce()
+        try:
+            response = await call_next(request)
+        finally:
+            request.state.arrival.close()
         metrics.request_seconds.observe(time.perf_counter() - started)
         metrics.requests.labels(status=str(response.status_code)).inc()
         return response
 
     @app.post("/predict", response_model=PredictResponse, responses=_PROBLEM_RESPONSES)
-    async def predict(request: PredictRequest) -> PredictResponse:
+    async def predict(request: PredictRequest, http: Request) -> PredictResponse:
         """Forecast the offset of each series ``horizon`` steps ahead, with quantiles."""
         started = time.perf_counter()
         name, model = state.require_model(request.model)
         prepared = prepare_request(request, model.info)
-        result = await batcher.submit(name, prepared)
+        result = await batcher.submit(name, prepared, getattr(http.state, "arrival", None))
         info = model.info
         return PredictResponse(
             family=family.name,

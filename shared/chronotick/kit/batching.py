@@ -7,6 +7,9 @@ and while a batch runs the next one fills up by itself.
 
 Requests are merged only when they share a model and a grouping key (horizon and covariate
 names), so every series sees exactly the computation it would see alone.
+
+The window is only waited for while other requests are known to be on their way (received but
+still being parsed): a lone client never pays it, a crowd of clients fills the batch.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ class BatchResult:
     batch_series: int
     queue_s: float
     inference_s: float
+
+
+class Arrival:
+    """A request announced on entry, before its body is parsed; closed once queued or failed."""
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self._open = True
+        batcher._arrivals += 1
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._arrivals -= 1
 
 
 @dataclass
@@ -67,6 +84,11 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._worker: asyncio.Task[None] | None = None
+        self._arrivals = 0
+
+    def announce(self) -> Arrival:
+        """Say a request is on its way, so a forming batch waits for it (within the window)."""
+        return Arrival(self)
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work(), name="micro-batcher")
@@ -80,10 +102,12 @@ class MicroBatcher:
                 pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, model: str, prepared: PreparedRequest) -> BatchResult:
+    async def submit(self, model: str, prepared: PreparedRequest, arrival: Arrival | None = None) -> BatchResult:
         loop = asyncio.get_running_loop()
         job = _Job(model, prepared, loop.time(), loop.create_future())
         await self._queue.put(job)
+        if arrival is not None:
+            arrival.close()
         return await job.future
 
     async def _gather(self) -> list[_Job]:
@@ -96,7 +120,7 @@ class MicroBatcher:
         while size < self._max_batch_series:
             if self._queue.empty():
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._arrivals == 0:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)

@@ -17,5 +17,8 @@ class ServiceSettings(BaseSettings):
     max_batch_series: int = Field(default=256, ge=1, le=4096)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     torch_threads: int | None = Field(
-        default=None, ge=1, description="Intra-op threads for torch; the library default when unset."
+        default=1,
+        ge=1,
+        description="Intra-op threads for torch. One by default: micro models on a few cores run faster "
+        "without intra-op parallelism (measured in BENCHMARKS.md); raise it for large pretrained models.",
     )

@@ -12,10 +12,11 @@ pytest.importorskip("timesfm")
 
 import torch
 from chronos import BaseChronosPipeline
+from chronotick import training
 from chronotick_chronos import train
 from chronotick_chronos.timesfm_loader import load_timesfm_2p5
 
-pytestmark = pytest.mark.slow  # trains three models for a few steps each (~30 s on 2 cores)
+slow = pytest.mark.slow  # trains three models for a few steps each (~30 s on 2 cores)
 
 HORIZON = 60
 MAX_CHECKPOINT_BYTES = 8 * 1024 * 1024
@@ -38,6 +39,7 @@ def _context(n: int = 3) -> np.ndarray:
     return ctx
 
 
+@slow
 @pytest.mark.parametrize("name", list(train.SPECS))
 def test_checkpoint_is_small_safetensors_with_card(trained: Path, name: str) -> None:
     model_dir = trained / train.SPECS[name].dir_name
@@ -49,6 +51,7 @@ def test_checkpoint_is_small_safetensors_with_card(trained: Path, name: str) -> 
     assert "Validation MAE" in card and train.SPECS[name].hub_id in card
 
 
+@slow
 def test_chronos_bolt_loads_and_forecasts(trained: Path) -> None:
     pipe = BaseChronosPipeline.from_pretrained(str(trained / "chronos-bolt-micro"), device_map="cpu")
     quantiles, mean = pipe.predict_quantiles(
@@ -58,6 +61,7 @@ def test_chronos_bolt_loads_and_forecasts(trained: Path) -> None:
     assert torch.isfinite(quantiles).all() and torch.isfinite(mean).all()
 
 
+@slow
 def test_chronos_2_loads_and_forecasts_with_covariates(trained: Path) -> None:
     pipe = BaseChronosPipeline.from_pretrained(str(trained / "chronos-2-micro"), device_map="cpu")
     ctx = _context()
@@ -76,9 +80,64 @@ def test_chronos_2_loads_and_forecasts_with_covariates(trained: Path) -> None:
         assert all(m.shape == (1, HORIZON) and torch.isfinite(m).all() for m in mean)
 
 
+@slow
 def test_timesfm_loads_and_forecasts(trained: Path) -> None:
     model = load_timesfm_2p5(str(trained / "timesfm-2.5-micro"), max_context=train.CONTEXT, max_horizon=HORIZON)
     point, quantiles = model.forecast(horizon=HORIZON, inputs=list(_context()))
     assert point.shape == (3, HORIZON) and quantiles.shape == (3, HORIZON, 10)
     assert np.isfinite(point).all() and np.isfinite(quantiles).all()
     np.testing.assert_allclose(point, quantiles[..., 5])  # the point forecast is the median column
+
+
+# ---------------------------------------------------------------- the shared kit (chronotick.training), fast
+
+
+def test_chronos_specs_use_the_shared_kit() -> None:
+    assert all(isinstance(spec, training.ModelSpec) for spec in train.SPECS.values())
+    assert {spec.windows for spec in train.SPECS.values()} == {train.WINDOWS}  # one pool, one validation set
+    assert train.WINDOWS.crop == train.CONTEXT + train.TIMESFM_HORIZON
+
+
+def test_relative_subtracts_last_observed_value() -> None:
+    past = np.array([[1.0, 2.0, np.nan], [np.nan, np.nan, np.nan]])
+    future = np.array([[5.0], [7.0]])
+    rel_past, rel_future = training.relative(past, future)
+    np.testing.assert_array_equal(rel_past[0], [-1.0, 0.0, np.nan])
+    np.testing.assert_array_equal(rel_future[:, 0], [3.0, 7.0])  # nothing observed: left as it is
+    assert np.isnan(rel_past[1]).all()
+
+
+def test_pool_sample_shapes_and_no_empty_contexts() -> None:
+    windows = training.Windows(context=128, future=64, batch_size=8, series_len=256)
+    pools = training.make_pools(0, 4, windows)
+    rng = np.random.default_rng(0)
+    uni = pools.univariate.sample(rng, 32, windows, augment=True)
+    assert uni.past.shape[1] == 128 and uni.future.shape[1] == 64 and uni.cov_past is None
+    assert not torch.isnan(uni.past).all(dim=1).any()
+    assert (uni.past.nan_to_num(nan=1.0)[:, -1] == 0).all()  # relative to the last observed value
+    cov = pools.covariate.sample(rng, 8, windows, augment=False)
+    assert cov.cov_past is not None and cov.cov_future is not None
+    assert cov.cov_past.shape == (len(cov.past), 2, 128) and cov.cov_future.shape == (len(cov.past), 2, 64)
+
+
+def test_pinball_ignores_invalid_targets() -> None:
+    levels = torch.tensor([0.1, 0.5, 0.9])
+    target = torch.tensor([[1.0, 100.0]])
+    pred = torch.ones(1, 2, 3)
+    valid = torch.tensor([[True, False]])
+    assert training.pinball(pred, target, levels, valid).item() == 0.0
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    assert training.lr_at(0.0) == 0.0
+    assert training.lr_at(0.03) == pytest.approx(1e-3)
+    assert training.lr_at(1.0, peak=2e-3) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_windows_reject_crops_the_sampler_cannot_cut() -> None:
+    with pytest.raises(ValueError):
+        training.Windows(context=64, future=64)  # no room for a short history of >= 64 steps
+    with pytest.raises(ValueError):
+        training.Windows(context=512, future=30)  # validation scores up to h=60
+    with pytest.raises(ValueError):
+        training.Windows(context=512, future=128, series_len=600)

@@ -1,0 +1,1 @@
+"""The timemoe family service: Time-MoE (from sktime.libs.timemoe) behind the ChronoTick kit."""

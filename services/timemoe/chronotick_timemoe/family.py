@@ -1,0 +1,35 @@
+"""The timemoe family: Time-MoE, a decoder-only mixture-of-experts point forecaster."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from chronotick.kit import ForecastModel
+
+from chronotick_timemoe.settings import TimeMoeSettings
+
+
+class TimeMoeFamily:
+    name = "timemoe"
+
+    def __init__(self, settings: TimeMoeSettings | None = None) -> None:
+        self._settings = settings or TimeMoeSettings()
+
+    def load(self) -> dict[str, ForecastModel]:
+        # Imported here so that importing the service (for its OpenAPI schema, say) stays cheap.
+        from chronotick.kit.spread import ResidualSpread
+
+        from chronotick_timemoe.timemoe_model import TimeMoeModel
+
+        unknown = sorted(set(self._settings.models) - {"timemoe"})
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; this family serves ['timemoe']")
+        # Time-MoE gives point forecasts: the spread comes from its own residuals on the context's tail.
+        return {
+            name: ResidualSpread(TimeMoeModel(name, self._settings.checkpoint(name)))
+            for name in self._settings.models
+        }
+
+    def versions(self) -> dict[str, str]:
+        packages = ("sktime", "transformers", "torch")
+        return {package: version(package) for package in packages}

@@ -1,0 +1,176 @@
+"""Train a micro Time-MoE on synthetic clocks and save it in the library's own format.
+
+No model hub is reachable here, so the library's real class (``sktime.libs.timemoe.TimeMoeForPrediction``)
+is built with small dimensions, trained on the shared synthetic clock generator and saved with
+``save_pretrained`` (safetensors); the service loads it with ``from_pretrained``, exactly as it would load
+``Maple728/TimeMoE-50M``.
+
+    python -m chronotick_timemoe.train [--out DIR] [--minutes N] [--seed S] [--steps N]
+
+The loop, data, validation and model card are `chronotick.training`'s (raw crops: `Windows(relative=False)`).
+
+Windows are normalised as the service normalises a context (``last_value_mad``: subtract the last observed
+context value, divide by the context's mean absolute first difference, floored) and the loss is MAE in those
+units. Time-MoE is decoder-only, so each of the last 64 positions of a window is trained to forecast the next
+1/8/32/64 steps (as the library trains every position), and the last one, the one the service reads, counts
+once more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from chronotick import training
+from chronotick.kit import ModelBatch
+from chronotick.synthetic import SCENARIOS, generate_clock
+from chronotick.training import Batch, ModelSpec, Pool, Windows
+from sktime.libs.timemoe import TimeMoeConfig, TimeMoeForPrediction
+
+from chronotick_timemoe.timemoe_model import (
+    INPUT_CLIP,
+    MAX_CONTEXT,
+    TimeMoeModel,
+    fill_missing,
+    normalise,
+    padded_inputs,
+)
+
+CONTEXT = MAX_CONTEXT
+HORIZONS = [1, 8, 32, 64]  # the released checkpoints' output heads
+FUTURE = max(HORIZONS)
+# Raw crops (normalised by the loss as the service normalises them), no future clipping (the normalised target is
+# clipped at INPUT_CLIP), and a context left with nothing observed gets 0 as its last value rather than dropped.
+WINDOWS = Windows(context=CONTEXT, future=FUTURE, batch_size=8, relative=False, future_clip=None,
+                  empty_context="zero_last")
+MIN_HISTORY = 16  # positions with fewer real samples before them are not scored (scale barely known)
+# Only the last positions are scored. The window is normalised by its LAST value (as the service normalises a
+# context), so a position far from the end would have to copy a large input value into its output and would
+# see a level that leaks where the window ends; near the end both are small. (Scoring every position: about
+# 8x the targets per step, but validation MAE at h=60 was barely better than last-value after 5 minutes.)
+SCORED_TAIL = 64
+HUB_ID = "Maple728/TimeMoE-50M"
+SCALING = "last_value_mad"
+
+
+def build_model() -> TimeMoeForPrediction:
+    config = TimeMoeConfig(
+        input_size=1, horizon_lengths=HORIZONS, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_experts=4, num_experts_per_tok=2, max_position_embeddings=CONTEXT + FUTURE,
+        chronotick_scaling=SCALING,
+    )
+    return TimeMoeForPrediction(config)
+
+
+def prepare(win: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model inputs (left-padded, interpolated, normalised) and (B, CONTEXT + FUTURE) normalised targets (NaN kept)."""
+    rows, targets = [], []
+    for row in win:
+        values, _ = fill_missing(row[:CONTEXT])
+        scaled = normalise(values, SCALING)
+        rows.append(scaled.values)
+        targets.append(np.clip((row - scaled.shift) / scaled.scale, -INPUT_CLIP, INPUT_CLIP))
+    inputs, attention, positions = padded_inputs(rows)
+    return inputs, attention, positions, torch.tensor(np.stack(targets), dtype=torch.float32)
+
+
+def mae_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """MAE of every head at the last SCORED_TAIL positions, plus the last position's MAE again."""
+    assert isinstance(model, TimeMoeForPrediction)
+    win = torch.cat([batch.past, batch.future], dim=1).numpy().astype(np.float64)
+    inputs, attention, positions, target = prepare(win)
+    hidden = model.model(
+        input_ids=inputs, attention_mask=attention, position_ids=positions, use_cache=False, return_dict=True
+    ).last_hidden_state
+    scored = (attention.cumsum(-1) >= MIN_HISTORY).float()  # (B, CONTEXT)
+    scored[:, : CONTEXT - SCORED_TAIL] = 0.0
+    total, last = 0.0, 0.0
+    for head, h in zip(model.lm_heads, model.config.horizon_lengths, strict=True):
+        pred = head(hidden)  # (B, CONTEXT, h): position t forecasts t+1 .. t+h
+        truth = target[:, 1:].unfold(1, h, 1)[:, :CONTEXT]
+        valid = ~torch.isnan(truth) & (scored[..., None] > 0)
+        err = torch.where(valid, (pred - torch.nan_to_num(truth)).abs(), 0.0)
+        total = total + err.sum() / valid.sum().clamp(min=1)
+        last = last + err[:, -1].sum() / valid[:, -1].sum().clamp(min=1)
+    return (total + last) / len(model.lm_heads)
+
+
+def save(model: torch.nn.Module, out_dir: Path) -> None:
+    assert isinstance(model, TimeMoeForPrediction)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+
+
+def validation_windows(seed: int, n_series: int, windows: Windows) -> Batch:
+    """Crops of held-back clocks `generate_clock(scenario, L, seed=seed + EVAL_SEED_OFFSET + i)`, every scenario
+    equally, no covariates (this family's own validation set, kept so its card's numbers reproduce)."""
+    clocks = [
+        generate_clock(SCENARIOS[i % len(SCENARIOS)], windows.series_len, seed=seed + training.EVAL_SEED_OFFSET + i)
+        for i in range(n_series)
+    ]
+    pool = Pool(np.stack([c.observed_offset_us for c in clocks]))
+    return training.sample_validation(pool, seed, n_series, windows)
+
+
+def micro_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
+    """The service's own path: the saved checkpoint, loaded by the library, through the adapter."""
+    model = TimeMoeModel("timemoe", str(model_dir))
+    contexts = list(val.past.numpy().astype(np.float64))
+    return model.point_forecast(ModelBatch(contexts=contexts, horizon=horizon, interval_s=[1.0] * len(contexts)))
+
+
+SPECS: dict[str, ModelSpec] = {
+    "timemoe": ModelSpec(
+        name="timemoe",
+        dir_name="timemoe-micro",
+        hub_id=HUB_ID,
+        windows=WINDOWS,
+        build=build_model,
+        loss=mae_loss,
+        save=save,
+        forecast=micro_forecast,
+        load_call="sktime.libs.timemoe.TimeMoeForPrediction.from_pretrained(dir_or_hub_id, use_safetensors=True)`; "
+        "one forward pass on a (B, T, 1) float tensor with `max_horizon_length=64` gives `logits[:, -1, :60]`, "
+        "the next 60 steps in normalised units (`generate(x.clone(), max_new_tokens=60)` works too, on "
+        "transformers 4.40.1, and is slower). Never `trust_remote_code",
+        loss_description="MAE in normalised units of all four heads (1, 8, 32, 64 steps) at each of the last "
+        f"{SCORED_TAIL} positions with at least {MIN_HISTORY} real samples (decoder-only: each position "
+        "forecasts what follows it), plus the last position's MAE once more (the one the service reads). "
+        "Earlier positions are not scored: their inputs, normalised by the window's last value, would leak "
+        "where the window ends. The library's Huber loss and router auxiliary loss are not used.",
+        forecast_kind="point",
+        peak_lr=2e-3,
+        log_every=10,
+        validation=validation_windows,
+        about=f"Its config says `chronotick_scaling: {SCALING}`: a context is normalised by subtracting its last "
+        "observed value and dividing by its mean absolute first difference (floored at 0.01 us, clipped at "
+        f"+-{INPUT_CLIP:g}); the forecast is un-normalised the same way.",
+        real_weights=f"set `CHRONOTICK_TIMEMOE_MODEL_ID={HUB_ID}` (needs the Hugging Face hub; same "
+        "class and parameter names). Released checkpoints have no `chronotick_scaling` and get per-series "
+        "z-normalisation, as upstream does.",
+        card_notes=(
+            "- Inputs: crops normalised by their context as above; leading NaN (short history) fed as masked left "
+            "padding; interior NaN linearly interpolated in the input, never scored as targets.",
+            f"- Validation clocks: `generate_clock(scenario, {WINDOWS.series_len}, seed=seed+"
+            f"{training.EVAL_SEED_OFFSET}+i)`, no covariates.",
+        ),
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    training.main(
+        SPECS,
+        argv,
+        default_out=Path("services/timemoe/models"),
+        description=__doc__ or "",
+        command_prefix="PYTHONPATH=shared:services/timemoe python -m chronotick_timemoe.train",
+        default_minutes=5.0,
+        default_series=512,
+        default_val_series=48,
+    )
+
+
+if __name__ == "__main__":
+    main()

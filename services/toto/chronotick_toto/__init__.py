@@ -1,0 +1,1 @@
+"""The toto family service: Datadog's Toto (toto-ts) behind the ChronoTick kit."""

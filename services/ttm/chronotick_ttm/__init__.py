@@ -1,0 +1,1 @@
+"""The ttm family service: IBM Granite TinyTimeMixer behind the ChronoTick kit."""

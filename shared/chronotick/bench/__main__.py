@@ -1,0 +1,133 @@
+"""Command line: ``python -m chronotick.bench PATH... [options]`` or ``--synthetic``.
+
+Examples:
+    python -m chronotick.bench ../shared/data/scion --write BENCHMARKS.md   # live gateway on :8000
+    python -m chronotick.bench --synthetic --in-process                     # classical only, no fleet
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+from chronotick.bench.forecasters import GatewayForecaster, InProcessForecaster
+from chronotick.bench.report import tables_markdown, write_outputs, write_plots
+from chronotick.bench.run import DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
+from chronotick.bench.sources import SYNTHETIC_LENGTH_S, EvalSeries, SourceFailure, log_files, read_log, synthetic_series
+
+_RECORD = Path(__file__).resolve().parents[3] / "benchmarks" / "record.py"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chronotick.bench",
+        description="Rolling-origin accuracy benchmark of the fleet's fused forecast and its members on clock logs.",
+    )
+    parser.add_argument("paths", nargs="*", help="clock logs, or folders searched recursively for them")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="also evaluate one held-out synthetic clock per scenario (seeds >= 50000)")
+    parser.add_argument("--synthetic-length-s", type=int, default=SYNTHETIC_LENGTH_S)
+    parser.add_argument("--in-process", action="store_true",
+                        help="classical forecasters only, computed here (no fleet needed)")
+    parser.add_argument("--gateway", default=os.environ.get("CHRONOTICK_GATEWAY_URL", "http://127.0.0.1:8000"),
+                        help="gateway base URL (env CHRONOTICK_GATEWAY_URL; default %(default)s)")
+    parser.add_argument("--api-key", default=os.environ.get("CHRONOTICK_API_KEY"),
+                        help="X-API-Key for the gateway (env CHRONOTICK_API_KEY)")
+    parser.add_argument("--horizons", default="1,10,30,60", help="horizons in seconds, comma-separated")
+    parser.add_argument("--context", type=int, default=512, help="context length in grid samples")
+    parser.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S, help="seconds between origins")
+    parser.add_argument("--skip-start-s", type=float, default=1200.0,
+                        help="start-up transient at the start of each source, never in a context")
+    parser.add_argument("--batch", type=int, default=32, help="origins per gateway call (1-256)")
+    parser.add_argument("--deadline-s", type=float, default=30.0, help="deadline_s sent with each call")
+    parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
+    parser.add_argument("--write", type=Path, help="record the tables in this Markdown file (e.g. BENCHMARKS.md)")
+    parser.add_argument("--label", help="section label accuracy:<label> (default: synthetic, or the first path's name)")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _load_record() -> ModuleType:
+    """benchmarks/record.py of this checkout (provenance and write_section live there)."""
+    if not _RECORD.exists():
+        raise SystemExit(f"--write needs {_RECORD} (run from a source checkout)")
+    spec = importlib.util.spec_from_file_location("chronotick_benchmarks_record", _RECORD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _collect(args: argparse.Namespace) -> tuple[list[EvalSeries], list[SourceFailure]]:
+    series, failures = [], []
+    for path in log_files(args.paths):
+        item = read_log(path)
+        (failures if isinstance(item, SourceFailure) else series).append(item)
+    if args.synthetic:
+        series += synthetic_series(args.synthetic_length_s)
+    return series, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    if not args.paths and not args.synthetic:
+        _parser().error("give at least one PATH or --synthetic")
+    if not 1 <= args.batch <= 256:
+        _parser().error("--batch must be between 1 and 256")
+    config = BenchConfig(horizons_s=[float(h) for h in args.horizons.split(",")], context=args.context,
+                         stride_s=args.stride_s, skip_start_s=args.skip_start_s, batch=args.batch)
+    started = time.perf_counter()
+    series, failures = _collect(args)
+    for failure in failures:
+        print(f"skipped {failure.path}: {failure.reason}", file=sys.stderr)
+    if args.in_process:
+        forecaster = InProcessForecaster()
+        mode = "in process (classical forecasters, their own uncalibrated std)"
+    else:
+        forecaster = GatewayForecaster(args.gateway, deadline_s=args.deadline_s, timeout_s=args.deadline_s + 30.0,
+                                       api_key=args.api_key)
+        mode = f"gateway {args.gateway}"
+        fleet = forecaster.models()
+        models = [f"{m['name']} ({s['name']}, version {m['model_version'][:12]})"
+                  for s in fleet["services"] if s["ready"] and s.get("info") for m in s["info"]["models"]]
+        mode += "; models: " + (", ".join(models) or "none ready") + "; classical: " + ", ".join(fleet["classical"])
+    total = sum(plan_series(s, config)[2].origins.size for s in series)
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="origin", desc="bench")
+    try:
+        results, series_results = run_bench(series, failures, forecaster, config,
+                                            progress=bar.update if bar else lambda _: None)
+    finally:
+        if bar:
+            bar.close()
+        if isinstance(forecaster, GatewayForecaster):
+            forecaster.close()
+    wall_s = time.perf_counter() - started
+    results["mode"] = mode
+    results["wall_s"] = wall_s
+    header = f"Mode: {mode}.  \nWall time: {wall_s:.0f} s.  \nCommand: `python -m chronotick.bench {' '.join(argv)}`"
+    write_outputs(args.out, results, header)
+    if not args.no_plots:
+        write_plots(args.out, results, series_results)
+    if args.write:
+        record = _load_record()
+        label = args.label or ("synthetic" if args.synthetic and not args.paths else Path(args.paths[0]).name)
+        provenance = record.provenance("", argv).replace("python benchmarks/ ", "python -m chronotick.bench ", 1)
+        record.write_section(args.write, f"accuracy:{label}", f"## Accuracy: {label}\n\n{provenance}  \n"
+                             f"Mode: {mode}; wall time {wall_s:.0f} s.\n\n{tables_markdown(results)}")
+    print(f"{len(series)} sources, {results['overall']['origins']} origins, {len(failures)} unusable; "
+          f"{wall_s:.0f} s; results in {args.out}/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
