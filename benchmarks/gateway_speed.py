@@ -1,7 +1,7 @@
 """Latency of the fused /predict, what the gateway adds, and its deadline under a hanging backend.
 
-Starts the chronos service (its own environment), a backend that can be made to hang, and the
-gateway, each as its own process; one client sends one series at a time. Measures:
+Starts the four family services (each in its own environment), a backend that can be made to
+hang, and the gateway, each as its own process; one client sends one series at a time. Measures:
 
 * the fused /predict with every backend up (p50, p99);
 * the gateway's overhead: fused p50 minus the p50 of the slowest member called directly with
@@ -14,6 +14,8 @@ gateway, each as its own process; one client sends one series at a time. Measure
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,12 @@ from chronotick_gateway.settings import GatewaySettings
 from support.servers import serve_in_process, venv_python
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
-CHRONOS_MODELS = ("chronos-bolt", "chronos-2", "timesfm-2.5")
+FAMILIES = {
+    "chronos": ("chronos-bolt", "chronos-2", "timesfm-2.5"),
+    "ttm": ("ttm", "ttm-exog"),
+    "toto": ("toto",),
+    "timemoe": ("timemoe",),
+}
 
 
 def timed_posts(url: str, bodies: list[dict[str, object]], headers: dict[str, str] | None = None) -> list[float]:
@@ -61,29 +68,36 @@ def main() -> None:
 
     bodies = [{"series": [clock_series(seed)], "horizon": HORIZON} for seed in range(args.requests)]
     warm = bodies[:10]
-    with (
-        serve_in_process("chronotick_chronos.main:app", python=venv_python("chronos")) as chronos,
-        serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)}) as flaky,
-    ):
-        services = f'{{"chronos": "{chronos}", "flaky": "{flaky}"}}'
-        with serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services}) as gateway:
-            timed_posts(f"{gateway}/predict", warm)
-            fused = timed_posts(f"{gateway}/predict", bodies)
-            direct = {}
-            for model in CHRONOS_MODELS:
+    with contextlib.ExitStack() as stack:
+        urls = {
+            family: stack.enter_context(serve_in_process(f"chronotick_{family}.main:app", python=venv_python(family)))
+            for family in FAMILIES
+        }
+        flaky = stack.enter_context(
+            serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)})
+        )
+        services = json.dumps({**urls, "flaky": flaky})
+        gateway = stack.enter_context(
+            serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services})
+        )
+        timed_posts(f"{gateway}/predict", warm)
+        fused = timed_posts(f"{gateway}/predict", bodies)
+        direct = {}
+        for family, models in FAMILIES.items():
+            for model in models:
                 requests = [member_request(b, model) for b in bodies]
-                timed_posts(f"{chronos}/predict", requests[:10])
-                direct[model] = timed_posts(f"{chronos}/predict", requests)
-            httpx.post(f"{flaky}/control", json={"mode": "hang"}).raise_for_status()
-            hanging_bodies = [{**b, "deadline_s": args.deadline_s} for b in bodies[: max(50, args.requests // 4)]]
-            hanging = timed_posts(f"{gateway}/predict", hanging_bodies)
+                timed_posts(f"{urls[family]}/predict", requests[:5])
+                direct[model] = timed_posts(f"{urls[family]}/predict", requests)
+        httpx.post(f"{flaky}/control", json={"mode": "hang"}).raise_for_status()
+        hanging_bodies = [{**b, "deadline_s": args.deadline_s} for b in bodies[: max(50, args.requests // 4)]]
+        hanging = timed_posts(f"{gateway}/predict", hanging_bodies)
 
     slowest = max(direct, key=lambda m: np.median(direct[m]))
     overhead_ms = percentile_ms(fused, 50) - percentile_ms(direct[slowest], 50)
     lines = [
         "| measurement | p50 ms | p99 ms |",
         "|---|---|---|",
-        f"| fused /predict, every backend up (chronos x3 + line x2 + classical x3) | "
+        f"| fused /predict, every backend up (7 models in 4 services, 2 test lines, 3 classical) | "
         f"{percentile_ms(fused, 50):.1f} | {percentile_ms(fused, 99):.1f} |",
         *[f"| {m} called directly with the gateway's member request | {percentile_ms(d, 50):.1f} | "
           f"{percentile_ms(d, 99):.1f} |" for m, d in direct.items()],

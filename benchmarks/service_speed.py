@@ -2,8 +2,8 @@
 
 Starts the service as its own process (this interpreter, so run it in the family's environment),
 then measures: p50/p99 latency of one client sending one series at a time; requests per second
-with 32 concurrent clients, with micro-batching on and off; and the idle resident memory after
-the warm-up. Prints a Markdown table; ``--write BENCHMARKS.md`` also records it there with the
+with 32 concurrent connections (wrk), with micro-batching on and off; and the idle resident
+memory after the warm-up. Prints a Markdown table; ``--write BENCHMARKS.md`` also records it there with the
 command, commit and machine.
 
     .venvs/chronos/bin/python benchmarks/service_speed.py --app chronotick_chronos.main:app \
@@ -13,8 +13,11 @@ command, commit and machine.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,20 +61,23 @@ def sequential_latencies_ms(base_url: str, requests: list[dict[str, object]]) ->
     return np.array(latencies)
 
 
-async def concurrent_rps(base_url: str, requests: list[dict[str, object]], clients: int) -> float:
-    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    for body in requests:
-        queue.put_nowait(body)
+def concurrent_rps(base_url: str, body: dict[str, object], clients: int, seconds: int = 10) -> float:
+    """Requests/s with ``clients`` connections kept busy by wrk (Debian's wrk: scripts/setup-system).
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            (await client.post("/predict", json=queue.get_nowait())).raise_for_status()
-
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-        return len(requests) / (time.perf_counter() - started)
+    A load generator written in Python would need more CPU than the service on these 2 cores and
+    would measure itself; wrk's cost per request is negligible.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                     f"wrk.body = [[{json.dumps(body)}]]\n")
+        script.flush()
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script.name, f"{base_url}/predict"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError(f"some requests failed under load:\n{output}")
+    return float(re.search(r"Requests/sec:\s+([0-9.]+)", output).group(1))  # type: ignore[union-attr]
 
 
 def service_rss_mb(base_url: str) -> float:
@@ -90,12 +96,12 @@ def measure(app: str, models: list[str], requests: int) -> list[Row]:
             work = bodies(model, requests)
             sequential_latencies_ms(base_url, work[:10])  # warm caches
             latencies = sequential_latencies_ms(base_url, work)
-            batched = asyncio.run(concurrent_rps(base_url, work, CLIENTS))
+            batched = concurrent_rps(base_url, work[0], CLIENTS)
             rows.append(Row(model, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
                             1000.0 / float(np.mean(latencies)), batched, 0.0, idle_rss))
     with serve_in_process(app, env={"CHRONOTICK_BATCHING": "false"}) as base_url:
         for index, model in enumerate(models):
-            unbatched = asyncio.run(concurrent_rps(base_url, bodies(model, requests), CLIENTS))
+            unbatched = concurrent_rps(base_url, bodies(model, 1)[0], CLIENTS)
             rows[index] = Row(**{**rows[index].__dict__, "unbatched_rps": unbatched})
     return rows
 

@@ -9,6 +9,9 @@ from chronotick.kit import ForecastModel
 from chronotick_timemoe.settings import TimeMoeSettings
 
 
+TIMEMOE_RESIDUAL_ORIGINS = 3
+
+
 class TimeMoeFamily:
     name = "timemoe"
 
@@ -25,8 +28,11 @@ class TimeMoeFamily:
         if unknown:
             raise ValueError(f"unknown models {unknown}; this family serves ['timemoe']")
         # Time-MoE gives point forecasts: the spread comes from its own residuals on the context's tail.
+        # Three origins, not the kit's default: it reads one token per sample, so every extra context
+        # costs a full forward pass, and the real context plus three backtests fill one batch of four
+        # (see TimeMoeModel); the gateway recalibrates every member on its own backtests anyway.
         return {
-            name: ResidualSpread(TimeMoeModel(name, self._settings.checkpoint(name)))
+            name: ResidualSpread(TimeMoeModel(name, self._settings.checkpoint(name)), origins=TIMEMOE_RESIDUAL_ORIGINS)
             for name in self._settings.models
         }
 
