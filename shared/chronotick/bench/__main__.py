@@ -17,7 +17,7 @@ from types import ModuleType
 
 from chronotick.bench.forecasters import GatewayForecaster, InProcessForecaster
 from chronotick.bench.report import tables_markdown, write_outputs, write_plots
-from chronotick.bench.run import DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
+from chronotick.bench.run import DEFAULT_BATCH, DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
 from chronotick.bench.sources import SYNTHETIC_LENGTH_S, EvalSeries, SourceFailure, log_files, read_log, synthetic_series
 
 _RECORD = Path(__file__).resolve().parents[3] / "benchmarks" / "record.py"
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S, help="seconds between origins")
     parser.add_argument("--skip-start-s", type=float, default=1200.0,
                         help="start-up transient at the start of each source, never in a context")
-    parser.add_argument("--batch", type=int, default=32, help="origins per gateway call (1-256)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="origins per gateway call (1-256)")
     parser.add_argument("--deadline-s", type=float, default=30.0, help="deadline_s sent with each call")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     parser.add_argument("--write", type=Path, help="record the tables in this Markdown file (e.g. BENCHMARKS.md)")

@@ -123,9 +123,14 @@ def parse_answer(answer: dict[str, Any], columns: np.ndarray, latency_s: float |
         if backend["status"] != "ok" or not backend.get("forecasts"):
             problems.append(f"{backend['name']}: {backend['status']}: {backend.get('reason')}")
             continue
+        # A member with no usable spread for a series is null there: it had no say, score it as missing.
+        horizon = len(mean[0])
+        missing = [float("nan")] * horizon
         members = backend["forecasts"]
-        methods[backend["name"]] = Forecasts.from_std(_at([f["mean_us"] for f in members], columns),
-                                                      _at([f["std_us"] for f in members], columns))
+        methods[backend["name"]] = Forecasts.from_std(
+            _at([f["mean_us"] if f else missing for f in members], columns),
+            _at([f["std_us"] if f else missing for f in members], columns),
+        )
         if backend.get("service") is None:
             classical.add(backend["name"])
     return BatchAnswer(methods, classical, latency_s, mean, quantiles, problems)

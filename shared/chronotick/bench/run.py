@@ -24,9 +24,11 @@ class Forecaster(Protocol):
                  columns: np.ndarray) -> BatchAnswer: ...
 
 
-# With this stride the three 1 Hz scion logs (6,316 origins) took 9.5 min against the live fleet
-# (chronos-bolt and chronos-2 micro checkpoints) on 2 cores shared with other work.
-DEFAULT_STRIDE_S = 10.0
+# With this stride the three 1 Hz scion logs (2,107 origins) took 12.6 min against the whole fleet
+# (7 micro models in 4 services, batches of 16 origins) on 2 cores; see BENCHMARKS.md.
+DEFAULT_STRIDE_S = 30.0
+# Origins per gateway call: each is 7 contexts per model member, so 16 stays well inside a 30 s deadline.
+DEFAULT_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class BenchConfig:
     context: int = 512
     stride_s: float = DEFAULT_STRIDE_S
     skip_start_s: float = 1200.0
-    batch: int = 32
+    batch: int = DEFAULT_BATCH
 
 
 @dataclass

@@ -159,6 +159,17 @@ def test_the_gateway_answer_gives_fused_quantile_bounds_and_members_calibrated_s
     assert parsed.problems == ["chronos-bolt: timeout: slow"]
 
 
+def test_a_member_without_a_spread_for_a_series_is_scored_as_missing_there():
+    answer = {
+        "forecasts": [{"mean_us": [1.0, 2.0], "std_us": [1.0] * 2, "quantiles_us": [[0.0] * 2] * 5}] * 2,
+        "backends": [{"name": "last-value", "service": None, "status": "ok",
+                      "forecasts": [None, {"mean_us": [4.0, 5.0], "std_us": [1.0, 1.0]}]}],
+    }
+    member = parse_answer(answer, np.array([0, 1])).methods["last-value"]
+    assert np.isnan(member.mean_us[0]).all()
+    np.testing.assert_array_equal(member.mean_us[1], [4.0, 5.0])
+
+
 def test_synthetic_clocks_use_seeds_far_from_training():
     clocks = synthetic_series(length_s=600)
     assert len(clocks) == 6
