@@ -19,8 +19,10 @@ origins on the tail of the request's own context, where the truth is known.
 3. **Correlation.** Members' errors are strongly correlated (they all miss the same measurement
    noise), so the independent-errors formula 1 / sum(1 / v) would be far too confident. The
    fused variance is w^T C w with C_mk = r_mk sqrt(v_m v_k), where r is the correlation of the
-   members' standardised backtest errors (a Gram matrix, so C is positive semi-definite); where
-   there are no backtests r is taken as 1, the most cautious choice.
+   members' standardised backtest errors (a Gram matrix), shrunk towards full correlation as
+   the scales are: r' = (J r + n0) / (J + n0). A few overlapping origins cannot show that two
+   members err independently, and an r that is low by chance narrows the fused bound. One
+   shrinkage for the whole matrix keeps C positive semi-definite; with no backtests r' is 1.
 4. **Quantiles.** The variance is estimated from few origins, so the predictive distribution is
    Student-t rather than normal: mu + t_q(nu) sqrt(v_f) with nu = J + n0 degrees of freedom, the
    evidence behind the scale (the fewest of any member). With no backtests (a short context) nu is
@@ -129,6 +131,11 @@ def error_correlation(z: list[np.ndarray]) -> np.ndarray:
     return corr
 
 
+def shrunk_correlation(corr: np.ndarray, origins: int, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
+    """(J r + n0) / (J + n0): towards 1 (errors shared) by ``prior`` pseudo-origins."""
+    return (origins * corr + prior) / (origins + prior)
+
+
 def fuse(members: list[MemberForecast], *, weight_floor: float = 0.0) -> FusedForecast:
     """Calibrate each member on its backtests, weight by inverse variance, account for correlation."""
     if not members:
@@ -139,7 +146,8 @@ def fuse(members: list[MemberForecast], *, weight_floor: float = 0.0) -> FusedFo
     usable = weights > 0
     means = np.stack([m.mean_us for m in members])
     mean = np.sum(weights * np.where(usable, means, 0.0), axis=0)
-    corr = error_correlation([standardized_errors(m) for m in members])
+    errors = [standardized_errors(m) for m in members]
+    corr = shrunk_correlation(error_correlation(errors), max(len(z) for z in errors))
     weighted_std = weights * np.where(usable, std, 0.0)  # (M, H)
     fused_variance = np.einsum("mh,mk,kh->h", weighted_std, corr, weighted_std)
     return FusedForecast(

@@ -14,6 +14,7 @@ from chronotick_gateway.fusion import (
     fuse,
     inverse_variance_weights,
     predictive_quantiles,
+    shrunk_correlation,
     step_scales,
     variance_scale,
 )
@@ -110,12 +111,19 @@ def test_identical_correlated_members_do_not_shrink_the_bound() -> None:
     np.testing.assert_allclose(twins.std_us, alone.std_us)
 
 
-def test_independent_members_do_shrink_the_bound() -> None:
+def test_independent_members_do_shrink_the_bound_once_the_backtests_show_it() -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(0, 1, (32, H)), rng.normal(0, 1, (32, H))
     alone = fuse([member(0.0, 1.0, a)])
     pair = fuse([member(0.0, 1.0, a), member(0.0, 1.0, b)])
     assert np.all(pair.std_us < 0.85 * alone.std_us)
+
+
+def test_a_correlation_from_few_origins_is_shrunk_towards_shared_errors() -> None:
+    corr = np.array([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(shrunk_correlation(corr, origins=6), [[1.0, 0.25], [0.25, 1.0]])
+    np.testing.assert_allclose(shrunk_correlation(corr, origins=0), 1.0)
+    assert np.all(np.linalg.eigvalsh(shrunk_correlation(corr, origins=3)) >= 0)
 
 
 def test_no_usable_member_is_an_error() -> None:
