@@ -29,7 +29,7 @@ class TimeMoeFamily:
             raise ValueError(f"unknown models {unknown}; this family serves ['timemoe']")
         # Time-MoE gives point forecasts: the spread comes from its own residuals on the context's tail.
         # Three origins, not the kit's default: it reads one token per sample, so every extra context
-        # costs a full forward pass, and the real context plus three backtests fill one batch of four
+        # costs a full 512-token pass, and the real context plus three backtests share one pass
         # (see TimeMoeModel); the gateway recalibrates every member on its own backtests anyway.
         return {
             name: ResidualSpread(TimeMoeModel(name, self._settings.checkpoint(name)), origins=TIMEMOE_RESIDUAL_ORIGINS)
