@@ -1,0 +1,5 @@
+"""``python -m chronotick.cli``: the ``chronotick`` command without its console script."""
+
+from chronotick.cli import main
+
+main()

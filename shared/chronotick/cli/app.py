@@ -1,0 +1,156 @@
+"""The ``chronotick`` command: one entry point for forecasting, fleet status, benchmarks, training
+and the clock agent. Commands are thin: the work is in the client, the bench, the families'
+training modules and the agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chronotick.cli.family import FAMILIES, FamilyUnavailable, run_family_module
+from chronotick.cli.forecast import NotForecastable, forecast_table, members_table, prepare_request
+from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError
+from chronotick.clockdata import FORMAT_NAMES, UnsupportedFormat, read_clock_log
+
+app = typer.Typer(
+    name="chronotick",
+    help="Clock-offset forecasts from the ChronoTick fleet (offset_us = local - reference, + = fast).",
+    no_args_is_help=True,
+    add_completion=False,
+    # Markdown: docstrings wrap as paragraphs; an example stays on its own line.
+    rich_markup_mode="markdown",
+)
+out = Console()
+err = Console(stderr=True)
+
+Gateway = Annotated[str, typer.Option(envvar="CHRONOTICK_GATEWAY_URL", help="Gateway base URL.")]
+ApiKey = Annotated[str | None, typer.Option(envvar="CHRONOTICK_API_KEY", help="X-API-Key for the gateway.")]
+TimeoutS = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each HTTP answer.")]
+# Options and arguments that are not ours go through untouched to the command we delegate to.
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def predict(
+    log: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Clock log or CSV.")],
+    horizon_s: Annotated[float, typer.Option(min=0.001, help="Forecast this many seconds past the last sample.")] = 60.0,
+    context: Annotated[int, typer.Option(min=8, max=8192, help="Samples of history sent (the newest).")] = 512,
+    log_format: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMAT_NAMES)}; "
+                                                   "detected when omitted.")] = None,
+    backend: Annotated[list[str] | None, typer.Option(help="Fuse only this member or service (repeatable).")] = None,
+    deadline_s: Annotated[float, typer.Option(min=0.01, max=30.0, help="Deadline sent to the gateway.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gateway's whole answer as JSON.")] = False,
+    gateway: Gateway = DEFAULT_GATEWAY_URL,
+    api_key: ApiKey = None,
+    timeout_s: TimeoutS = 40.0,
+) -> None:
+    """Forecast a clock from its log (chrony, ntpd, ptp4l, Meinberg or CSV) through the gateway.
+
+    The log's last continuous stretch (after its last clock step or gap) is sent; the answer is a
+    table of the fused forecast per step with 80 % and 95 % intervals, and the members that took part.
+
+    Example: chronotick predict /var/log/chrony/tracking.log --horizon-s 30 --json
+    """
+    try:
+        series = read_clock_log(log, format=log_format)
+        prepared = prepare_request(series, horizon_s=horizon_s, context=context, deadline_s=deadline_s,
+                                   backends=backend)
+    except (UnsupportedFormat, NotForecastable, ValueError) as error:
+        raise _fail(str(error), 2) from error
+    try:
+        with Client(gateway, api_key=api_key, timeout_s=timeout_s) as client:
+            answer = client.predict(prepared.request)
+    except ClientError as error:
+        raise _fail(str(error)) from error
+    if as_json:
+        out.print_json(answer.model_dump_json())
+        return
+    out.print(f"{series.source} ({series.format}): {prepared.used_samples} samples at {prepared.interval_s:g} s, "
+              f"last offset {prepared.last_offset_us:.3f} us", highlight=False)
+    out.print(forecast_table(answer))
+    out.print(members_table(answer))
+
+
+@app.command()
+def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeout_s: TimeoutS = 5.0) -> None:
+    """Show the fleet: the gateway's readiness, each service with its models, versions and breaker.
+
+    Exits with 1 when the gateway does not answer.
+
+    Example: chronotick status --gateway http://127.0.0.1:8000
+    """
+    try:
+        with Client(gateway, api_key=api_key, timeout_s=timeout_s, attempts=1) as client:
+            ready = client.ready()
+            fleet = client.models()
+    except ClientError as error:
+        raise _fail(str(error)) from error
+    out.print(f"gateway {gateway}: {ready.get('status')}", highlight=False)
+    table = Table(title="Services")
+    for header in ("service", "url", "ready", "breaker", "models (version)", "last error"):
+        table.add_column(header)
+    for service in fleet.services:
+        models = ", ".join(f"{m.name} ({m.model_version[:12]})" for m in service.info.models) if service.info else "-"
+        table.add_row(service.name, service.url, "yes" if service.ready else "no", service.breaker, models,
+                      service.last_error or "")
+    out.print(table)
+    out.print(f"classical members (always answer): {', '.join(fleet.classical)}", highlight=False)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def bench(context: typer.Context) -> None:
+    """Run the accuracy benchmark (`python -m chronotick.bench`); every argument goes to it.
+
+    Its own options: chronotick bench -- --help
+
+    Example: chronotick bench ../shared/data/scion --gateway http://127.0.0.1:8000 --no-plots
+    """
+    from chronotick.bench.__main__ import main as bench_main
+
+    raise typer.Exit(bench_main(list(context.args)))
+
+
+Family = Annotated[str, typer.Argument(help=f"Model family: {', '.join(FAMILIES)}.")]
+
+
+def _run_family(family: str, module: str, arguments: list[str]) -> None:
+    try:
+        code = run_family_module(family, module, arguments)
+    except FamilyUnavailable as error:
+        raise _fail(str(error), 2) from error
+    raise typer.Exit(code)
+
+
+@app.command(context_settings=PASS_THROUGH)
+def train(context: typer.Context, family: Family) -> None:
+    """Train a family's micro-checkpoints with `python -m chronotick_FAMILY.train` in its own environment.
+
+    Every argument after FAMILY goes to the training module (its options: chronotick train FAMILY -- --help).
+
+    Example: chronotick train chronos --model all
+    """
+    _run_family(family, "train", list(context.args))
+
+
+@app.command(context_settings=PASS_THROUGH)
+def finetune(context: typer.Context, family: Family) -> None:
+    """Fine-tune a family's model on a clock's own log (`python -m chronotick_FAMILY.finetune`).
+
+    Every argument after FAMILY goes to the fine-tuning module, in the family's own environment.
+
+    Example: chronotick finetune chronos --model chronos-bolt --log tracking.log --train-fraction 0.5 --out ft/
+    """
+    _run_family(family, "finetune", list(context.args))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,128 @@
+"""The Python client against real servers over HTTP: the gateway in its own process (with an API
+key), and a small server that answers 503 a set number of times to prove what is retried."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi import FastAPI, Response
+
+from chronotick.client import AsyncClient, Client, GatewayError, GatewayUnreachable
+from chronotick.contract import FleetModels, FusedPredictRequest, SeriesInput
+from chronotick.synthetic import generate_clock
+from support.servers import free_port, serve_in_process, serve_in_thread
+
+API_KEY = "client-test-key"
+CLASSICAL = {"last-value", "chrony-fit", "kalman"}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("client-gateway") / "gateway.log"
+    env = {"CHRONOTICK_GATEWAY_SERVICES": "{}", "CHRONOTICK_GATEWAY_API_KEY": API_KEY}
+    with serve_in_process("chronotick_gateway.main:app", env=env, log_path=log) as url:
+        yield url
+
+
+def clock_request(horizon: int = 5, **extra: object) -> FusedPredictRequest:
+    clock = generate_clock("server_load", 200, seed=3)
+    offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
+    return FusedPredictRequest(series=[SeriesInput(id="host-a", offsets_us=offsets, interval_s=1.0)],
+                               horizon=horizon, quantile_levels=[0.1, 0.5, 0.9], **extra)
+
+
+def test_sync_client_gets_a_typed_fused_forecast_with_the_api_key(gateway: str) -> None:
+    with Client(gateway, api_key=API_KEY) as client:
+        answer = client.predict(clock_request(horizon=7))
+        fleet = client.models()
+        ready = client.ready()
+    assert answer.horizon == 7 and len(answer.forecasts[0].mean_us) == 7
+    assert answer.forecasts[0].id == "host-a"
+    assert {b.name for b in answer.backends if b.status == "ok"} == CLASSICAL
+    assert isinstance(fleet, FleetModels) and set(fleet.classical) == CLASSICAL
+    assert ready["status"] == "ready"
+
+
+def test_async_client_gets_the_same_answer_as_the_sync_one(gateway: str) -> None:
+    async def ask() -> list[float]:
+        async with AsyncClient(gateway, api_key=API_KEY) as client:
+            answers = await asyncio.gather(*(client.predict(clock_request()) for _ in range(3)))
+        return [a.forecasts[0].mean_us[0] for a in answers]
+
+    with Client(gateway, api_key=API_KEY) as client:
+        expected = client.predict(clock_request()).forecasts[0].mean_us[0]
+    assert asyncio.run(ask()) == pytest.approx([expected] * 3)
+
+
+def test_missing_api_key_is_a_401_problem_not_retried(gateway: str) -> None:
+    with Client(gateway) as client, pytest.raises(GatewayError) as caught:
+        client.predict(clock_request())
+    assert caught.value.status == 401
+    assert "X-API-Key" in caught.value.problem.detail
+
+
+def test_a_refused_request_carries_the_gateways_reason_per_field(gateway: str) -> None:
+    with Client(gateway, api_key=API_KEY) as client, pytest.raises(GatewayError) as caught:
+        client.predict(clock_request(backends=["no-such-model"]))
+    assert caught.value.status == 422
+    assert caught.value.problem.errors and caught.value.problem.errors[0]["field"] == "backends"
+
+
+def flaky_app(failures: int) -> tuple[FastAPI, list[float]]:
+    """Answers /models with 503 ``failures`` times, then a real FleetModels; records call times."""
+    app = FastAPI()
+    calls: list[float] = []
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/models")
+    async def models() -> Response:
+        calls.append(time.monotonic())
+        if len(calls) <= failures:
+            return Response('{"type":"about:blank","title":"No backend answered","status":503,"detail":"busy"}',
+                            status_code=503, media_type="application/problem+json")
+        return Response(FleetModels(services=[], classical=["kalman"]).model_dump_json(),
+                        media_type="application/json")
+
+    return app, calls
+
+
+def test_503_is_retried_with_backoff_until_an_answer() -> None:
+    app, calls = flaky_app(failures=2)
+    with serve_in_thread(app) as url, Client(url, attempts=3, backoff_initial_s=0.05) as client:
+        fleet = client.models()
+    assert fleet.classical == ["kalman"]
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.05
+
+
+def test_503_after_every_attempt_raises_the_last_problem() -> None:
+    app, calls = flaky_app(failures=10)
+
+    async def ask() -> None:
+        async with AsyncClient(url, attempts=2, backoff_initial_s=0.01) as client:
+            await client.models()
+
+    with serve_in_thread(app) as url, pytest.raises(GatewayError) as caught:
+        asyncio.run(ask())
+    assert caught.value.status == 503 and caught.value.problem.detail == "busy"
+    assert len(calls) == 2
+
+
+def test_nothing_listening_is_unreachable_after_the_attempts() -> None:
+    port = free_port()
+    with socket.socket() as probe:  # the port is free: nobody accepts there
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    started = time.monotonic()
+    with Client(f"http://127.0.0.1:{port}", attempts=3, backoff_initial_s=0.1, backoff_max_s=0.1) as client, \
+            pytest.raises(GatewayUnreachable):
+        client.models()
+    # Three attempts, two waits of at least 0.1 s each.
+    assert time.monotonic() - started >= 0.2
