@@ -18,8 +18,8 @@ the answer (it matches the library's ``forward`` to ~1e-6 in normalised units, a
   and values still come from every position).
 
 Measured on the request path (context 512 plus the three 452-392 sample backtests of
-``ResidualSpread``, one pass, one thread, a busy 2-core machine): 154 ms through the library's
-``forward``, 33 ms here.
+``ResidualSpread``, one pass, one thread, a 2-core machine shared with others, load 2): 162 ms
+through the library's ``forward``, 27 ms here.
 
 Preprocessing (the model has no mask for missing samples):
 
