@@ -22,6 +22,8 @@ from chronotick.contract import FleetModels, FusedPredictRequest, FusedPredictRe
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 API_KEY_HEADER = "X-API-Key"
+# The median with the 80 % and 95 % central intervals: what the CLI shows and the agent scores.
+INTERVAL_QUANTILE_LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
 # Errors raised before the gateway saw the request (or on a pooled connection it had closed):
 # sending again cannot do anything twice. A read timeout is not here: the gateway may be working.
 _CONNECTION_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)

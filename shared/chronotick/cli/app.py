@@ -42,7 +42,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def predict(
     log: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Clock log or CSV.")],
-    horizon_s: Annotated[float, typer.Option(min=0.001, help="Forecast this many seconds past the last sample.")] = 60.0,
+    horizon_s: Annotated[float, typer.Option(min=0.001, help="Forecast this many seconds past the log's end.")] = 60.0,
     context: Annotated[int, typer.Option(min=8, max=8192, help="Samples of history sent (the newest).")] = 512,
     log_format: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMAT_NAMES)}; "
                                                    "detected when omitted.")] = None,
@@ -150,6 +150,40 @@ def finetune(context: typer.Context, family: Family) -> None:
     Example: chronotick finetune chronos --model chronos-bolt --log tracking.log --train-fraction 0.5 --out ft/
     """
     _run_family(family, "finetune", list(context.args))
+
+
+@app.command()
+def agent(
+    source: Annotated[str | None, typer.Option(help="ntp or chrony (env CHRONOTICK_AGENT_SOURCE).")] = None,
+    ntp_server: Annotated[str | None, typer.Option(help="NTP server (env CHRONOTICK_AGENT_NTP_SERVER).")] = None,
+    ntp_port: Annotated[int | None, typer.Option(help="NTP port (env CHRONOTICK_AGENT_NTP_PORT).")] = None,
+    gateway: Annotated[str | None, typer.Option(help="Gateway URL (env CHRONOTICK_AGENT_GATEWAY_URL).")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (env CHRONOTICK_AGENT_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (env CHRONOTICK_AGENT_PORT).")] = None,
+) -> None:
+    """Run the clock agent: measure this host's offset, forecast it with the fleet, serve corrected time.
+
+    It serves GET /time (offset now and its error bound), /status and /metrics. Every setting is an
+    environment variable CHRONOTICK_AGENT_*; the options here override them. A wrong setting stops it
+    at start, naming the setting.
+
+    Example: chronotick agent --source ntp --ntp-server 127.0.0.1 --gateway http://127.0.0.1:8000 --port 8100
+    """
+    import logging
+
+    from chronotick.agent import SettingsInvalid, load_settings, run_agent
+
+    try:
+        settings = load_settings(source=source, ntp_server=ntp_server, ntp_port=ntp_port, gateway_url=gateway,
+                                 host=host, port=port)
+    except SettingsInvalid as error:
+        raise _fail(str(error), 2) from error
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forecast request is noise
+    logging.getLogger("chronotick.agent").info(
+        "agent on http://%s:%d: source %s every %g s, gateway %s, max drift %g ppm", settings.host, settings.port,
+        settings.source, settings.measure_interval_s, settings.gateway_url, settings.max_drift_ppm)
+    run_agent(settings)
 
 
 def main() -> None:

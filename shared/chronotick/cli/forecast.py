@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from rich.table import Table
 
+from chronotick.client import INTERVAL_QUANTILE_LEVELS
 from chronotick.clockdata import OffsetSeries
 from chronotick.contract import MAX_HORIZON_STEPS, FusedPredictRequest, FusedPredictResponse, SeriesInput
 
-# 95 % and 80 % central intervals and the median: what the table shows.
-QUANTILE_LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
 # The gateway refuses fewer observed samples than this (its MIN_OBSERVED_SAMPLES).
 MIN_OBSERVED_SAMPLES = 8
 
@@ -54,7 +53,7 @@ def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, dea
     request = FusedPredictRequest(
         series=[SeriesInput(id=series.source, interval_s=stretch.interval_s,
                             offsets_us=[None if math.isnan(v) else float(v) for v in offsets_us])],
-        horizon=horizon, quantile_levels=QUANTILE_LEVELS, deadline_s=deadline_s, backends=backends,
+        horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS, deadline_s=deadline_s, backends=backends,
     )
     last = int(np.flatnonzero(~np.isnan(stretch.offset_us))[-1])
     return PreparedLog(request, offsets_us.size, stretch.interval_s, float(stretch.time_s[-1]),

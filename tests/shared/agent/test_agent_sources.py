@@ -1,0 +1,123 @@
+"""The agent's measurement sources: NTP replies over a real UDP socket (a server in this test that
+answers what each case needs, sane or not) and `chronyc -c tracking` lines."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import ntplib
+import pytest
+
+from chronotick.agent.sources import NtpSource, RejectedReply, SourceFailure, parse_tracking
+
+Reply = Callable[[ntplib.NTPPacket], ntplib.NTPPacket]
+
+
+def server_reply(*, ahead_s: float = 0.0, stratum: int = 2, leap: int = 0, hold_s: float = 0.0,
+                 zero_transmit: bool = False) -> Reply:
+    """A server whose clock is ``ahead_s`` ahead of ours, that holds the request ``hold_s`` between
+    receiving and sending (a negative hold makes the round trip absurd)."""
+
+    def reply(request: ntplib.NTPPacket) -> ntplib.NTPPacket:
+        received = ntplib.system_to_ntp_time(time.time() + ahead_s)
+        packet = ntplib.NTPPacket(version=4, mode=4)
+        packet.leap, packet.stratum = leap, stratum
+        packet.root_delay, packet.root_dispersion = 0.002, 0.001
+        packet.orig_timestamp = request.tx_timestamp
+        packet.recv_timestamp = received
+        packet.tx_timestamp = 0 if zero_transmit else received + hold_s
+        return packet
+
+    return reply
+
+
+@pytest.fixture
+def ntp_server() -> Iterator[tuple[int, list[Reply]]]:
+    """A UDP NTP server on loopback answering each request with the reply function last pushed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    replies: list[Reply] = [server_reply()]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, address = sock.recvfrom(256)
+            except TimeoutError:
+                continue
+            request = ntplib.NTPPacket()
+            request.from_data(data)
+            sock.sendto(replies[-1](request).to_data(), address)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], replies
+    stop.set()
+    thread.join(timeout=2.0)
+    sock.close()
+
+
+def source(port: int) -> NtpSource:
+    return NtpSource("127.0.0.1", port, version=4, timeout_s=0.5, max_delay_s=1.0)
+
+
+def test_a_server_ahead_of_us_means_our_clock_is_behind(ntp_server: tuple[int, list[Reply]]) -> None:
+    port, replies = ntp_server
+    replies.append(server_reply(ahead_s=0.25))
+    measurement = asyncio.run(source(port).measure())
+    # local - reference = -250 ms, within loopback timing noise.
+    assert measurement.offset_us == pytest.approx(-250_000.0, abs=2_000.0)
+    assert measurement.stratum == 2
+    # Root distance: half the round trip and root delay, plus root dispersion (about 2 ms here).
+    assert 1_900.0 <= measurement.uncertainty_us <= 4_000.0
+    assert abs(measurement.time_s - time.time()) < 1.0
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    (server_reply(stratum=0), "stratum"),
+    (server_reply(stratum=16), "stratum"),
+    (server_reply(leap=3), "leap_alarm"),
+    (server_reply(zero_transmit=True), "zero_transmit"),
+    (server_reply(hold_s=-5.0), "delay"),  # sent 5 s before it was received: a 5 s round trip
+])
+def test_insane_replies_are_rejected_with_their_reason(ntp_server: tuple[int, list[Reply]], reply: Reply,
+                                                       reason: str) -> None:
+    port, replies = ntp_server
+    replies.append(reply)
+    with pytest.raises(RejectedReply) as caught:
+        asyncio.run(source(port).measure())
+    assert caught.value.reason == reason
+
+
+def test_no_server_is_a_source_failure_not_a_crash() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never answering
+        with pytest.raises(SourceFailure) as caught:
+            asyncio.run(NtpSource("127.0.0.1", port, version=4, timeout_s=0.2, max_delay_s=1.0).measure())
+    assert caught.value.reason == "timeout"
+
+
+TRACKING = "7F7F0101,,{stratum},1795423411.994233439,{system:.9f},0.000000000,0.000000000,0.000,0.000,0.000," \
+           "0.001000000,0.000500000,0.0,{leap}"
+
+
+def test_chrony_system_time_slow_means_our_clock_is_behind() -> None:
+    # chronyc: a positive System time is "slow of NTP time".
+    measurement = parse_tracking(TRACKING.format(stratum=3, system=0.000010, leap="Normal"), 1000.0)
+    assert measurement.offset_us == pytest.approx(-10.0)
+    assert measurement.uncertainty_us == pytest.approx(1000.0)  # root delay / 2 + root dispersion
+    assert measurement.time_s == 1000.0 and measurement.stratum == 3
+
+
+def test_an_unsynchronised_chronyd_is_rejected_and_garbage_is_malformed() -> None:
+    with pytest.raises(RejectedReply):
+        parse_tracking(TRACKING.format(stratum=0, system=0.0, leap="Not synchronised"), 0.0)
+    with pytest.raises(SourceFailure) as caught:
+        parse_tracking("506 Cannot talk to daemon", 0.0)
+    assert caught.value.reason == "malformed"
