@@ -99,9 +99,16 @@ class Pool:
         futures. `windows`' options change this for families with another recipe (raw crops, kept empty
         contexts, hidden covariates, no clipping).
         """
-        context, crop = windows.context, windows.crop
         rows = rng.integers(0, len(self.offsets), n)
-        starts = rng.integers(0, self.offsets.shape[1] - crop + 1, n)
+        starts = rng.integers(0, self.offsets.shape[1] - windows.crop + 1, n)
+        return self.cut(rows, starts, windows, rng, augment=augment)
+
+    def cut(
+        self, rows: np.ndarray, starts: np.ndarray, windows: Windows, rng: np.random.Generator, *, augment: bool
+    ) -> Batch:
+        """The crops of `rows` starting at `starts`, as `sample` makes them (`rng` is only used to augment)."""
+        n = len(rows)
+        context, crop = windows.context, windows.crop
         idx = starts[:, None] + np.arange(crop)
         win = self.offsets[rows[:, None], idx].astype(np.float64)
         past, future = win[:, :context], win[:, context:]
@@ -229,6 +236,8 @@ class ModelSpec:
     - `warm_start(model, out_dir)`, if given, may load weights into the freshly built model (e.g. from a sibling
       checkpoint already in `out_dir`) and returns the card's "Started from" wording, or None if it did not.
     - `validation(seed, n_series, windows)`, if given, replaces `validation_set` for this model.
+    - `load(dir_or_hub_id)`, if given, loads a saved checkpoint with the library's own loader as the module that
+      `loss` and `save` take, so `chronotick.finetune` can train it further.
     """
 
     name: str  # the --model choice
@@ -251,6 +260,7 @@ class ModelSpec:
     log_every: int = LOG_EVERY  # steps averaged into one point of the loss curve
     warm_start: Callable[[torch.nn.Module, Path], str | None] | None = None
     validation: Callable[[int, int, Windows], Batch] | None = None
+    load: Callable[[str], torch.nn.Module] | None = None
     about: str = ""  # appended to the card's first paragraph
     real_weights: str | None = None  # the card's "Real weights" line; None: set the model id to `hub_id`
     card_notes: tuple[str, ...] = ()  # extra bullets of the card's Data section
@@ -404,6 +414,15 @@ def _covariates_text(spec: ModelSpec, n_series: int, seed: int) -> str:
     return text
 
 
+def mae_table(maes: dict[str, dict[int, float]], digits: int = 2) -> list[str]:
+    """Markdown rows: one forecaster per row, its MAE at each of EVAL_HORIZONS."""
+    return [
+        "| forecaster | " + " | ".join(f"h={h}" for h in EVAL_HORIZONS) + " |",
+        "|---|" + "---:|" * len(EVAL_HORIZONS),
+        *[f"| {name} | " + " | ".join(f"{m[h]:.{digits}f}" for h in EVAL_HORIZONS) + " |" for name, m in maes.items()],
+    ]
+
+
 def model_card(
     spec: ModelSpec, model_dir: Path, *, seed: int, n_series: int, curve: Sequence[tuple[int, float]],
     n_steps: int, seconds: float, maes: dict[str, dict[int, float]], val_size: int, command: str,
@@ -454,9 +473,7 @@ def model_card(
         "",
         "## Validation MAE (us)",
         "",
-        "| forecaster | " + " | ".join(f"h={h}" for h in EVAL_HORIZONS) + " |",
-        "|---|" + "---:|" * len(EVAL_HORIZONS),
-        *[f"| {name} | " + " | ".join(f"{m[h]:.2f}" for h in EVAL_HORIZONS) + " |" for name, m in maes.items()],
+        *mae_table(maes),
         "",
         "## Config",
         "```json",

@@ -79,6 +79,12 @@ def bolt_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return model(context=batch.past, target=batch.future[:, :CHRONOS_HORIZON]).loss
 
 
+def load_bolt(model_id: str) -> ChronosBoltModelForForecasting:
+    pipe = BaseChronosPipeline.from_pretrained(model_id, device_map="cpu")
+    assert isinstance(pipe, ChronosBoltPipeline)
+    return pipe.model
+
+
 def bolt_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
     pipe = BaseChronosPipeline.from_pretrained(str(model_dir), device_map="cpu")
     assert isinstance(pipe, ChronosBoltPipeline)
@@ -138,6 +144,12 @@ def chronos2_inputs(val: Batch, horizon: int, covariates: bool) -> list[dict]:
         }
         for i in range(len(val.past))
     ]
+
+
+def load_chronos2(model_id: str) -> Chronos2Model:
+    pipe = BaseChronosPipeline.from_pretrained(model_id, device_map="cpu")
+    assert isinstance(pipe, Chronos2Pipeline)
+    return pipe.model
 
 
 def chronos2_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
@@ -220,6 +232,7 @@ SPECS: dict[str, ModelSpec] = {
         loss=bolt_loss,
         save=save_pretrained,
         forecast=bolt_forecast,
+        load=load_bolt,
         load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         "context (B, T) tensor with NaN for missing, prediction_length=60, quantile_levels=[...])",
         loss_description="the library's `forward(context, target).loss`: quantile loss in its instance-normalised "
@@ -234,6 +247,7 @@ SPECS: dict[str, ModelSpec] = {
         loss=chronos2_loss,
         save=save_pretrained,
         forecast=chronos2_forecast,
+        load=load_chronos2,
         load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         '[{"target": ctx, "past_covariates": {"temperature_c": ..., "cpu_load": ...}, "future_covariates": '
         '{...60 values...}}], prediction_length=60, quantile_levels=[...])',

@@ -97,6 +97,10 @@ def mae_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return (total + last) / len(model.lm_heads)
 
 
+def load(model_id: str) -> TimeMoeForPrediction:
+    return TimeMoeForPrediction.from_pretrained(model_id, torch_dtype=torch.float32, use_safetensors=True)
+
+
 def save(model: torch.nn.Module, out_dir: Path) -> None:
     assert isinstance(model, TimeMoeForPrediction)
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -129,6 +133,7 @@ SPECS: dict[str, ModelSpec] = {
         build=build_model,
         loss=mae_loss,
         save=save,
+        load=load,
         forecast=micro_forecast,
         load_call="sktime.libs.timemoe.TimeMoeForPrediction.from_pretrained(dir_or_hub_id, use_safetensors=True)`; "
         "one forward pass on a (B, T, 1) float tensor with `max_horizon_length=64` gives `logits[:, -1, :60]`, "

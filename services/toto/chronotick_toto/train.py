@@ -29,7 +29,7 @@ from safetensors.torch import save_model
 from toto.model.losses import CombinedLoss
 from toto.model.toto import Toto
 
-from chronotick_toto.toto_model import MAX_CONTEXT, TotoModel
+from chronotick_toto.toto_model import MAX_CONTEXT, TotoModel, load_toto
 
 CONTEXT = MAX_CONTEXT
 PATCH = 64
@@ -107,6 +107,14 @@ def loss_fn(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
+def load(model_id: str) -> Toto:
+    """The service's loader, for checkpoints in this micro config only: `save` writes CONFIG as their config."""
+    config_path = Path(model_id) / "config.json"
+    if not config_path.is_file() or json.loads(config_path.read_text()) != json.loads(json.dumps(CONFIG)):
+        raise ValueError(f"{model_id}: fine-tuning saves the micro config, so it only takes a checkpoint in it")
+    return load_toto(model_id)
+
+
 def save(model: torch.nn.Module, out_dir: Path) -> None:
     """``model.safetensors`` + ``config.json``: exactly what ``Toto.load_from_checkpoint(dir)`` reads."""
     save_model(model, str(out_dir / "model.safetensors"))
@@ -143,6 +151,7 @@ SPECS: dict[str, ModelSpec] = {
         loss=loss_fn,
         save=save,
         forecast=forecast_median,
+        load=load,
         load_call='Toto.load_from_checkpoint(dir, map_location="cpu", use_memory_efficient_attention=False)`, then '
         "`TotoForecaster(model.model).forecast(MaskedTimeseries(...), prediction_length=60, num_samples=64, "
         "samples_per_batch=64)`; the service wraps this in `chronotick_toto.toto_model.TotoModel",

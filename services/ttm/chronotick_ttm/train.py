@@ -101,6 +101,10 @@ def warm_start(model: torch.nn.Module, out_dir: Path) -> str | None:
     )
 
 
+def load_ttm(model_id: str) -> TinyTimeMixerForPrediction:
+    return TinyTimeMixerForPrediction.from_pretrained(model_id, use_safetensors=True)
+
+
 def service_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
     """The forecast the service would give: through `TtmModel`, on contexts made relative as the kit does."""
     model = TtmModel("validation", str(model_dir))
@@ -143,6 +147,7 @@ TTM = ModelSpec(
     loss=loss_on,
     save=save_pretrained,
     forecast=service_forecast,
+    load=load_ttm,
     load_call=_LOAD,
     loss_description=_LOSS,
     forecast_kind="point",
@@ -164,6 +169,7 @@ TTM_EXOG = dataclasses.replace(
     covariate_note="every batch is covariate tasks.",
     covariate_label="covariates (past and future)",
     warm_start=warm_start,
+    load=None,  # its loss needs covariate crops, and a clock log's columns are not the synthetic covariates
     about=_ABOUT + " Service call: `TtmModel('ttm-exog', dir).point_forecast(ModelBatch(contexts, 60, intervals, "
     "past_covariates, future_covariates))`.",
     real_weights=f"TTM has no released exogenous checkpoint: load `{HUB_ID}` with "

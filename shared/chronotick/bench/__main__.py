@@ -3,6 +3,7 @@
 Examples:
     python -m chronotick.bench ../shared/data/scion --write BENCHMARKS.md   # live gateway on :8000
     python -m chronotick.bench --synthetic --in-process                     # classical only, no fleet
+    python -m chronotick.bench clock.log --after-finetune tuned/            # only after the fine-tuning cut
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from chronotick.bench.forecasters import GatewayForecaster, InProcessForecaster
 from chronotick.bench.report import tables_markdown, write_outputs, write_plots
 from chronotick.bench.run import DEFAULT_BATCH, DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
 from chronotick.bench.sources import SYNTHETIC_LENGTH_S, EvalSeries, SourceFailure, log_files, read_log, synthetic_series
+from chronotick.finetune import read_cut_time_s
 
 _RECORD = Path(__file__).resolve().parents[3] / "benchmarks" / "record.py"
 
@@ -43,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S, help="seconds between origins")
     parser.add_argument("--skip-start-s", type=float, default=1200.0,
                         help="start-up transient at the start of each source, never in a context")
+    parser.add_argument("--after-finetune", type=Path, metavar="DIR",
+                        help="a directory written by finetune: evaluate only origins strictly after its cut "
+                             "(the last sample it was tuned on); serve that checkpoint in the fleet")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="origins per gateway call (1-256)")
     parser.add_argument("--deadline-s", type=float, default=30.0, help="deadline_s sent with each call")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
@@ -80,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("give at least one PATH or --synthetic")
     if not 1 <= args.batch <= 256:
         _parser().error("--batch must be between 1 and 256")
+    after_time_s = None
+    if args.after_finetune is not None:
+        try:
+            after_time_s = read_cut_time_s(args.after_finetune)
+        except (ValueError, OSError) as error:
+            _parser().error(f"--after-finetune: {error}")
     config = BenchConfig(horizons_s=[float(h) for h in args.horizons.split(",")], context=args.context,
-                         stride_s=args.stride_s, skip_start_s=args.skip_start_s, batch=args.batch)
+                         stride_s=args.stride_s, skip_start_s=args.skip_start_s, batch=args.batch,
+                         after_time_s=after_time_s)
     started = time.perf_counter()
     series, failures = _collect(args)
     for failure in failures:
@@ -97,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         models = [f"{m['name']} ({s['name']}, version {m['model_version'][:12]})"
                   for s in fleet["services"] if s["ready"] and s.get("info") for m in s["info"]["models"]]
         mode += "; models: " + (", ".join(models) or "none ready") + "; classical: " + ", ".join(fleet["classical"])
+    if after_time_s is not None:
+        mode += f"; only origins after the fine-tuning cut at {after_time_s:.3f} s ({args.after_finetune})"
     total = sum(plan_series(s, config)[2].origins.size for s in series)
     bar = None
     if not args.no_progress:

@@ -9,7 +9,10 @@ backtests (``chronotick.backtest``). An origin is kept when
 - no detected clock step lies inside its context or its truth window (a step is a discontinuity
   no forecaster is asked to predict; ``ClockStep.index`` is the first sample after the jump,
   so a step at the context's first sample is harmless);
-- its context has enough observations to forecast from and its truth window at least one.
+- its context has enough observations to forecast from and its truth window at least one;
+- after fine-tuning, it comes after the cut (``first_origin``): its last context sample and all its
+  truth lie strictly after the last sample the model was tuned on (the context may reach back into
+  the tuning data, as a deployed model's would).
 """
 
 from __future__ import annotations
@@ -58,15 +61,19 @@ def select_origins(
     horizon: int,
     stride_s: float,
     skip_start_s: float,
+    first_origin: int = 0,
 ) -> OriginPlan:
-    """Origins every ``stride_s`` (at least one sample) that satisfy the rules above."""
+    """Origins every ``stride_s`` (at least one sample), none before ``first_origin``, that satisfy the rules above."""
     n = int(offsets_us.size)
     stride = max(1, int(round(stride_s / interval_s)))
     first = context + int(math.ceil(skip_start_s / interval_s - 1e-9))
     candidates = np.arange(first, n - horizon + 1, stride, dtype=np.int64)
     skipped: Counter[str] = Counter()
+    tuned = candidates < first_origin
+    skipped["at or before the fine-tuning cut"] = int(tuned.sum())
+    candidates = candidates[~tuned]
     if candidates.size == 0:
-        return OriginPlan(candidates, skipped)
+        return OriginPlan(candidates, +skipped)
     steps = np.sort(np.asarray(step_indices, dtype=np.int64))
     # A step s crosses origin o when o - context < s < o + horizon.
     low = np.searchsorted(steps, candidates - context, side="right")

@@ -38,6 +38,18 @@ class BenchConfig:
     stride_s: float = DEFAULT_STRIDE_S
     skip_start_s: float = 1200.0
     batch: int = DEFAULT_BATCH
+    # A fine-tuning cut (``chronotick.finetune``): only origins whose last context sample is strictly later.
+    after_time_s: float | None = None
+
+
+def first_origin_after(series: EvalSeries, after_time_s: float | None) -> int:
+    """The first origin whose last context sample (index origin - 1) lies strictly after ``after_time_s``.
+
+    Synthetic clocks (no times) were never tuned on and are not cut.
+    """
+    if after_time_s is None or series.time_s is None:
+        return 0
+    return int(np.searchsorted(series.time_s, after_time_s, side="right")) + 1
 
 
 @dataclass
@@ -74,7 +86,8 @@ def plan_series(series: EvalSeries, config: BenchConfig) -> tuple[np.ndarray, in
         return columns, 0, OriginPlan(np.empty(0, np.int64), Counter({reason: 1}))
     return columns, horizon, select_origins(
         series.offsets_us, series.step_indices, interval_s=series.interval_s, context=config.context,
-        horizon=horizon, stride_s=config.stride_s, skip_start_s=config.skip_start_s)
+        horizon=horizon, stride_s=config.stride_s, skip_start_s=config.skip_start_s,
+        first_origin=first_origin_after(series, config.after_time_s))
 
 
 def evaluate_series(series: EvalSeries, forecaster: Forecaster, config: BenchConfig,
@@ -187,7 +200,8 @@ def summarize(results: list[SeriesResult], failures: list[SourceFailure], config
     latencies = [s for r in results for s in r.latencies_s]
     return {
         "config": {"horizons_s": horizons, "context": config.context, "stride_s": config.stride_s,
-                   "skip_start_s": config.skip_start_s, "batch": config.batch},
+                   "skip_start_s": config.skip_start_s, "batch": config.batch,
+                   "after_time_s": config.after_time_s},
         "files": files,
         "overall": {"origins": int(pooled_truth.shape[0]), "classical": sorted(classical), "metrics": overall,
                     "comparison": comparison(overall, classical, horizons), "mean_of_file_mae_us": mean_file_mae},

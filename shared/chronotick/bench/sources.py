@@ -23,7 +23,11 @@ SYNTHETIC_LENGTH_S = 4 * 3600
 
 @dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make == ambiguous
 class EvalSeries:
-    """One clock on a regular grid: ``offsets_us`` (NaN = missing) every ``interval_s``."""
+    """One clock on a regular grid: ``offsets_us`` (NaN = missing) every ``interval_s``.
+
+    ``time_s`` are the grid's times as the log wrote them (None for synthetic clocks, which no
+    model is fine-tuned on): ``--after-finetune`` compares them with the fine-tuning cut.
+    """
 
     name: str
     format: str
@@ -33,6 +37,7 @@ class EvalSeries:
     gaps: int
     bad_lines: int
     bad_line_examples: list[str]
+    time_s: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ def read_log(path: Path) -> EvalSeries | SourceFailure:
         gaps=len(grid.gaps),
         bad_lines=len(grid.bad_lines),
         bad_line_examples=[f"line {b.line_number}: {b.reason}" for b in grid.bad_lines[:3]],
+        time_s=grid.time_s,
     )
 
 

@@ -1,0 +1,24 @@
+"""`python -m chronotick_timemoe.finetune` tunes a checkpoint on the early part of a log; the service loads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sktime.libs.timemoe")
+
+from chronotick_timemoe import finetune
+from chronotick_timemoe.family import TimeMoeFamily
+from chronotick_timemoe.settings import TimeMoeSettings
+from chronotick_timemoe.train import SPECS
+from support.finetune_check import check_serves, finetune_and_check
+
+pytestmark = pytest.mark.slow  # trains a few steps on a small log
+
+
+def test_finetuned_checkpoint_is_served_through_its_model_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = finetune.MODEL_ID_ENV["timemoe"]
+    out, _ = finetune_and_check(tmp_path, finetune.main, SPECS["timemoe"], env)
+    monkeypatch.setenv(env, str(out))
+    check_serves(TimeMoeFamily(TimeMoeSettings(models=["timemoe"])).load()["timemoe"], out)
