@@ -16,7 +16,7 @@ from chronotick.clockdata import read_clock_log
 from support.servers import free_port
 
 runner = CliRunner()
-COMMANDS = ("predict", "status", "bench", "train", "finetune")
+COMMANDS = ("predict", "status", "bench", "train", "finetune", "agent")
 
 
 def write_csv(path: Path, offsets_s: list[float], interval_s: float = 2.0) -> Path:

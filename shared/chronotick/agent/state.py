@@ -51,6 +51,12 @@ class Window:
         return len(self._slots)
 
     def append(self, slot: Slot) -> None:
+        """Add the newest tick; ticks skipped since the previous one (a measurement that ran past
+        its cadence) become missing slots, so that the window stays on its regular grid."""
+        if self._slots:
+            skipped = round((slot.time_s - self._slots[-1].time_s) / self.interval_s) - 1
+            for k in range(min(max(skipped, 0), self._slots.maxlen or 0), 0, -1):
+                self._slots.append(Slot(slot.time_s - k * self.interval_s, None, {}))
         self._slots.append(slot)
 
     @property

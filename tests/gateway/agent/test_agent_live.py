@@ -118,7 +118,7 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
             # Measurements flow at 1 Hz; once 8 are in, forecasts at their cadences.
             wait_for(lambda: value(metrics(agent.url), "chronotick_agent_forecast_requests_total",
                                    kind="short", outcome="ok") >= 1)
-            before, gateway_before = metrics(agent.url), metrics(gateway)
+            gateway_before, before = metrics(gateway), metrics(agent.url)
             time.sleep(6.0)
             after, gateway_after = metrics(agent.url), metrics(gateway)
 
@@ -132,7 +132,8 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
             assert 1 <= long <= 3, long  # every 3 s
             answered = (value(gateway_after, "chronotick_gateway_fused_requests_total", degraded="false")
                         - value(gateway_before, "chronotick_gateway_fused_requests_total", degraded="false"))
-            assert answered >= short + long  # they reached the real gateway
+            # They reached the real gateway (one may have been in flight across the snapshots).
+            assert answered >= short + long - 1
 
             served = agent.time()
             assert str(served["basis"]).startswith("forecast:")

@@ -40,6 +40,16 @@ def test_window_waits_for_enough_measurements_and_keeps_failed_slots_missing() -
     assert len(window) == 12
 
 
+def test_ticks_skipped_by_a_slow_measurement_become_missing_slots() -> None:
+    window = Window(max_slots=20, interval_s=1.0)
+    for i in range(8):
+        window.append(Slot(float(i), 1.0, {}))
+    window.append(Slot(10.02, 2.0, {}))  # ticks 8 and 9 never ran
+    request, origin_s = window.request(horizon=1, deadline_s=1.0, with_covariates=False)
+    assert request.series[0].offsets_us[-3:] == [None, None, 2.0]
+    assert origin_s == 10.02
+
+
 def test_without_a_forecast_the_bound_grows_at_the_stated_drift() -> None:
     early = estimate(101.0, LAST, [], max_drift_ppm=20.0)
     late = estimate(111.0, LAST, [], max_drift_ppm=20.0)
