@@ -59,6 +59,9 @@ class Window:
                 self._slots.append(Slot(slot.time_s - k * self.interval_s, None, {}))
         self._slots.append(slot)
 
+    def slots(self) -> list[Slot]:
+        return list(self._slots)
+
     @property
     def observed(self) -> int:
         return sum(slot.offset_us is not None for slot in self._slots)
@@ -69,7 +72,7 @@ class Window:
         None while too few real measurements are in the window."""
         if self.observed < MIN_OBSERVED_SAMPLES:
             return None
-        slots = list(self._slots)
+        slots = self.slots()
         covariates = {}
         if with_covariates:
             names = {name for slot in slots for name in slot.covariates}

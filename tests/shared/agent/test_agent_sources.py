@@ -1,73 +1,31 @@
-"""The agent's measurement sources: NTP replies over a real UDP socket (a server in this test that
-answers what each case needs, sane or not) and `chronyc -c tracking` lines."""
+"""The agent's measurement sources: NTP replies over a real UDP socket (support.ntp_server answers
+what each case needs, sane or not) and `chronyc -c tracking` lines."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import ntplib
 import pytest
 
 from chronotick.agent.sources import NtpSource, RejectedReply, SourceFailure, parse_tracking
-
-Reply = Callable[[ntplib.NTPPacket], ntplib.NTPPacket]
-
-
-def server_reply(*, ahead_s: float = 0.0, stratum: int = 2, leap: int = 0, hold_s: float = 0.0,
-                 zero_transmit: bool = False) -> Reply:
-    """A server whose clock is ``ahead_s`` ahead of ours, that holds the request ``hold_s`` between
-    receiving and sending (a negative hold makes the round trip absurd)."""
-
-    def reply(request: ntplib.NTPPacket) -> ntplib.NTPPacket:
-        received = ntplib.system_to_ntp_time(time.time() + ahead_s)
-        packet = ntplib.NTPPacket(version=4, mode=4)
-        packet.leap, packet.stratum = leap, stratum
-        packet.root_delay, packet.root_dispersion = 0.002, 0.001
-        packet.orig_timestamp = request.tx_timestamp
-        packet.recv_timestamp = received
-        packet.tx_timestamp = 0 if zero_transmit else received + hold_s
-        return packet
-
-    return reply
+from support.ntp_server import Reply, ntp_server, server_reply
 
 
 @pytest.fixture
-def ntp_server() -> Iterator[tuple[int, list[Reply]]]:
-    """A UDP NTP server on loopback answering each request with the reply function last pushed."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.1)
-    replies: list[Reply] = [server_reply()]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, address = sock.recvfrom(256)
-            except TimeoutError:
-                continue
-            request = ntplib.NTPPacket()
-            request.from_data(data)
-            sock.sendto(replies[-1](request).to_data(), address)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], replies
-    stop.set()
-    thread.join(timeout=2.0)
-    sock.close()
+def ntp() -> Iterator[tuple[int, list[Reply]]]:
+    with ntp_server() as server:
+        yield server
 
 
 def source(port: int) -> NtpSource:
     return NtpSource("127.0.0.1", port, version=4, timeout_s=0.5, max_delay_s=1.0)
 
 
-def test_a_server_ahead_of_us_means_our_clock_is_behind(ntp_server: tuple[int, list[Reply]]) -> None:
-    port, replies = ntp_server
+def test_a_server_ahead_of_us_means_our_clock_is_behind(ntp: tuple[int, list[Reply]]) -> None:
+    port, replies = ntp
     replies.append(server_reply(ahead_s=0.25))
     measurement = asyncio.run(source(port).measure())
     # local - reference = -250 ms, and the truth lies within the measurement's own uncertainty:
@@ -85,9 +43,9 @@ def test_a_server_ahead_of_us_means_our_clock_is_behind(ntp_server: tuple[int, l
     (server_reply(zero_transmit=True), "zero_transmit"),
     (server_reply(hold_s=-5.0), "delay"),  # sent 5 s before it was received: a 5 s round trip
 ])
-def test_insane_replies_are_rejected_with_their_reason(ntp_server: tuple[int, list[Reply]], reply: Reply,
+def test_insane_replies_are_rejected_with_their_reason(ntp: tuple[int, list[Reply]], reply: Reply,
                                                        reason: str) -> None:
-    port, replies = ntp_server
+    port, replies = ntp
     replies.append(reply)
     with pytest.raises(RejectedReply) as caught:
         asyncio.run(source(port).measure())
