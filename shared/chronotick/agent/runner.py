@@ -139,15 +139,18 @@ class Agent:
         tick_s = time.time()
         covariates = self.system.sample() if self.system else {}
         measurement = await self._try_measure() if time.monotonic() >= self._source_retry_at_s else None
-        self.window.append(Slot(tick_s, None if measurement is None else measurement.offset_us, covariates))
         if measurement is None:
+            self.window.append(Slot(tick_s, None, covariates))
             return
+        # The slot carries the measurement's own time, so that a forecast made from this window
+        # starts exactly at the measurement it was made from.
+        self.window.append(Slot(measurement.time_s, measurement.offset_us, covariates))
         self.metrics.measurements.inc()
-        realized = self.scoreboard.record(measurement, tick_s, self.forecasts)
+        realized = self.scoreboard.record(measurement, self.forecasts)
         self.metrics.record_scores(realized, self.scoreboard.scores)
         self.last_measurement = measurement
         # Forecasts that end before this measurement can neither be scored again nor serve now.
-        self.forecasts = deque((f for f in self.forecasts if f.end_s >= tick_s), maxlen=MAX_FORECASTS)
+        self.forecasts = deque((f for f in self.forecasts if f.end_s >= measurement.time_s), maxlen=MAX_FORECASTS)
 
     # --- forecasting ------------------------------------------------------------------------------
 

@@ -54,11 +54,11 @@ class Scoreboard:
     def _scored_horizon(self, horizon_s: float, interval_s: float) -> float | None:
         return next((h for h in self.horizons_s if abs(h - horizon_s) <= 0.25 * interval_s), None)
 
-    def record(self, measurement: Measurement, slot_time_s: float, forecasts: Iterable[Forecast]) -> list[Realized]:
-        """Score every forecast with a step at ``slot_time_s`` (the measurement's tick)."""
+    def record(self, measurement: Measurement, forecasts: Iterable[Forecast]) -> list[Realized]:
+        """Score every forecast with a step at the measurement's time."""
         realized = []
         for forecast in forecasts:
-            step = forecast.step_at(slot_time_s)
+            step = forecast.step_at(measurement.time_s)
             if step is None:
                 continue
             horizon_s = self._scored_horizon(step * forecast.interval_s, forecast.interval_s)

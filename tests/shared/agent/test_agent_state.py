@@ -86,9 +86,9 @@ def test_the_freshest_covering_forecast_is_served() -> None:
 def test_scores_compare_later_measurements_with_earlier_forecasts_per_horizon() -> None:
     board = Scoreboard([1.0, 2.0])
     forecasts = [forecast(100.0, [10.0, 20.0, 30.0], half_width95_us=4.0)]
-    first = board.record(Measurement(101.0, 11.0, 1.0, 3), 101.0, forecasts)  # error 1: inside both
-    second = board.record(Measurement(102.0, 23.0, 1.0, 3), 102.0, forecasts)  # error 3: inside 95 % only
-    board.record(Measurement(103.0, 30.0, 1.0, 3), 103.0, forecasts)  # 3 s is not a scored horizon
+    first = board.record(Measurement(101.0, 11.0, 1.0, 3), forecasts)  # error 1: inside both
+    second = board.record(Measurement(102.0, 23.0, 1.0, 3), forecasts)  # error 3: inside 95 % only
+    board.record(Measurement(103.0, 30.0, 1.0, 3), forecasts)  # 3 s is not a scored horizon
     assert [(r.horizon_s, r.error_us, r.inside80, r.inside95) for r in first + second] == [
         (1.0, 1.0, True, True), (2.0, 3.0, False, True)]
     assert set(board.scores) == {("short", 1.0), ("short", 2.0)}
@@ -98,7 +98,7 @@ def test_scores_compare_later_measurements_with_earlier_forecasts_per_horizon() 
 
 def test_a_measurement_never_scores_a_forecast_made_after_it() -> None:
     board = Scoreboard([1.0])
-    assert board.record(Measurement(100.0, 10.0, 1.0, 3), 100.0, [forecast(100.0, [1.0, 2.0])]) == []
+    assert board.record(Measurement(100.0, 10.0, 1.0, 3), [forecast(100.0, [1.0, 2.0])]) == []
 
 
 @pytest.mark.parametrize(("variable", "value", "named"), [
