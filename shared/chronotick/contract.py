@@ -130,6 +130,15 @@ class PredictRequest(ForecastQuery):
     model: Annotated[str, Field(max_length=100)] | None = Field(
         default=None, description="Model within the family; the family's default when omitted."
     )
+    skip_spread_backtests: bool = Field(
+        default=False,
+        description="For callers that calibrate spreads themselves (the gateway does, on its own backtests). "
+        "A point forecaster (a model without native quantiles, such as TinyTimeMixer or Time-MoE) then skips "
+        "its residual-spread backtests, the extra forecasts from rolling origins of each context that are "
+        "most of its cost, and answers its point forecast with the context's random-walk spread (the RMS of "
+        "its h-step changes) as std_us and quantiles around it: a cheap, uncalibrated claim. Models with "
+        "native quantiles or samples answer the same either way.",
+    )
 
 
 class SeriesForecast(BaseModel):

@@ -57,6 +57,17 @@ def covariate_series(
     }
 
 
+def random_walk_std(offsets_us: list[float | None], horizon: int) -> np.ndarray:
+    """RMS of the context's h-step changes for h = 1..horizon, non-decreasing: the spread the kit
+    gives a point forecaster asked to skip its backtests (``skip_spread_backtests``)."""
+    context = np.array([np.nan if v is None else v for v in offsets_us])
+    rms = []
+    for h in range(1, horizon + 1):
+        changes = context[h:] - context[:-h]
+        rms.append(np.sqrt(np.mean(changes[np.isfinite(changes)] ** 2)))
+    return np.maximum.accumulate(rms)
+
+
 def predict(base_url: str, body: dict[str, object]) -> httpx.Response:
     return httpx.post(f"{base_url}/predict", json=body, timeout=TIMEOUT_S)
 
@@ -222,6 +233,21 @@ class ServiceContract:
         first, second = predict(service, body), predict(service, body)
         assert first.status_code == second.status_code == 200, first.text
         assert first.json()["forecasts"] == second.json()["forecasts"]
+
+    def test_skip_spread_backtests_keeps_the_forecast_and_gives_its_own_or_the_random_walk_spread(
+        self, service: str, model: str
+    ) -> None:
+        """A model with native quantiles answers the same; a point forecaster keeps its point
+        forecast and answers the context's random-walk spread instead of its residual spread."""
+        horizon = 30
+        series = clock_series(9)
+        body = {"series": [series], "horizon": horizon, "model": model}
+        plain, skipping = predict(service, body), predict(service, {**body, "skip_spread_backtests": True})
+        assert plain.status_code == skipping.status_code == 200, skipping.text
+        own, cheap = plain.json()["forecasts"][0], skipping.json()["forecasts"][0]
+        np.testing.assert_allclose(cheap["mean_us"], own["mean_us"], rtol=self.BATCH_RTOL, atol=self.BATCH_ATOL)
+        if not np.allclose(cheap["std_us"], own["std_us"], rtol=self.BATCH_RTOL, atol=self.BATCH_ATOL):
+            np.testing.assert_allclose(cheap["std_us"], random_walk_std(series["offsets_us"], horizon), rtol=1e-6)
 
     def test_large_absolute_offsets_keep_their_precision(self, service: str) -> None:
         base = clock_series(4)

@@ -30,6 +30,8 @@ class ModelBatch:
     interval_s: list[float]
     past_covariates: list[dict[str, np.ndarray]] = field(default_factory=list)
     future_covariates: list[dict[str, np.ndarray]] = field(default_factory=list)
+    # The request's ``skip_spread_backtests``: a point forecaster's spread without extra model calls.
+    skip_spread_backtests: bool = False
 
     def __len__(self) -> int:
         return len(self.contexts)

@@ -5,8 +5,8 @@ service gathers requests for a short window (a few ms) and runs them as one batc
 thread runs the models: on a CPU box, two model calls at once would only fight over the cores,
 and while a batch runs the next one fills up by itself.
 
-Requests are merged only when they share a model and a grouping key (horizon and covariate
-names), so every series sees exactly the computation it would see alone.
+Requests are merged only when they share a model and a grouping key (horizon, covariate names and
+``skip_spread_backtests``), so every series sees exactly the computation it would see alone.
 
 The window is only waited for while other requests are known to be on their way (received but
 still being parsed): a lone client never pays it, a crowd of clients fills the batch.

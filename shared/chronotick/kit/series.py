@@ -28,7 +28,7 @@ class PreparedRequest:
         """Requests with equal keys can share one model call."""
         past = tuple(sorted(self.batch.past_covariates[0])) if self.batch.past_covariates else ()
         future = tuple(sorted(self.batch.future_covariates[0])) if self.batch.future_covariates else ()
-        return (self.batch.horizon, past, future)
+        return (self.batch.horizon, past, future, self.batch.skip_spread_backtests)
 
 
 def _prepare_series(
@@ -88,6 +88,7 @@ def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest
         interval_s=list(intervals),
         past_covariates=list(pasts) if any(pasts) else [],
         future_covariates=list(futures) if any(futures) else [],
+        skip_spread_backtests=request.skip_spread_backtests,
     )
     return PreparedRequest(batch=batch, anchors_us=np.asarray(anchors, dtype=float))
 
@@ -102,6 +103,7 @@ def merge_batches(batches: list[ModelBatch]) -> ModelBatch:
         interval_s=[i for b in batches for i in b.interval_s],
         past_covariates=[p for b in batches for p in b.past_covariates],
         future_covariates=[f for b in batches for f in b.future_covariates],
+        skip_spread_backtests=batches[0].skip_spread_backtests,  # part of the grouping key
     )
 
 

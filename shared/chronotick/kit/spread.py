@@ -6,8 +6,9 @@
   (``chronotick.backtest``) in the same batch as the real forecast; the residual RMS per step,
   made non-decreasing over the horizon (an error cannot shrink by looking further ahead), is
   taken as a normal standard deviation around the point forecast. With no usable origin (a short
-  context) the spread falls back to the RMS of the context's own h-step changes, a random-walk
-  bound.
+  context), or when the request says ``skip_spread_backtests`` (its caller calibrates the spread
+  itself and only needs a claim of the right shape), the spread is the RMS of the context's own
+  h-step changes, a random-walk bound that costs no model call.
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ def _cut(batch: ModelBatch, index: int, origin: int) -> tuple[np.ndarray, dict[s
 
 
 def _random_walk_std(context: np.ndarray, horizon: int) -> np.ndarray:
-    steps = np.arange(1, horizon + 1)
-    std = np.empty(horizon)
-    for h in steps:
-        changes = context[h:] - context[:-h] if h < context.size else np.array([])
-        changes = changes[~np.isnan(changes)]
-        std[h - 1] = np.sqrt(np.mean(changes**2)) if changes.size else np.nan
+    """RMS of the context's h-step changes for every h at once (NaN-padded windows, missing
+    samples skipped), made non-decreasing."""
+    padded = np.concatenate([context, np.full(horizon, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, horizon + 1)[: context.size]
+    changes = windows[:, 1:] - windows[:, :1]  # (n, H): x[t + h] - x[t]
+    known = np.isfinite(changes)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no known change for h: NaN, filled below
+        std = np.sqrt(np.square(np.where(known, changes, 0.0)).sum(axis=0) / known.sum(axis=0))
     return np.fmax.accumulate(np.nan_to_num(std, nan=np.nanmax(std) if np.isfinite(std).any() else 1.0))
 
 
@@ -80,7 +83,8 @@ class ResidualSpread:
 
     def forecast(self, batch: ModelBatch) -> BatchForecast:
         horizon = batch.horizon
-        plans = [backtest_origins(c, horizon, self.origins) for c in batch.contexts]
+        count = 0 if batch.skip_spread_backtests else self.origins
+        plans = [backtest_origins(c, horizon, count) for c in batch.contexts]
         contexts, pasts, futures, anchors = [], [], [], []
         for index, origins in enumerate(plans):
             for origin in origins:

@@ -7,7 +7,7 @@ import pytest
 
 from chronotick.contract import ModelInfo, PredictRequest
 from chronotick.kit.adapter import BatchForecast
-from chronotick.kit.series import prepare_request, to_series_forecasts
+from chronotick.kit.series import merge_batches, prepare_request, to_series_forecasts
 from chronotick.problems import ProblemError
 
 INFO = ModelInfo(
@@ -92,3 +92,14 @@ def test_series_with_different_covariates_in_one_request_are_refused() -> None:
         {"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0},
     ])
     assert "same covariates" in refusal(request, takes_all)
+
+
+def test_skip_spread_backtests_reaches_the_model_and_keeps_such_requests_in_batches_of_their_own() -> None:
+    series = [{"offsets_us": [1.0, 2.0, 3.0, 4.0], "interval_s": 1.0}]
+    plain = prepare_request(PredictRequest.model_validate({"series": series, "horizon": 2}), INFO)
+    skipping = prepare_request(
+        PredictRequest.model_validate({"series": series, "horizon": 2, "skip_spread_backtests": True}), INFO
+    )
+    assert not plain.batch.skip_spread_backtests and skipping.batch.skip_spread_backtests
+    assert plain.grouping_key != skipping.grouping_key
+    assert merge_batches([skipping.batch, skipping.batch]).skip_spread_backtests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from chronotick.contract import ModelInfo
@@ -68,3 +70,16 @@ def test_a_short_context_falls_back_to_a_random_walk_bound() -> None:
     forecast = ResidualSpread(LastValuePoint()).forecast(batch_of(context, horizon=3))
     spread = forecast.quantiles[0, -1] - forecast.quantiles[0, 0]
     assert np.all(spread > 0.5) and np.all(np.diff(spread) >= 0)
+
+
+def test_skip_spread_backtests_makes_no_extra_model_call_and_answers_the_random_walk_spread() -> None:
+    model = LastValuePoint()
+    line = np.arange(300.0)  # every h-step change is exactly h
+    plain = ResidualSpread(model, origins=4).forecast(batch_of(line, np.arange(200.0)))
+    batch = replace(batch_of(line, np.arange(200.0)), skip_spread_backtests=True)
+    skipping = ResidualSpread(model, origins=4).forecast(batch)
+    assert model.seen == [2 + 4 + 4, 2]
+    np.testing.assert_array_equal(skipping.mean, plain.mean)
+    z95 = 1.6448536269514722
+    upper = list(SPREAD_LEVELS).index(0.95)
+    np.testing.assert_allclose((skipping.quantiles[:, upper] - skipping.mean) / z95, [np.arange(1.0, 11.0)] * 2)
