@@ -5,9 +5,11 @@ hang, and the gateway, each as its own process; one client sends one series at a
 
 * the fused /predict with every backend up (p50, p99);
 * the gateway's overhead: fused p50 minus the p50 of the slowest member called directly with
-  the very request the gateway sends it (the series and its backtest cuts). With every member
-  up, they share the cores, so this also holds their contention; the same difference with a
-  single member selected (``backends: ["chronos-bolt"]``) is the gateway's own cost;
+  the very request the gateway sends it (the series and its backtest cuts, encoded by the
+  gateway's own code before the clock starts, so the direct figure holds no client-side JSON
+  encoding of that large body). With every member up, they share the cores, so this also holds
+  their contention; the same difference with a single member selected
+  (``backends: ["chronos-bolt"]``) is the gateway's own cost;
 * with the extra backend hanging: p99 against the request's deadline.
 
     .venvs/gateway/bin/python benchmarks/gateway_speed.py --write BENCHMARKS.md
@@ -29,6 +31,7 @@ from record import HORIZON, clock_series, percentile_ms, provenance, write_secti
 from chronotick.contract import FusedPredictRequest
 from chronotick.grid import regularize
 from chronotick_gateway.backtest import plan_series
+from chronotick_gateway.members import member_bodies
 from chronotick_gateway.settings import GatewaySettings
 from support.servers import serve_in_process, venv_python
 
@@ -41,24 +44,31 @@ FAMILIES = {
 }
 
 
-def timed_posts(url: str, bodies: list[dict[str, object]], headers: dict[str, str] | None = None) -> list[float]:
+def timed_posts(url: str, bodies: list[dict[str, object]] | list[bytes],
+                headers: dict[str, str] | None = None) -> list[float]:
+    """One POST after the other; a body given as bytes is sent as it is (JSON already)."""
     latencies = []
     with httpx.Client(timeout=30.0) as client:
         for body in bodies:
             started = time.perf_counter()
-            client.post(url, json=body, headers=headers).raise_for_status()
+            if isinstance(body, bytes):
+                response = client.post(url, content=body, headers={**(headers or {}), "content-type": "application/json"})
+            else:
+                response = client.post(url, json=body, headers=headers)
+            response.raise_for_status()
             latencies.append(time.perf_counter() - started)
     return latencies
 
 
-def member_request(body: dict[str, object], model: str) -> dict[str, object]:
-    """The request the gateway sends one member for ``body``: the series and its backtest cuts."""
+def member_request(body: dict[str, object], model: str) -> bytes:
+    """The request the gateway sends one member for ``body`` (the series and its backtest cuts),
+    built by the gateway's own code."""
     query = FusedPredictRequest.model_validate(body)
     plans = [plan_series(regularize(s, f"series.{i}"), query.horizon, GatewaySettings().backtest_origins, s.id)
              for i, s in enumerate(query.series)]
-    series = [plan.series_input(origin, past_covariates=False, future_covariates=False).model_dump(exclude_none=True)
-              for plan in plans for origin in (None, *plan.origins)]
-    return {"series": series, "horizon": query.horizon, "quantile_levels": [0.5], "model": model}
+    (request,) = member_bodies(plans, query.horizon, model, past_covariates=False, future_covariates=False,
+                                skip_spread_backtests=GatewaySettings().skip_spread_backtests)
+    return request
 
 
 def main() -> None:

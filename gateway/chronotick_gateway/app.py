@@ -171,7 +171,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when the gateway has a key.")
 
-    def require_api_key(given: str | None = Security(api_key_header)) -> None:
+    # async: a plain def would be sent to a worker thread on every request, for a string compare.
+    async def require_api_key(given: str | None = Security(api_key_header)) -> None:
         expected = settings.api_key
         if expected is not None and not secrets.compare_digest(given or "", expected.get_secret_value()):
             raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key header",

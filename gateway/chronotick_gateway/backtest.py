@@ -14,12 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chronotick.backtest import backtest_origins, truth_after
-from chronotick.contract import Covariate, SeriesInput
 from chronotick.grid import GridSeries
-
-
-def _optional(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -38,30 +33,32 @@ class SeriesPlan:
     def context(self, origin: int | None) -> np.ndarray:
         return self.grid.offsets_us if origin is None else self.grid.offsets_us[:origin]
 
-    def series_input(
-        self, origin: int | None, *, past_covariates: bool, future_covariates: bool
-    ) -> SeriesInput:
-        """The real series (``origin=None``) or its backtest cut, in the contract's form, with
-        the covariates the receiving model can use."""
+    def series_body(self, origin: int | None, *, past_covariates: bool, future_covariates: bool) -> dict[str, object]:
+        """The real series (``origin=None``) or its backtest cut as a contract ``SeriesInput`` in
+        JSON-ready form, with the covariates the receiving model can use.
+
+        Built with ``ndarray.tolist()``, never value by value or through pydantic: the gateway
+        sends every series and its cuts to every member, and converting them one value at a time
+        was the largest part of its own cost. Missing samples stay NaN; ``fleet.encode_json``
+        writes them as the contract's ``null``.
+        """
         end = len(self.grid.offsets_us) if origin is None else origin
-        covariates: dict[str, Covariate] = {}
+        body: dict[str, object] = {"offsets_us": self.grid.offsets_us[:end].tolist(), "interval_s": self.grid.interval_s}
+        if self.id is not None:
+            body["id"] = self.id
+        covariates: dict[str, dict[str, list[float]]] = {}
         if past_covariates:
             for name, past in self.grid.past_covariates.items():
-                future = None
+                covariates[name] = {"past": past[:end].tolist()}
                 if future_covariates and name in self.grid.future_covariates:
-                    future = (
+                    covariates[name]["future"] = (
                         self.grid.future_covariates[name].tolist()
                         if origin is None
                         else _forward_filled(past[: origin + self.horizon])[origin:].tolist()
                     )
-                covariates[name] = Covariate(past=_optional(past[:end]), future=future)
-        return SeriesInput.model_construct(
-            id=self.id,
-            offsets_us=_optional(self.grid.offsets_us[:end]),
-            interval_s=self.grid.interval_s,
-            timestamps_s=None,
-            covariates=covariates,
-        )
+        if covariates:
+            body["covariates"] = covariates
+        return body
 
 
 def _forward_filled(values: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from pydantic import ValidationError
+from pydantic_core import to_json
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -31,6 +32,16 @@ from chronotick_gateway.settings import GatewaySettings
 logger = logging.getLogger("chronotick.gateway.fleet")
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+_JSON_HEADERS = {"content-type": "application/json"}
+
+
+def encode_json(body: object) -> bytes:
+    """A request body as JSON, with NaN written as ``null`` (the contract's missing sample).
+
+    pydantic-core's encoder takes the plain lists of ``ndarray.tolist()`` in one pass, an order
+    of magnitude faster than the standard library's, and writes floats in their shortest exact form.
+    """
+    return to_json(body, inf_nan_mode="null")
 
 
 class BackendError(Exception):
@@ -118,8 +129,8 @@ class Fleet:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    async def predict(self, service: Service, body: dict[str, object], deadline: float, member: str) -> CallResult:
-        """POST /predict with retries inside ``deadline`` (event-loop time)."""
+    async def predict(self, service: Service, body: bytes, deadline: float, member: str) -> CallResult:
+        """POST /predict (``body``: JSON from ``encode_json``) with retries inside ``deadline`` (event-loop time)."""
         loop = asyncio.get_running_loop()
         attempts = 0
         retrying = AsyncRetrying(
@@ -149,11 +160,12 @@ class Fleet:
         self.metrics.observe_breaker(service.name, service.breaker.state)
         return CallResult(result, attempts - 1)
 
-    async def _attempt(self, service: Service, body: dict[str, object], remaining_s: float) -> PredictResponse:
+    async def _attempt(self, service: Service, body: bytes, remaining_s: float) -> PredictResponse:
         if remaining_s <= 0:
             raise BackendError("timeout", "no time left before the deadline")
         try:
-            response = await self.http.post(f"{service.url}/predict", json=body, timeout=remaining_s)
+            response = await self.http.post(f"{service.url}/predict", content=body, headers=_JSON_HEADERS,
+                                           timeout=remaining_s)
         except httpx.TimeoutException as error:
             raise _Retryable("timeout", f"no answer within the deadline ({type(error).__name__})") from error
         except httpx.TransportError as error:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 PRIOR_PSEUDO_ORIGINS = 2.0
 
@@ -163,5 +163,7 @@ def predictive_quantiles(
     mean_us: np.ndarray, std_us: np.ndarray, levels: list[float], degrees_of_freedom: float
 ) -> np.ndarray:
     """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom."""
-    factors = student_t.ppf(np.asarray(levels, dtype=float), degrees_of_freedom)
+    # stdtrit is the Student-t inverse CDF that scipy.stats.t.ppf calls, without its per-call
+    # argument handling (most of the cost of a request's fusion).
+    factors = stdtrit(degrees_of_freedom, np.asarray(levels, dtype=float))
     return mean_us[None, :] + factors[:, None] * std_us[None, :]

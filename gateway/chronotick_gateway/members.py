@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from chronotick.baselines import ClassicalForecaster
-from chronotick.contract import BackendStatus, ModelInfo, SeriesInput
+from chronotick.contract import BackendStatus, ModelInfo
 from chronotick_gateway.backtest import SeriesPlan
-from chronotick_gateway.fleet import BackendError, Fleet, Service
+from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
 from chronotick_gateway.fusion import MemberForecast
 
 # A backend call stays well under the services' limits (256 series, 2 MB body).
@@ -50,17 +50,32 @@ def _member_forecast(plan: SeriesPlan, answers: list[tuple[np.ndarray, np.ndarra
     return MemberForecast(mean_us=mean, std_us=std, backtest_errors_us=errors, backtest_std_us=stds)
 
 
-def _chunks(series: list[SeriesInput]) -> list[list[SeriesInput]]:
-    chunks: list[list[SeriesInput]] = [[]]
+def member_bodies(
+    plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: bool, future_covariates: bool,
+    skip_spread_backtests: bool,
+) -> list[bytes]:
+    """The encoded requests that ask ``model`` for every series and its backtest cuts, in order,
+    in as few calls as fit under the services' limits.
+
+    Covariates go only to a model that uses them; the others forecast from the offsets alone.
+    ``skip_spread_backtests`` is the contract's: the gateway calibrates the spread itself.
+    """
+    chunks: list[list[dict[str, object]]] = [[]]
     points = 0
-    for item in series:
-        size = len(item.offsets_us) * (1 + len(item.covariates))
-        if chunks[-1] and (len(chunks[-1]) >= MAX_SERIES_PER_CALL or points + size > MAX_POINTS_PER_CALL):
-            chunks.append([])
-            points = 0
-        chunks[-1].append(item)
-        points += size
-    return chunks
+    for plan in plans:
+        for origin in (None, *plan.origins):
+            item = plan.series_body(origin, past_covariates=past_covariates, future_covariates=future_covariates)
+            size = len(item["offsets_us"]) * (1 + len(item.get("covariates", {})))
+            if chunks[-1] and (len(chunks[-1]) >= MAX_SERIES_PER_CALL or points + size > MAX_POINTS_PER_CALL):
+                chunks.append([])
+                points = 0
+            chunks[-1].append(item)
+            points += size
+    return [
+        encode_json({"series": chunk, "horizon": horizon, "quantile_levels": [0.5], "model": model,
+                     "skip_spread_backtests": skip_spread_backtests})
+        for chunk in chunks
+    ]
 
 
 async def remote_member(
@@ -71,29 +86,17 @@ async def remote_member(
         return MemberResult(model.name, service.name, "skipped",
                             f"horizon {horizon} is beyond its maximum of {model.max_horizon}")
     started = time.perf_counter()
-    # Covariates go only to a model that uses them; the others forecast from the offsets alone.
-    series = [
-        plan.series_input(origin, past_covariates=model.past_covariates, future_covariates=model.future_covariates)
-        for plan in plans
-        for origin in (None, *plan.origins)
-    ]
-    calls = [
-        fleet.predict(
-            service,
-            {"series": [s.model_dump(exclude_none=True) for s in chunk], "horizon": horizon,
-             "quantile_levels": [0.5], "model": model.name},
-            deadline,
-            member=model.name,
-        )
-        for chunk in _chunks(series)
-    ]
+    bodies = member_bodies(plans, horizon, model.name, past_covariates=model.past_covariates,
+                           future_covariates=model.future_covariates,
+                           skip_spread_backtests=fleet.settings.skip_spread_backtests)
+    calls = [fleet.predict(service, body, deadline, member=model.name) for body in bodies]
     try:
         results = await asyncio.gather(*calls)
     except BackendError as error:
         return MemberResult(model.name, service.name, error.status, error.reason,
                             time.perf_counter() - started, error.retries)
     answers = [f for result in results for f in result.response.forecasts]
-    if len(answers) != len(series) or any(len(a.mean_us) != horizon or len(a.std_us) != horizon for a in answers):
+    if len(answers) != sum(1 + len(plan.origins) for plan in plans) or any(len(a.mean_us) != horizon or len(a.std_us) != horizon for a in answers):
         return MemberResult(model.name, service.name, "failed", "answer does not match the request's shape",
                             time.perf_counter() - started)
     pairs = iter([(np.asarray(a.mean_us), np.asarray(a.std_us)) for a in answers])

@@ -38,4 +38,10 @@ class GatewaySettings(BaseSettings):
     )
 
     backtest_origins: int = Field(default=6, ge=0, le=32, description="Rolling origins for calibration.")
+    skip_spread_backtests: bool = Field(
+        default=True,
+        description="Ask point forecasters (TTM, Time-MoE) for their cheap random-walk spread instead of "
+        "their residual spread on rolling origins: the gateway calibrates every member on its own backtests "
+        "anyway, and the residual spread costs those models most of their time.",
+    )
     weight_floor: float = Field(default=0.0, ge=0.0, lt=0.5)

@@ -6,7 +6,9 @@ import numpy as np
 
 from chronotick.grid import GridSeries
 from chronotick.backtest import MIN_BACKTEST_OBSERVATIONS, backtest_origins
+from chronotick.contract import PredictRequest
 from chronotick_gateway.backtest import plan_series
+from chronotick_gateway.members import MAX_POINTS_PER_CALL, member_bodies
 
 
 def grid(values: np.ndarray, past: dict[str, np.ndarray] | None = None,
@@ -35,14 +37,38 @@ def test_a_backtest_gets_its_future_covariates_from_hindsight_with_gaps_filled()
     load = np.arange(60, dtype=float)
     load[53] = np.nan
     plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=3, series_id=None)
-    cut = plan.series_input(plan.origins[2], past_covariates=True, future_covariates=True)
-    assert plan.origins == (56, 54, 52) and len(cut.offsets_us) == 52
-    assert cut.covariates["load"].future == [52.0, 52.0, 54.0, 55.0]
-    real = plan.series_input(None, past_covariates=True, future_covariates=True)
-    assert real.covariates["load"].future == [7.0] * 4
+    cut = plan.series_body(plan.origins[2], past_covariates=True, future_covariates=True)
+    assert plan.origins == (56, 54, 52) and len(cut["offsets_us"]) == 52
+    assert cut["covariates"]["load"]["future"] == [52.0, 52.0, 54.0, 55.0]
+    real = plan.series_body(None, past_covariates=True, future_covariates=True)
+    assert real["covariates"]["load"]["future"] == [7.0] * 4
 
 
 def test_models_without_covariates_get_none() -> None:
     values = np.arange(60, dtype=float)
     plan = plan_series(grid(values, {"load": values}), horizon=4, count=1, series_id=None)
-    assert plan.series_input(None, past_covariates=False, future_covariates=False).covariates == {}
+    assert "covariates" not in plan.series_body(None, past_covariates=False, future_covariates=False)
+
+
+def test_member_bodies_are_contract_requests_with_missing_samples_as_null() -> None:
+    values = np.arange(120, dtype=float)
+    values[[5, 90]] = np.nan
+    load = np.linspace(0.0, 1.0, 120)
+    plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=2, series_id="a")
+    (body,) = member_bodies([plan], 4, "m", past_covariates=True, future_covariates=True, skip_spread_backtests=True)
+    assert b"NaN" not in body
+    request = PredictRequest.model_validate_json(body)
+    assert request.model == "m" and request.horizon == 4 and len(request.series) == 3 and request.skip_spread_backtests
+    real, cut = request.series[0], request.series[2]
+    assert real.id == "a" and real.offsets_us[5] is None and real.offsets_us[90] is None
+    assert real.offsets_us[:5] == [0.0, 1.0, 2.0, 3.0, 4.0] and len(cut.offsets_us) == plan.origins[1]
+    assert real.covariates["load"].past == load.tolist() and real.covariates["load"].future == [7.0] * 4
+
+
+def test_member_bodies_split_into_calls_within_the_services_limits() -> None:
+    plans = [plan_series(grid(np.arange(600, dtype=float)), horizon=4, count=6, series_id=str(i)) for i in range(40)]
+    bodies = member_bodies(plans, 4, "m", past_covariates=False, future_covariates=False, skip_spread_backtests=False)
+    requests = [PredictRequest.model_validate_json(body) for body in bodies]
+    assert len(requests) > 1
+    assert all(sum(len(s.offsets_us) for s in r.series) <= MAX_POINTS_PER_CALL for r in requests)
+    assert [s.id for r in requests for s in r.series] == [str(i) for i in range(40) for _ in range(7)]
