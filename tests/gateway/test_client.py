@@ -32,8 +32,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def clock_request(horizon: int = 5, **extra: object) -> FusedPredictRequest:
     clock = generate_clock("server_load", 200, seed=3)
     offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
+    # A generous deadline: on a busy machine a member missing 1 s would change the fused answer.
     return FusedPredictRequest(series=[SeriesInput(id="host-a", offsets_us=offsets, interval_s=1.0)],
-                               horizon=horizon, quantile_levels=[0.1, 0.5, 0.9], **extra)
+                               horizon=horizon, quantile_levels=[0.1, 0.5, 0.9], deadline_s=10.0, **extra)
 
 
 def test_sync_client_gets_a_typed_fused_forecast_with_the_api_key(gateway: str) -> None:
