@@ -38,8 +38,8 @@ class Source(Protocol):
 def build_source(settings: AgentSettings) -> Source:
     if settings.source == "ntp":
         return NtpSource(settings.ntp_server, settings.ntp_port, version=settings.ntp_version,
-                         timeout_s=settings.ntp_timeout_s, max_delay_s=settings.max_ntp_delay_s)
-    return ChronySource(settings.chronyc, timeout_s=max(settings.ntp_timeout_s, 1.0))
+                         timeout_s=settings.source_timeout_s, max_delay_s=settings.max_ntp_delay_s)
+    return ChronySource(settings.chronyc, timeout_s=settings.source_timeout_s)
 
 
 class Backoff:

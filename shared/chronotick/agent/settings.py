@@ -26,7 +26,8 @@ class AgentSettings(BaseSettings):
     ntp_server: str = Field(default="127.0.0.1", min_length=1, description="NTP server host name or address.")
     ntp_port: int = Field(default=123, ge=1, le=65535)
     ntp_version: int = Field(default=4, ge=3, le=4)
-    ntp_timeout_s: float = Field(default=1.0, gt=0.0, le=30.0)
+    source_timeout_s: float = Field(default=1.0, gt=0.0, le=30.0,
+                                    description="How long one measurement may take (NTP reply or chronyc).")
     max_ntp_delay_s: float = Field(
         default=1.0, gt=0.0, description="A reply whose round-trip delay is negative or above this is rejected.")
     chronyc: list[str] = Field(

@@ -33,7 +33,8 @@ ForecastKind = Literal["short", "long"]
 
 @dataclass(frozen=True)
 class Slot:
-    """One tick of the measurement cadence: its local time, the offset if measured, the covariates."""
+    """One tick of the measurement cadence: when (local clock; the measurement's own time when there
+    is one), the offset if measured, the covariates."""
 
     time_s: float
     offset_us: float | None

@@ -112,7 +112,7 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
                                                        env={"CHRONOTICK_GATEWAY_SERVICES": "{}"},
                                                        log_path=tmp_path / "gateway.log"))
         env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_SOURCE": "ntp", "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
-               "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_NTP_TIMEOUT_S": "0.3",
+               "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
                "CHRONOTICK_AGENT_GATEWAY_URL": gateway}
         with run_agent(env, tmp_path / "agent.log") as agent:
             # Measurements flow at 1 Hz; once 8 are in, forecasts at their cadences.
