@@ -1,5 +1,6 @@
-"""The Python client against real servers over HTTP: the gateway in its own process (with an API
-key), and a small server that answers 503 a set number of times to prove what is retried."""
+"""The Python client and the `chronotick` command against real servers over HTTP: the gateway in
+its own process (with an API key), and a small server that answers 503 a set number of times to
+prove what is retried."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi import FastAPI, Response
+from typer.testing import CliRunner
 
+from chronotick.cli import app
 from chronotick.client import AsyncClient, Client, GatewayError, GatewayUnreachable
 from chronotick.contract import FleetModels, FusedPredictRequest, SeriesInput
 from chronotick.synthetic import generate_clock
@@ -127,3 +131,27 @@ def test_nothing_listening_is_unreachable_after_the_attempts() -> None:
         client.models()
     # Three attempts, two waits of at least 0.1 s each.
     assert time.monotonic() - started >= 0.2
+
+
+def test_cli_predict_forecasts_a_clock_log_through_the_gateway(gateway: str, tmp_path: Path) -> None:
+    clock = generate_clock("server_load", 120, seed=5)
+    lines = ["time_s,offset_us"] + [f"{1_700_000_000 + i},{v:.3f}" for i, v in enumerate(clock.observed_offset_us)
+                                    if not np.isnan(v)]
+    log = tmp_path / "clock.csv"
+    log.write_text("\n".join(lines) + "\n")
+    arguments = ["predict", str(log), "--horizon-s", "5", "--gateway", gateway, "--api-key", API_KEY]
+    table = CliRunner().invoke(app, arguments)
+    assert table.exit_code == 0, table.output
+    assert "kalman" in table.output and "95% high" in table.output
+    answer = CliRunner().invoke(app, [*arguments, "--json"])
+    assert answer.exit_code == 0
+    assert '"horizon": 5' in answer.output
+    refused = CliRunner().invoke(app, arguments[:-2])  # no key
+    assert refused.exit_code == 1 and "401" in refused.output
+
+
+def test_cli_status_shows_the_fleet(gateway: str) -> None:
+    result = CliRunner().invoke(app, ["status", "--gateway", gateway])
+    assert result.exit_code == 0, result.output
+    assert f"gateway {gateway}: ready" in result.output
+    assert "classical members (always answer): last-value, chrony-fit, kalman" in result.output

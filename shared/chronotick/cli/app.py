@@ -102,6 +102,8 @@ def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeo
         models = ", ".join(f"{m.name} ({m.model_version[:12]})" for m in service.info.models) if service.info else "-"
         table.add_row(service.name, service.url, "yes" if service.ready else "no", service.breaker, models,
                       service.last_error or "")
+    if not fleet.services:
+        table.caption = "no model service configured: the classical members answer alone"
     out.print(table)
     out.print(f"classical members (always answer): {', '.join(fleet.classical)}", highlight=False)
 
