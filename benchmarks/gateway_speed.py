@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 from record import HORIZON, clock_series, percentile_ms, provenance, write_section
 
 from chronotick.contract import FusedPredictRequest
@@ -60,6 +62,18 @@ def timed_posts(url: str, bodies: list[dict[str, object]] | list[bytes],
     return latencies
 
 
+def server_process(url: str) -> psutil.Process:
+    """The uvicorn process serving ``url`` (started by ``serve_in_process`` with ``--port``)."""
+    port = url.rsplit(":", 1)[1]
+    return next(p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] and "--port" in p.info["cmdline"] and port in p.info["cmdline"])
+
+
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def member_request(body: dict[str, object], model: str) -> bytes:
     """The request the gateway sends one member for ``body`` (the series and its backtest cuts),
     built by the gateway's own code."""
@@ -78,6 +92,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]  # the cores are shared: say how busy they were
     bodies = [{"series": [clock_series(seed)], "horizon": HORIZON} for seed in range(args.requests)]
     warm = bodies[:10]
     with contextlib.ExitStack() as stack:
@@ -94,7 +109,11 @@ def main() -> None:
         )
         timed_posts(f"{gateway}/predict", warm)
         fused = timed_posts(f"{gateway}/predict", bodies)
+        # CPU time is not stretched by other work on the cores, unlike latency; it includes the
+        # gateway's health polling (a few ms a second).
+        gateway_cpu_before = cpu_s(server_process(gateway))
         alone = timed_posts(f"{gateway}/predict", [{**b, "backends": ["chronos-bolt"]} for b in bodies])
+        gateway_cpu_ms = (cpu_s(server_process(gateway)) - gateway_cpu_before) / len(bodies) * 1000.0
         direct = {}
         for family, models in FAMILIES.items():
             for model in models:
@@ -119,10 +138,13 @@ def main() -> None:
         f"{percentile_ms(alone, 99):.1f} |",
         f"| gateway's own overhead (the line above minus chronos-bolt called directly) | "
         f"{percentile_ms(alone, 50) - percentile_ms(direct['chronos-bolt'], 50):.1f} | |",
+        f"| gateway process CPU time per request with only chronos-bolt selected | {gateway_cpu_ms:.1f} | |",
         f"| fused /predict with one backend hanging, deadline {args.deadline_s:g} s | "
         f"{percentile_ms(hanging, 50):.1f} | {percentile_ms(hanging, 99):.1f} |",
     ]
-    text = f"{provenance('gateway_speed.py', sys.argv[1:])}; one client, one series per request.\n\n" + "\n".join(lines)
+    load = f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    text = (f"{provenance('gateway_speed.py', sys.argv[1:])}; one client, one series per request; {load}.\n\n"
+            + "\n".join(lines))
     print(text)
     if args.write:
         write_section(args.write, "gateway_speed", f"### Gateway speed\n\n{text}")
