@@ -11,15 +11,17 @@ env_dir() {  # the folder whose requirements.{in,lock} define environment $1
     core) echo "$ROOT/shared" ;;
     chronos|ttm|toto|timemoe) echo "$ROOT/services/$1" ;;
     gateway) echo "$ROOT/gateway" ;;
+    integration) echo "$ROOT/tests/integration" ;;
     *) echo "unknown environment '$1' (known: $ALL_ENVS)" >&2; return 2 ;;
   esac
 }
 
 env_packages() {  # editable project packages installed into environment $1
   case "$1" in
-    core) echo "$ROOT/shared" ;;
+    core|integration) echo "$ROOT/shared" ;;
     *) echo "$ROOT/shared $(env_dir "$1")" ;;
   esac
 }
 
-ALL_ENVS="core chronos ttm toto timemoe gateway"
+# integration: the tests against the fleet's live containers (no model libraries; docker-compose).
+ALL_ENVS="core chronos ttm toto timemoe gateway integration"

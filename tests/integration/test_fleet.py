@@ -1,0 +1,77 @@
+"""The fleet as users run it: containers from docker-compose, talked to through the published port."""
+
+from __future__ import annotations
+
+import subprocess
+
+import httpx
+import numpy as np
+
+from chronotick.contract import FleetModels, FusedPredictResponse
+from support.containers import MODEL_SERVICES, ComposeFleet
+from support.fleet_calls import clock_body
+
+EVERY_MODEL = {"chronos-bolt", "chronos-2", "timesfm-2.5", "ttm", "ttm-exog", "toto", "timemoe"}
+
+
+def test_a_fused_forecast_comes_from_every_backend(fleet: ComposeFleet) -> None:
+    response = fleet.predict(clock_body(1, deadline_s=20.0))
+    assert response.status_code == 200, response.text
+    answer = FusedPredictResponse.model_validate(response.json())
+
+    answered = {b.name for b in answer.backends if b.status == "ok" and b.service is not None}
+    assert answered == EVERY_MODEL, [(b.name, b.status, b.reason) for b in answer.backends]
+    assert {b.service for b in answer.backends if b.service} == set(MODEL_SERVICES)
+    assert not answer.degraded, answer.reasons
+    fused = answer.forecasts[0]
+    assert len(fused.mean_us) == 10
+    assert np.all(np.diff(np.asarray(fused.quantiles_us), axis=0) >= 0)   # levels ordered at every step
+    weights = np.array([b.weights[0] for b in answer.backends if b.weights is not None])
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_models_lists_every_service_with_its_library_versions(fleet: ComposeFleet) -> None:
+    models = FleetModels.model_validate(httpx.get(f"{fleet.url}/models", timeout=5.0).json())
+    by_name = {service.name: service for service in models.services}
+    assert set(by_name) == set(MODEL_SERVICES)
+    assert all(s.ready and s.breaker == "closed" and s.info is not None for s in models.services)
+    # Each image carries its own pinned environment: Time-MoE's transformers differs from TTM's.
+    transformers = {name: s.info.versions.get("transformers") for name, s in by_name.items()}
+    assert transformers["timemoe"] == "4.40.1"
+    assert transformers["ttm"] not in (None, "4.40.1")
+
+
+def test_containers_run_as_a_non_root_user(fleet: ComposeFleet) -> None:
+    for service in (*MODEL_SERVICES, "gateway"):
+        uid = subprocess.run(["docker", "exec", fleet.container(service), "id", "-u"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert uid not in ("", "0"), f"{service} runs as uid {uid!r}"
+
+
+def answers_as_a_service(url: str) -> bool:
+    """Whether a ChronoTick service's /health/live answers at ``url``."""
+    try:
+        response = httpx.get(url, timeout=2.0)
+        return response.status_code == 200 and response.json() == {"status": "live"}
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def test_predict_needs_the_api_key(fleet: ComposeFleet) -> None:
+    response = httpx.post(f"{fleet.url}/predict", json=clock_body(2), timeout=30.0)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_backends_cannot_be_reached_from_the_host(fleet: ComposeFleet) -> None:
+    for service in MODEL_SERVICES:
+        settings = fleet.inspect(service)["NetworkSettings"]
+        assert not any(settings["Ports"].values()), f"{service} publishes {settings['Ports']}"
+        addresses = [network["IPAddress"] for network in settings["Networks"].values() if network["IPAddress"]]
+        assert addresses, f"{service} has no address"
+        for address in addresses:
+            # (A bare TCP connect proves nothing here: an egress proxy may accept any connection.)
+            assert not answers_as_a_service(f"http://{address}:8000/health/live"), \
+                f"{service} answers the host at {address}:8000"
+    # ... while the gateway is published on loopback.
+    assert httpx.get(f"{fleet.url}/health/live", timeout=5.0).status_code == 200

@@ -1,0 +1,113 @@
+"""The fleet in real containers, driven through docker-compose, for integration tests and benchmarks.
+
+Each ``ComposeFleet`` runs under its own compose project name and its own published port, so it
+never touches a fleet a developer has running, and ``down`` removes every container, network and
+volume it created. Commands go through ``scripts/compose`` (the Compose plugin or the standalone
+docker-compose 1.29, whichever the machine has).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "scripts" / "compose"
+MODEL_SERVICES = ("chronos", "ttm", "toto", "timemoe")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ComposeFleet:
+    project: str
+    api_key: str | None = None   # the gateway's CHRONOTICK_GATEWAY_API_KEY
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key} if self.api_key else {}
+
+    def predict(self, body: dict[str, object], timeout_s: float = 30.0) -> httpx.Response:
+        return httpx.post(f"{self.url}/predict", json=body, headers=self.headers, timeout=timeout_s)
+
+    def compose(self, *args: str, timeout_s: float = 120.0) -> str:
+        env = {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "CHRONOTICK_GATEWAY_PORT": str(self.port)}
+        env.pop("CHRONOTICK_GATEWAY_API_KEY", None)
+        if self.api_key:
+            env["CHRONOTICK_GATEWAY_API_KEY"] = self.api_key
+        done = subprocess.run([str(COMPOSE), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"compose {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def container(self, service: str) -> str:
+        container_id = self.compose("ps", "-q", service).strip()
+        if not container_id:
+            raise RuntimeError(f"no container for service {service}")
+        return container_id
+
+    def inspect(self, service: str) -> dict[str, object]:
+        out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True, text=True,
+                             check=True).stdout
+        return json.loads(out)[0]
+
+    def health(self, service: str) -> str:
+        state = self.inspect(service)["State"]
+        return state.get("Health", {}).get("Status", state["Status"])
+
+    def ready_services(self) -> set[str]:
+        """Services the gateway itself counts as ready (what it fuses), from its /models."""
+        models = httpx.get(f"{self.url}/models", timeout=5.0).json()
+        return {service["name"] for service in models["services"] if service["ready"]}
+
+    def wait_until(self, condition, timeout_s: float, what: str, poll_s: float = 0.25) -> float:
+        """Poll ``condition`` until it holds; returns the seconds it took."""
+        started = time.monotonic()
+        while True:
+            try:
+                if condition():
+                    return time.monotonic() - started
+            except (httpx.HTTPError, RuntimeError, KeyError):
+                pass
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
+    def up(self, timeout_s: float = 900.0) -> float:
+        """Start the fleet (building missing images) and wait until the gateway fuses every backend."""
+        started = time.monotonic()
+        self.compose("up", "-d", timeout_s=timeout_s)
+        self.wait_until(lambda: self.ready_services() == set(MODEL_SERVICES), timeout_s, "every backend ready")
+        return time.monotonic() - started
+
+    def down(self) -> None:
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout_s=300.0)
+
+
+@contextmanager
+def running_fleet(project: str, api_key: str | None = None) -> Iterator[ComposeFleet]:
+    fleet = ComposeFleet(project, api_key)
+    try:
+        fleet.up()
+        yield fleet
+    finally:
+        fleet.down()
