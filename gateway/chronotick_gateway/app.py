@@ -169,20 +169,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["content-type", "x-api-key"])
 
-    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when the gateway has a key.")
+    # The schema advertises the key only when there is one: a client (or schemathesis) reading it
+    # must not be told to authenticate against a gateway that accepts anyone.
+    predict_dependencies = []
+    if settings.api_key is not None:
+        expected_key = settings.api_key.get_secret_value()
+        api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The gateway's API key.")
 
-    # async: a plain def would be sent to a worker thread on every request, for a string compare.
-    async def require_api_key(given: str | None = Security(api_key_header)) -> None:
-        expected = settings.api_key
-        if expected is not None and not secrets.compare_digest(given or "", expected.get_secret_value()):
-            raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key header",
-                               headers={"WWW-Authenticate": "APIKey"})
+        # async: a plain def would be sent to a worker thread on every request, for a string compare.
+        async def require_api_key(given: str | None = Security(api_key_header)) -> None:
+            if not secrets.compare_digest(given or "", expected_key):
+                raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key header",
+                                   headers={"WWW-Authenticate": "APIKey"})
+
+        predict_dependencies.append(Depends(require_api_key))
 
     def fleet() -> Fleet:
         return state["fleet"]
 
     @app.post("/predict", response_model=FusedPredictResponse, responses=_PROBLEMS,
-              dependencies=[Depends(require_api_key)])
+              dependencies=predict_dependencies)
     async def predict(query: FusedPredictRequest) -> FusedPredictResponse:
         """Forecast every series with every ready backend and fuse them by calibrated inverse variance."""
         loop = asyncio.get_running_loop()

@@ -176,9 +176,17 @@ def test_api_key_is_required_when_configured(chronos_url: str) -> None:
         missing = predict(gateway, body(backends=["kalman"]))
         wrong = predict(gateway, body(backends=["kalman"]), headers={"X-API-Key": "nope"})
         right = predict(gateway, body(backends=["kalman"]), headers={"X-API-Key": "s3cret"})
+        schema = httpx.get(f"{gateway}/openapi.json").json()
     assert missing.status_code == wrong.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
     assert right.status_code == 200
+    assert schema["paths"]["/predict"]["post"]["security"] == [{"APIKeyHeader": []}]
+
+
+def test_without_a_key_the_schema_asks_for_no_authentication(gateway: str) -> None:
+    schema = httpx.get(f"{gateway}/openapi.json").json()
+    assert "security" not in schema["paths"]["/predict"]["post"]
+    assert "securitySchemes" not in schema.get("components", {})
 
 
 def test_bad_input_is_422_with_the_field(gateway: str) -> None:
