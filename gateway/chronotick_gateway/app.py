@@ -105,8 +105,9 @@ def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list
     )
 
 
-def _plan(series: SeriesInput, index: int, horizon: int, origins: int) -> SeriesPlan:
-    grid = regularize(series, f"series.{index}")
+def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bool) -> SeriesPlan:
+    # Cleaned once here, so every member, its backtests and the calibration see the same series.
+    grid = regularize(series, f"series.{index}", clean=clean)
     observed = int(np.count_nonzero(~np.isnan(grid.offsets_us)))
     if observed < MIN_OBSERVED_SAMPLES:
         raise validation_problem([{"field": f"series.{index}.offsets_us",
@@ -194,7 +195,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
-        plans = [_plan(series, i, query.horizon, settings.backtest_origins) for i, series in enumerate(query.series)]
+        plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
+                 for i, series in enumerate(query.series)]
         remote, classical, absent = _select(fleet(), query.backends)
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline)
         answered = [r for r in results if r.ok]
@@ -230,6 +232,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             quantile_levels=query.quantile_levels,
             forecasts=fused_series,
             degrees_of_freedom=dofs,
+            flagged_outliers=[plan.grid.flagged_outliers.tolist() for plan in plans],
             backends=backends,
             degraded=bool(failures),
             reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],

@@ -58,7 +58,9 @@ def member_bodies(
     in as few calls as fit under the services' limits.
 
     Covariates go only to a model that uses them; the others forecast from the offsets alone.
-    ``skip_spread_backtests`` is the contract's: the gateway calibrates the spread itself.
+    ``skip_spread_backtests`` is the contract's: the gateway calibrates the spread itself. The
+    series were cleaned by the gateway already (``clean`` off: no second pass, and a backtest cut
+    ending in what the full series shows to be a spike keeps the gateway's verdict).
     """
     chunks: list[list[dict[str, object]]] = [[]]
     points = 0
@@ -73,7 +75,7 @@ def member_bodies(
             points += size
     return [
         encode_json({"series": chunk, "horizon": horizon, "quantile_levels": [0.5], "model": model,
-                     "skip_spread_backtests": skip_spread_backtests})
+                     "skip_spread_backtests": skip_spread_backtests, "clean": False})
         for chunk in chunks
     ]
 

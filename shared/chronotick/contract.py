@@ -98,6 +98,11 @@ class ForecastQuery(BaseModel):
     quantile_levels: Annotated[list[QuantileLevel], Field(min_length=1, max_length=99)] = Field(
         default_factory=lambda: list(DEFAULT_QUANTILE_LEVELS)
     )
+    clean: bool = Field(
+        default=True,
+        description="Find spikes (a delayed NTP reply, a network burst) and treat them as missing samples "
+        "before forecasting; the response's flagged_outliers lists them. See chronotick.cleaning.",
+    )
 
     @model_validator(mode="after")
     def _check_query(self) -> Self:
@@ -176,6 +181,11 @@ class PredictResponse(BaseModel):
     quantile_levels: list[float]
     sign_convention: str = OFFSET_SIGN_CONVENTION
     forecasts: list[SeriesForecast]
+    flagged_outliers: list[list[int]] = Field(
+        default_factory=list,
+        description="Per series: indices into its offsets_us that cleaning flagged as spikes and treated as "
+        "missing (empty lists when the request had clean=false).",
+    )
     batch_series: int = Field(description="Series in the model batch this request was part of.")
     timings: Timings
 
@@ -272,6 +282,11 @@ class FusedPredictResponse(BaseModel):
     sign_convention: str = OFFSET_SIGN_CONVENTION
     forecasts: list[SeriesForecast] = Field(description="The fused forecast; std_us is calibrated.")
     degrees_of_freedom: list[float] = Field(description="Per series: the evidence behind the fused scale.")
+    flagged_outliers: list[list[int]] = Field(
+        default_factory=list,
+        description="Per series: indices into its offsets_us that cleaning flagged as spikes and treated as "
+        "missing (empty lists when the request had clean=false).",
+    )
     backends: list[BackendResult]
     degraded: bool = Field(description="True when a backend that should have answered did not.")
     reasons: list[str] = Field(default_factory=list)

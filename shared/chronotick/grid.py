@@ -7,10 +7,11 @@ never interpolated values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from chronotick.cleaning import without_spikes
 from chronotick.contract import MAX_POINTS_PER_SERIES, SeriesInput
 from chronotick.problems import validation_problem
 
@@ -21,12 +22,17 @@ GRID_TOLERANCE = 0.25
 
 @dataclass(frozen=True)
 class GridSeries:
-    """A series on its regular grid: (n,) offsets and past covariates, NaN where missing."""
+    """A series on its regular grid: (n,) offsets and past covariates, NaN where missing.
+
+    ``flagged_outliers`` are indices into the series' ``offsets_us`` as given (not grid slots):
+    the spikes that cleaning set missing.
+    """
 
     offsets_us: np.ndarray
     interval_s: float
     past_covariates: dict[str, np.ndarray]
     future_covariates: dict[str, np.ndarray]
+    flagged_outliers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 def as_array(values: list[float | None]) -> np.ndarray:
@@ -69,13 +75,21 @@ def _on_grid(values: np.ndarray, slots: np.ndarray | None) -> np.ndarray:
     return grid
 
 
-def regularize(series: SeriesInput, field: str) -> GridSeries:
-    """``series`` on its grid; ``field`` names it in errors (e.g. ``series.3``)."""
+def regularize(series: SeriesInput, field: str, *, clean: bool = False) -> GridSeries:
+    """``series`` on its grid; ``field`` names it in errors (e.g. ``series.3``).
+
+    With ``clean``, spikes become missing samples (``chronotick.cleaning``); the detector skips
+    missing samples, so it sees the same observed sequence with or without timestamps.
+    """
     slots, interval_s = None, float(series.interval_s or 0.0)
     if series.timestamps_s is not None:
         slots, interval_s = grid_slots(series.timestamps_s, f"{field}.timestamps_s")
+    offsets_us = as_array(series.offsets_us)
+    flagged = np.empty(0, dtype=np.int64)
+    if clean:
+        offsets_us, flagged = without_spikes(offsets_us)
     return GridSeries(
-        offsets_us=_on_grid(as_array(series.offsets_us), slots),
+        offsets_us=_on_grid(offsets_us, slots),
         interval_s=interval_s,
         past_covariates={
             name: _on_grid(as_array(cov.past), slots) for name, cov in series.covariates.items()
@@ -85,4 +99,5 @@ def regularize(series: SeriesInput, field: str) -> GridSeries:
             for name, cov in series.covariates.items()
             if cov.future is not None
         },
+        flagged_outliers=flagged,
     )

@@ -170,6 +170,7 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
             horizon=request.horizon,
             quantile_levels=request.quantile_levels,
             forecasts=to_series_forecasts(request, prepared, result.forecast),
+            flagged_outliers=prepared.flagged_outliers,
             batch_series=result.batch_series,
             timings=Timings(
                 queue_ms=result.queue_s * 1000.0,

@@ -22,6 +22,7 @@ class PreparedRequest:
 
     batch: ModelBatch
     anchors_us: np.ndarray
+    flagged_outliers: list[list[int]]
 
     @property
     def grouping_key(self) -> tuple[object, ...]:
@@ -32,10 +33,12 @@ class PreparedRequest:
 
 
 def _prepare_series(
-    series: SeriesInput, index: int, info: ModelInfo
-) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    series: SeriesInput, index: int, info: ModelInfo, clean: bool
+) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float, list[int]]:
     field = f"series.{index}"
-    grid = regularize(series, field)
+    # Cleaning sees the whole series, not only the model's window: the window's first samples
+    # are judged with their neighbours before it.
+    grid = regularize(series, field, clean=clean)
     offsets = grid.offsets_us[-info.max_context :]
     observed = np.flatnonzero(~np.isnan(offsets))
     if observed.size < info.min_context:
@@ -46,7 +49,7 @@ def _prepare_series(
         )
     anchor_us = float(offsets[observed[-1]])
     past = {name: values[-info.max_context :] for name, values in grid.past_covariates.items()}
-    return offsets - anchor_us, grid.interval_s, past, grid.future_covariates, anchor_us
+    return offsets - anchor_us, grid.interval_s, past, grid.future_covariates, anchor_us, grid.flagged_outliers.tolist()
 
 
 def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
@@ -80,8 +83,8 @@ def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
 def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest:
     """Validate ``request`` against the model and build its batch (raises 422 problems)."""
     _check_model_limits(request, info)
-    prepared = [_prepare_series(s, i, info) for i, s in enumerate(request.series)]
-    contexts, intervals, pasts, futures, anchors = zip(*prepared, strict=True)
+    prepared = [_prepare_series(s, i, info, request.clean) for i, s in enumerate(request.series)]
+    contexts, intervals, pasts, futures, anchors, flagged = zip(*prepared, strict=True)
     batch = ModelBatch(
         contexts=list(contexts),
         horizon=request.horizon,
@@ -90,7 +93,7 @@ def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest
         future_covariates=list(futures) if any(futures) else [],
         skip_spread_backtests=request.skip_spread_backtests,
     )
-    return PreparedRequest(batch=batch, anchors_us=np.asarray(anchors, dtype=float))
+    return PreparedRequest(batch=batch, anchors_us=np.asarray(anchors, dtype=float), flagged_outliers=list(flagged))
 
 
 def merge_batches(batches: list[ModelBatch]) -> ModelBatch:

@@ -103,3 +103,15 @@ def test_skip_spread_backtests_reaches_the_model_and_keeps_such_requests_in_batc
     assert not plain.batch.skip_spread_backtests and skipping.batch.skip_spread_backtests
     assert plain.grouping_key != skipping.grouping_key
     assert merge_batches([skipping.batch, skipping.batch]).skip_spread_backtests
+
+
+def test_a_spike_is_flagged_and_reaches_the_model_as_a_missing_sample_unless_clean_is_off() -> None:
+    offsets = [10.0 + 0.5 * k + (0.3 if k % 2 else -0.3) for k in range(60)]
+    offsets[57] += 500.0  # inside the model's window of the last 6 samples
+    series = [{"offsets_us": offsets, "interval_s": 1.0}]
+    cleaned = prepare_request(parse(series), INFO)
+    assert cleaned.flagged_outliers == [[57]]
+    assert np.isnan(cleaned.batch.contexts[0][3]) and np.isfinite(cleaned.batch.contexts[0]).sum() == 5
+    raw = prepare_request(PredictRequest.model_validate({"series": series, "horizon": 2, "clean": False}), INFO)
+    assert raw.flagged_outliers == [[]]
+    assert np.isfinite(raw.batch.contexts[0]).all()

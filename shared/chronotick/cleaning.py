@@ -1,0 +1,107 @@
+"""Input cleaning: find the spikes of an offset series so that models treat them as missing.
+
+Real offset series carry spikes: a delayed NTP reply or a network burst puts one sample (or a
+few) far off the clock's path, and the next sample is back on it. Fed to a model as is, a spike
+drags the forecast and, in the gateway, the backtests that calibrate every member's spread.
+
+The detector is a Hampel filter on first differences of the observed samples (missing samples
+are skipped, so a gap joins its two sides). A difference is an outlier when it is more than
+``HAMPEL_THRESHOLD`` scaled MADs from the median of the ``2 * HAMPEL_HALF_WINDOW + 1``
+differences around it (the scale floored by a series-wide one, for quantised logs). A spike shows as an outlier difference into it and one of the opposite
+sign out of it, at most ``MAX_SPIKE_SAMPLES`` samples later, with a net change across the
+excursion that is *not* an outlier: the series came back. Only the samples inside are flagged,
+never their neighbours. A clock step (one outlier difference whose level persists) has no way
+back and is never flagged; ``chronotick.clockdata`` reports steps separately. The last observed
+sample is never flagged: until the next one arrives, a spike and a step look the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# Differences on each side of the one judged: 31 in all, so a spike's two outlier differences
+# (or a burst's) are a minority of its window and move neither the median nor the MAD much.
+HAMPEL_HALF_WINDOW = 15
+# In scaled MADs (normal-equivalent standard deviations of a difference). For Gaussian noise a
+# 5-sigma difference happens about once in 1.7 million, and a spike needs two of them in a row.
+HAMPEL_THRESHOLD = 5.0
+# Longest excursion that still counts as a spike (a burst of delayed replies); longer ones are
+# left alone: they may be real behaviour of the clock.
+MAX_SPIKE_SAMPLES = 3
+_MAD_TO_SD = 1.482602218505602
+# The 90th percentile of |N(0, 1)|: turns a 90th percentile of deviations into a standard deviation.
+_Z90 = 1.6448536269514722
+
+
+def spike_indices(offsets_us: np.ndarray) -> np.ndarray:
+    """Sorted indices into ``offsets_us`` (NaN = missing) of the samples that sit in spikes.
+
+    Series with fewer than ``2 * HAMPEL_HALF_WINDOW + 2`` observed samples are too short to tell
+    noise from spikes, and get none.
+    """
+    values = np.asarray(offsets_us, dtype=np.float64)
+    observed = np.flatnonzero(np.isfinite(values))
+    window = 2 * HAMPEL_HALF_WINDOW + 1
+    if observed.size < window + 1:
+        return np.empty(0, dtype=np.int64)
+    diffs_us = np.diff(values[observed])
+    floor_us = _series_scale_us(diffs_us)
+    if floor_us == 0.0:
+        return np.empty(0, dtype=np.int64)
+    windows = sliding_window_view(np.pad(diffs_us, HAMPEL_HALF_WINDOW, mode="symmetric"), window)
+    median_us = np.median(windows, axis=1)
+    mad_us = np.median(np.abs(windows - median_us[:, None]), axis=1)
+    threshold_us = HAMPEL_THRESHOLD * np.maximum(_MAD_TO_SD * mad_us, floor_us)
+    residual_us = diffs_us - median_us
+    outlier = np.abs(residual_us) > threshold_us
+    flagged: list[int] = []
+    entry = 0
+    while entry < diffs_us.size:
+        if outlier[entry]:
+            span = _excursion_length(residual_us, outlier, threshold_us, entry)
+            if span:
+                # Difference ``entry`` leads into observed sample entry + 1.
+                flagged.extend(observed[entry + 1 : entry + 1 + span].tolist())
+                entry += span + 1
+                continue
+        entry += 1
+    return np.asarray(flagged, dtype=np.int64)
+
+
+def _series_scale_us(diffs_us: np.ndarray) -> float:
+    """A series-wide, normal-equivalent scale of the differences that floors the local one.
+
+    Real logs are quantised (scion's in steps of about 0.24 us): most differences of a quiet
+    stretch are equal, its MAD is zero and one quantum would be an outlier. The 90th percentile
+    of the deviations sees the quanta and ignores spikes (under a tenth of the differences). On a
+    log quieter still (fewer than a tenth of its differences move) the smallest move is the scale.
+    """
+    deviation_us = np.abs(diffs_us - np.median(diffs_us))
+    scale_us = float(np.quantile(deviation_us, 0.9)) / _Z90
+    if scale_us > 0.0:
+        return scale_us
+    moves_us = deviation_us[deviation_us > 0.0]
+    return float(moves_us.min()) if moves_us.size else 0.0
+
+
+def _excursion_length(residual_us: np.ndarray, outlier: np.ndarray, threshold_us: np.ndarray, entry: int) -> int:
+    """Samples in the spike entered by difference ``entry``, or 0 if the series does not come back."""
+    for span in range(1, MAX_SPIKE_SAMPLES + 1):
+        exit_ = entry + span
+        if exit_ >= residual_us.size:
+            return 0
+        if not outlier[exit_] or np.sign(residual_us[exit_]) == np.sign(residual_us[entry]):
+            continue
+        net_us = residual_us[entry : exit_ + 1].sum()
+        if abs(net_us) <= threshold_us[entry]:
+            return span
+    return 0
+
+
+def without_spikes(offsets_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``offsets_us`` with its spikes set missing (NaN), and their indices."""
+    flagged = spike_indices(offsets_us)
+    cleaned = np.array(offsets_us, dtype=np.float64)
+    cleaned[flagged] = np.nan
+    return cleaned, flagged
