@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     parser.add_argument("--write", type=Path, help="record the tables in this Markdown file (e.g. BENCHMARKS.md)")
     parser.add_argument("--label", help="section label accuracy:<label> (default: synthetic, or the first path's name)")
+    parser.add_argument("--no-clean", action="store_true",
+                        help="forecast from the raw contexts: no spike removal (chronotick.cleaning); "
+                             "the truth is scored raw either way")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -99,16 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"skipped {failure.path}: {failure.reason}", file=sys.stderr)
     if args.in_process:
-        forecaster = InProcessForecaster()
+        forecaster = InProcessForecaster(clean=not args.no_clean)
         mode = "in process (classical forecasters, their own uncalibrated std)"
     else:
         forecaster = GatewayForecaster(args.gateway, deadline_s=args.deadline_s, timeout_s=args.deadline_s + 30.0,
-                                       api_key=args.api_key)
+                                       api_key=args.api_key, clean=not args.no_clean)
         mode = f"gateway {args.gateway}"
         fleet = forecaster.models()
         models = [f"{m['name']} ({s['name']}, version {m['model_version'][:12]})"
                   for s in fleet["services"] if s["ready"] and s.get("info") for m in s["info"]["models"]]
         mode += "; models: " + (", ".join(models) or "none ready") + "; classical: " + ", ".join(fleet["classical"])
+    mode += "; input cleaning off" if args.no_clean else "; input cleaning on"
     if after_time_s is not None:
         mode += f"; only origins after the fine-tuning cut at {after_time_s:.3f} s ({args.after_finetune})"
     total = sum(plan_series(s, config)[2].origins.size for s in series)

@@ -16,6 +16,7 @@ import numpy as np
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.bench.metrics import Forecasts
+from chronotick.cleaning import without_spikes
 
 FUSED = "fused"
 QUANTILE_LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
@@ -49,10 +50,18 @@ def _at(rows: list[list[float]], columns: np.ndarray) -> np.ndarray:
 
 
 class InProcessForecaster:
-    """The classical forecasters, called directly: no fleet needed, a fast baseline."""
+    """The classical forecasters, called directly: no fleet needed, a fast baseline.
+
+    With ``clean`` each context's spikes become missing samples first, as the gateway does.
+    """
+
+    def __init__(self, *, clean: bool = True) -> None:
+        self._clean = clean
 
     def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
                  columns: np.ndarray) -> BatchAnswer:
+        if self._clean:
+            contexts = [without_spikes(context)[0] for context in contexts]
         methods: dict[str, Forecasts] = {}
         for forecaster in CLASSICAL_FORECASTERS:
             means, stds = [], []
@@ -67,12 +76,14 @@ class InProcessForecaster:
 class GatewayForecaster:
     """One POST /predict per batch of contexts (each context one series of the request)."""
 
-    def __init__(self, url: str, *, deadline_s: float, timeout_s: float, api_key: str | None = None) -> None:
+    def __init__(self, url: str, *, deadline_s: float, timeout_s: float, api_key: str | None = None,
+                 clean: bool = True) -> None:
         import httpx  # only the gateway mode needs it (the core environment has no httpx)
 
         headers = {"X-API-Key": api_key} if api_key else {}
         self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers)
         self._deadline_s = deadline_s
+        self._clean = clean
         self._error = httpx.HTTPError
 
     def close(self) -> None:
@@ -90,6 +101,7 @@ class GatewayForecaster:
             "horizon": horizon,
             "quantile_levels": QUANTILE_LEVELS,
             "deadline_s": self._deadline_s,
+            "clean": self._clean,
         }
         started = time.perf_counter()
         try:

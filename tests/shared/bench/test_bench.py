@@ -140,6 +140,17 @@ def test_classical_in_process_is_exact_on_a_constant_clock():
     assert metrics["chrony-fit"]["10"]["mae_us"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_in_process_cleaning_removes_a_context_spike_unless_switched_off():
+    offsets = np.arange(900, dtype=np.float64) * 0.5 + np.where(np.arange(900) % 2, 0.2, -0.2)
+    offsets[np.arange(150, 900, 50)] += 400.0  # spikes inside every context, never its last sample
+    series = EvalSeries("spiky", "test", offsets, 1.0, [], 0, 0, [])
+    config = BenchConfig(horizons_s=HORIZONS, context=128, stride_s=50.0, skip_start_s=0.0)
+    cleaned, _ = run_bench([series], [], InProcessForecaster(), config)
+    raw, _ = run_bench([series], [], InProcessForecaster(clean=False), config)
+    mae = {name: r["overall"]["metrics"]["chrony-fit"]["1"]["mae_us"] for name, r in (("clean", cleaned), ("raw", raw))}
+    assert mae["clean"] < mae["raw"]
+
+
 def test_the_gateway_answer_gives_fused_quantile_bounds_and_members_calibrated_std():
     answer = {
         "forecasts": [{"mean_us": [1.0, 2.0, 3.0], "std_us": [1.0] * 3,
