@@ -2,13 +2,17 @@
 
 Data flows one way: client -> gateway -> family services (and the in-process classical
 forecasters) -> fusion -> client. The classical members always answer, so the gateway answers
-even with every model backend down (marked degraded).
+even with every model backend down (marked degraded). The configuration is reloaded while it runs
+(``config``); each request runs under the one in force when it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,6 +39,7 @@ from chronotick.grid import regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick_gateway.backtest import SeriesPlan, plan_series
+from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import MemberResult, classical_member, remote_member
@@ -50,12 +55,21 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
     }.items()
 }
 _CLASSICAL = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
+# Read once, when the HTTP layer is built: a reload that changes them is told they wait for a restart.
+_AT_START_ONLY = ("api_key", "cors_origins", "max_body_bytes")
+logger = logging.getLogger("chronotick.gateway.config")
 # Fewer observations than this leave every member, classical ones included, without a spread.
 MIN_OBSERVED_SAMPLES = 8
 
 
-def _select(fleet: Fleet, wanted: list[str] | None) -> tuple[list[tuple[Service, ModelInfo]], list[str], list[BackendResult]]:
-    """The remote members and classical members to ask, and results for those that cannot answer."""
+def _select(
+    fleet: Fleet, wanted: list[str] | None, *, configured: bool = False
+) -> tuple[list[tuple[Service, ModelInfo]], list[str], list[BackendResult]]:
+    """The remote members and classical members to ask, and results for those that cannot answer.
+
+    An unknown name in a request is the client's mistake (422); in the configuration
+    (``configured``) it is a member whose service has not told its models yet: absent, not an error.
+    """
     remote: list[tuple[Service, ModelInfo]] = []
     absent: list[BackendResult] = []
     known = set(_CLASSICAL) | set(fleet.services)
@@ -63,9 +77,12 @@ def _select(fleet: Fleet, wanted: list[str] | None) -> tuple[list[tuple[Service,
         known |= {m.name for m in service.info.models} if service.info else set()
     if wanted is not None:
         unknown = [name for name in wanted if name not in known]
-        if unknown:
+        if unknown and not configured:
             raise validation_problem([{"field": "backends", "reason": f"unknown backends {unknown}; "
                                                                       f"known: {sorted(known)}"}])
+        absent += [BackendResult(name=name, service=None, status="not_ready",
+                                 reason="configured for this horizon, but no ready service offers it")
+                   for name in unknown]
     for service in fleet.services.values():
         models = service.info.models if service.info else []
         chosen = [m for m in models if wanted is None or service.name in wanted or m.name in wanted]
@@ -117,11 +134,12 @@ def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bo
 
 async def _gather_members(
     fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
-    horizon: int, deadline: float,
+    horizon: int, deadline: float, settings: GatewaySettings,
 ) -> list[MemberResult]:
     loop = asyncio.get_running_loop()
     tasks = {
-        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline)): (model.name, service.name)
+        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings)):
+            (model.name, service.name)
         for service, model in remote
     }
     # Classical members are CPU work: a worker thread keeps the event loop free for the fan-out.
@@ -143,20 +161,38 @@ async def _gather_members(
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    settings = settings or GatewaySettings()
+    """The gateway with ``settings``, fixed; without, with the configuration file and environment
+    (``load_config``; an invalid one raises ``ConfigError``), reloaded when the file changes."""
+    initial = FleetConfig(settings, NO_FILE_VERSION) if settings is not None else load_config()
+    settings = initial.settings
+    watched_file = config_file() if initial.version != NO_FILE_VERSION else None
     metrics = GatewayMetrics()
     state: dict[str, Fleet] = {}
+
+    async def put_in_force(config: FleetConfig) -> None:
+        waiting = [key for key in _AT_START_ONLY if getattr(config.settings, key) != getattr(settings, key)]
+        if waiting:
+            logger.warning("configuration %s: %s take effect at the next start", config.version, ", ".join(waiting))
+        await state["fleet"].apply(config)
+        logger.info("configuration %s in force", config.version)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(limits=limits) as http:
-            fleet = Fleet(settings, http, metrics)
+            fleet = Fleet(initial, http, metrics)
             state["fleet"] = fleet
             await fleet.poll_once()
-            poller = asyncio.create_task(fleet.poll_forever(), name="health-poller")
+            tasks = [asyncio.create_task(fleet.poll_forever(), name="health-poller")]
+            if watched_file is not None:
+                watcher = ConfigWatcher(watched_file, initial, put_in_force)
+                tasks.append(asyncio.create_task(watcher.run(), name="config-watcher"))
+                # Signals reach the main thread only (tests run gateways in other threads too).
+                if threading.current_thread() is threading.main_thread():
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.request_reload)
             yield
-            poller.cancel()
+            for task in tasks:
+                task.cancel()
 
     app = FastAPIOffline(
         title="ChronoTick gateway",
@@ -191,14 +227,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.post("/predict", response_model=FusedPredictResponse, responses=_PROBLEMS,
               dependencies=predict_dependencies)
     async def predict(query: FusedPredictRequest) -> FusedPredictResponse:
-        """Forecast every series with every ready backend and fuse them by calibrated inverse variance."""
+        """Forecast every series with the requested backends (by default those configured for its
+        horizon, else every ready one) and fuse them by calibrated inverse variance."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        settings = fleet().config.settings  # this request's, to its end, whatever a reload does meanwhile
         deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
-        remote, classical, absent = _select(fleet(), query.backends)
-        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline)
+        wanted = query.backends
+        if wanted is None:
+            wanted = settings.default_backends(max(query.horizon * plan.grid.interval_s for plan in plans))
+        remote, classical, absent = _select(fleet(), wanted, configured=query.backends is None)
+        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings)
         answered = [r for r in results if r.ok]
         if not answered:
             reasons = [f"{r.name}: {r.status}: {r.reason}" for r in results] + [
@@ -251,8 +292,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/models", response_model=FleetModels)
     async def models() -> FleetModels:
-        """Backends, their models and versions, and breaker state."""
-        return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL))
+        """Backends, their models and versions, breaker state, and the configuration version in force."""
+        return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL),
+                           config_version=fleet().config.version)
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

@@ -23,8 +23,9 @@ STATE_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.
 
 class CircuitBreaker:
     def __init__(self, *, failure_threshold: int, reset_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._threshold = failure_threshold
-        self._reset_s = reset_s
+        # Public: a configuration reload changes them on a breaker that keeps its state.
+        self.failure_threshold = failure_threshold
+        self.reset_s = reset_s
         self._clock = clock
         self.state = BreakerState.CLOSED
         self.consecutive_failures = 0
@@ -37,7 +38,7 @@ class CircuitBreaker:
     @property
     def probe_due(self) -> bool:
         """Open long enough that a health probe may try to bring it back."""
-        return self.state is BreakerState.OPEN and self._clock() - self._opened_at >= self._reset_s
+        return self.state is BreakerState.OPEN and self._clock() - self._opened_at >= self.reset_s
 
     def record_success(self) -> None:
         self.consecutive_failures = 0
@@ -45,7 +46,7 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         self.consecutive_failures += 1
-        if self.state is BreakerState.HALF_OPEN or self.consecutive_failures >= self._threshold:
+        if self.state is BreakerState.HALF_OPEN or self.consecutive_failures >= self.failure_threshold:
             self._open()
 
     def record_probe(self, healthy: bool) -> None:

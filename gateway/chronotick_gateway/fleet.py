@@ -4,7 +4,8 @@ One pooled ``httpx.AsyncClient`` serves every call. A call is retried (tenacity,
 backoff with jitter) only on connection errors, timeouts and 502/503/504, a bounded number of
 times and never past the caller's deadline; a 4xx is the request's fault and is never retried.
 A background task polls ``/health/ready`` of every service, so a restarted service rejoins
-without a gateway restart, and probes open breakers.
+without a gateway restart, and probes open breakers. A new configuration (``apply``) adds and
+removes services; those it keeps keep their state and breaker.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tenacity import (
 
 from chronotick.contract import BackendStatus, PredictResponse, ServiceInfo, ServiceStatus
 from chronotick_gateway.breaker import CircuitBreaker
+from chronotick_gateway.config import FleetConfig
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import GatewaySettings
 
@@ -84,17 +86,43 @@ class CallResult:
 
 @dataclass
 class Fleet:
-    settings: GatewaySettings
+    config: FleetConfig
     http: httpx.AsyncClient
     metrics: GatewayMetrics
     services: dict[str, Service] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, url in self.settings.services.items():
-            breaker = CircuitBreaker(
-                failure_threshold=self.settings.breaker_failures, reset_s=self.settings.breaker_reset_s
-            )
-            self.services[name] = Service(name=name, url=str(url).rstrip("/"), breaker=breaker)
+        self._put_in_force(self.config)
+
+    @property
+    def settings(self) -> GatewaySettings:
+        """The settings in force now; a request uses those it started with (``config.settings``)."""
+        return self.config.settings
+
+    async def apply(self, config: FleetConfig) -> None:
+        """Put ``config`` in force for requests that start from now on, and check the new services
+        at once so they join without waiting for the next health poll."""
+        known = set(self.services)
+        self._put_in_force(config)
+        await asyncio.gather(*(self._check(s) for name, s in self.services.items() if name not in known))
+
+    def _put_in_force(self, config: FleetConfig) -> None:
+        """Swap in the configuration and the service list in one step (no await in between)."""
+        settings = config.settings
+        services: dict[str, Service] = {}
+        for name, url in settings.services.items():
+            kept = self.services.get(name)
+            if kept is not None and kept.url == str(url).rstrip("/"):
+                kept.breaker.failure_threshold = settings.breaker_failures
+                kept.breaker.reset_s = settings.breaker_reset_s
+                services[name] = kept
+            else:
+                breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, reset_s=settings.breaker_reset_s)
+                services[name] = Service(name=name, url=str(url).rstrip("/"), breaker=breaker)
+        for gone in set(self.services) - set(services):
+            self.metrics.breaker.remove(gone)
+        self.services = services
+        self.config = config
 
     # --- health ---------------------------------------------------------------------------------
 
@@ -129,15 +157,17 @@ class Fleet:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    async def predict(self, service: Service, body: bytes, deadline: float, member: str) -> CallResult:
-        """POST /predict (``body``: JSON from ``encode_json``) with retries inside ``deadline`` (event-loop time)."""
+    async def predict(
+        self, service: Service, body: bytes, deadline: float, member: str, settings: GatewaySettings
+    ) -> CallResult:
+        """POST /predict (``body``: JSON from ``encode_json``) with retries inside ``deadline`` (event-loop
+        time), under the ``settings`` the request started with."""
         loop = asyncio.get_running_loop()
         attempts = 0
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.retry_attempts) | stop_before_delay(max(0.0, deadline - loop.time())),
+            stop=stop_after_attempt(settings.retry_attempts) | stop_before_delay(max(0.0, deadline - loop.time())),
             wait=wait_exponential_jitter(
-                multiplier=self.settings.retry_initial_s, max=self.settings.retry_max_s,
-                jitter=self.settings.retry_initial_s,
+                multiplier=settings.retry_initial_s, max=settings.retry_max_s, jitter=settings.retry_initial_s,
             ),
             retry=retry_if_exception_type(_Retryable),
             reraise=True,

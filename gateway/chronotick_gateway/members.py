@@ -17,6 +17,7 @@ from chronotick.contract import BackendStatus, ModelInfo
 from chronotick_gateway.backtest import SeriesPlan
 from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
 from chronotick_gateway.fusion import MemberForecast
+from chronotick_gateway.settings import GatewaySettings
 
 # A backend call stays well under the services' limits (256 series, 2 MB body).
 MAX_SERIES_PER_CALL = 256
@@ -81,17 +82,19 @@ def member_bodies(
 
 
 async def remote_member(
-    fleet: Fleet, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int, deadline: float
+    fleet: Fleet, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int, deadline: float,
+    settings: GatewaySettings,
 ) -> MemberResult:
-    """Ask one model of a service for every series and its backtests, in as few calls as fit."""
+    """Ask one model of a service for every series and its backtests, in as few calls as fit, under
+    the ``settings`` the request started with."""
     if horizon > model.max_horizon:
         return MemberResult(model.name, service.name, "skipped",
                             f"horizon {horizon} is beyond its maximum of {model.max_horizon}")
     started = time.perf_counter()
     bodies = member_bodies(plans, horizon, model.name, past_covariates=model.past_covariates,
                            future_covariates=model.future_covariates,
-                           skip_spread_backtests=fleet.settings.skip_spread_backtests)
-    calls = [fleet.predict(service, body, deadline, member=model.name) for body in bodies]
+                           skip_spread_backtests=settings.skip_spread_backtests)
+    calls = [fleet.predict(service, body, deadline, model.name, settings) for body in bodies]
     try:
         results = await asyncio.gather(*calls)
     except BackendError as error:

@@ -1,4 +1,9 @@
-"""Gateway settings, read from the environment (prefix ``CHRONOTICK_GATEWAY_``).
+"""Gateway settings: defaults, then the fleet configuration file, then the environment.
+
+Every setting is a key of the YAML file named by ``CHRONOTICK_GATEWAY_CONFIG_FILE`` (no file when
+unset) and an environment variable ``CHRONOTICK_GATEWAY_<KEY>``; the environment wins, so a
+container can override any key of a shared file. Nested keys take ``__``:
+``CHRONOTICK_GATEWAY_SHORT_TERM__BACKENDS='["kalman"]'``.
 
 Backend URLs come from here only, never from a request: a client cannot make the gateway call
 an address of its choosing.
@@ -6,16 +11,50 @@ an address of its choosing.
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "CHRONOTICK_GATEWAY_"
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
+
+
+class _HorizonRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backends: list[str] = Field(min_length=1, description="Member or service names, as in a request's backends.")
+
+
+class ShortTermRoute(_HorizonRoute):
+    """The members that answer short forecasts (those reaching at most ``max_horizon_s`` ahead)."""
+
+    max_horizon_s: float = Field(gt=0.0)
+
+
+class LongTermRoute(_HorizonRoute):
+    """The members that answer long forecasts (those reaching at least ``min_horizon_s`` ahead)."""
+
+    min_horizon_s: float = Field(gt=0.0)
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHRONOTICK_GATEWAY_", extra="ignore")
+    # forbid: a misspelt key in the file must fail, not be silently ignored.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     services: dict[str, AnyHttpUrl] = Field(
         default_factory=dict,
         description='Family services by name, as JSON: {"chronos": "http://chronos:8000"}.',
+    )
+    short_term: ShortTermRoute | None = Field(
+        default=None, description="Default backends of a request without backends that looks this short ahead."
+    )
+    long_term: LongTermRoute | None = Field(
+        default=None, description="Default backends of a request without backends that looks this far ahead."
     )
     api_key: SecretStr | None = Field(default=None, description="When set, POST /predict needs X-API-Key.")
     cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed.")
@@ -36,6 +75,9 @@ class GatewaySettings(BaseSettings):
         default=2, ge=1,
         description="A busy service may miss one health check; it leaves the fusion after this many in a row.",
     )
+    config_poll_s: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="How often the configuration file is checked for changes."
+    )
 
     backtest_origins: int = Field(default=6, ge=0, le=32, description="Rolling origins for calibration.")
     skip_spread_backtests: bool = Field(
@@ -45,3 +87,34 @@ class GatewaySettings(BaseSettings):
         "anyway, and the residual spread costs those models most of their time.",
     )
     weight_floor: float = Field(default=0.0, ge=0.0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _routes_do_not_overlap(self) -> GatewaySettings:
+        if self.short_term and self.long_term and self.long_term.min_horizon_s <= self.short_term.max_horizon_s:
+            raise ValueError(f"long_term.min_horizon_s ({self.long_term.min_horizon_s}) must be above "
+                             f"short_term.max_horizon_s ({self.short_term.max_horizon_s})")
+        return self
+
+    def default_backends(self, horizon_s: float) -> list[str] | None:
+        """The configured members for a forecast reaching ``horizon_s`` ahead; None: every ready one."""
+        if self.short_term and horizon_s <= self.short_term.max_horizon_s:
+            return self.short_term.backends
+        if self.long_term and horizon_s >= self.long_term.min_horizon_s:
+            return self.long_term.backends
+        return None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Earlier sources win: arguments, the environment, then the file, then the defaults."""
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        if config_file:
+            sources += (YamlConfigSettingsSource(settings_cls, yaml_file=config_file),)
+        return sources

@@ -243,7 +243,8 @@ class FusedPredictRequest(ForecastQuery):
     backends: Annotated[list[Annotated[str, Field(max_length=100)]], Field(min_length=1, max_length=64)] | None = Field(
         default=None,
         description="Backends by member name (a model such as chronos-bolt, or a classical forecaster "
-        "such as kalman) or by service name (all of its models). Default: every ready one.",
+        "such as kalman) or by service name (all of its models). Default: those the gateway's configuration "
+        "names for the forecast's horizon in seconds (short_term, long_term), else every ready one.",
     )
     deadline_s: Annotated[float, Field(gt=0.0, le=30.0)] | None = Field(
         default=None, description="Answer within this many seconds (the gateway's default when omitted)."
@@ -305,3 +306,7 @@ class ServiceStatus(BaseModel):
 class FleetModels(BaseModel):
     services: list[ServiceStatus]
     classical: list[str]
+    config_version: str | None = Field(
+        default=None, description="The gateway's configuration in force: a short sha256 of its configuration "
+        "file, or 'env' when it has none.",
+    )

@@ -1,0 +1,255 @@
+"""The fleet configuration file: validation that names the key, the environment over the file, the
+default backends by horizon, and hot reload of a live gateway process (file change and SIGHUP)
+under load, with an invalid file refused and the old configuration kept."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+
+from chronotick.synthetic import generate_clock
+from chronotick_gateway.breaker import BreakerState
+from chronotick_gateway.config import ConfigError, FleetConfig, load_config
+from chronotick_gateway.fleet import Fleet
+from chronotick_gateway.metrics import GatewayMetrics
+from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
+from support.servers import free_port, serve_in_process
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "chronotick.example.yaml"
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "chronotick.yaml"
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(path))
+    return path
+
+
+def version_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def test_the_example_file_is_valid_and_its_version_is_its_sha256(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(EXAMPLE))
+    config = load_config()
+    assert config.version == version_of(EXAMPLE)
+    assert set(config.settings.services) == {"chronos", "ttm", "toto", "timemoe"}
+    assert config.settings.short_term is not None and config.settings.long_term is not None
+
+
+def test_without_a_file_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONFIG_FILE_VARIABLE, raising=False)
+    monkeypatch.setenv("CHRONOTICK_GATEWAY_WEIGHT_FLOOR", "0.1")
+    config = load_config()
+    assert config.version == "env"
+    assert config.settings.weight_floor == 0.1 and config.settings.short_term is None
+
+
+def test_an_invalid_file_is_refused_naming_each_key_and_the_reason(config_path: Path) -> None:
+    config_path.write_text("weight_floor: 0.7\nweigth_floor: 0.1\nservices: {chronos: not-a-url}\n"
+                           "short_term: {max_horizon_s: 5, backends: []}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config()
+    message = str(refused.value)
+    assert str(config_path) in message
+    assert "weight_floor: Input should be less than 0.5" in message
+    assert "weigth_floor: Extra inputs are not permitted" in message
+    assert "services.chronos: Input should be a valid URL" in message
+    assert "short_term.backends: List should have at least 1 item" in message
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("services: [chronos\n", "not valid YAML"),
+    ("- weight_floor: 0.1\n", "the top level must be a mapping"),
+    ("short_term: {max_horizon_s: 30, backends: [kalman]}\nlong_term: {min_horizon_s: 30, backends: [kalman]}\n",
+     "long_term.min_horizon_s (30.0) must be above short_term.max_horizon_s (30.0)"),
+])
+def test_malformed_files_are_refused_with_the_reason(config_path: Path, content: str, reason: str) -> None:
+    config_path.write_text(content)
+    with pytest.raises(ConfigError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        load_config()
+
+
+def test_a_missing_file_is_refused_not_taken_for_an_empty_one(config_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config()
+
+
+def test_the_environment_overrides_the_file_key_by_key(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path.write_text("weight_floor: 0.1\ndefault_deadline_s: 2.0\nservices: {chronos: 'http://a:1'}\n"
+                           "short_term: {max_horizon_s: 5, backends: [chronos-bolt, kalman]}\n")
+    monkeypatch.setenv("CHRONOTICK_GATEWAY_WEIGHT_FLOOR", "0.2")
+    monkeypatch.setenv("CHRONOTICK_GATEWAY_SHORT_TERM__BACKENDS", '["last-value"]')
+    settings = load_config().settings
+    assert settings.weight_floor == 0.2  # the environment
+    assert settings.default_deadline_s == 2.0  # the file
+    assert settings.short_term is not None
+    assert settings.short_term.max_horizon_s == 5.0 and settings.short_term.backends == ["last-value"]
+    assert settings.retry_attempts == 3  # the default
+    monkeypatch.setenv("CHRONOTICK_GATEWAY_WEIGHT_FLOOR", "0.9")
+    with pytest.raises(ConfigError, match="weight_floor: Input should be less than 0.5"):
+        load_config()
+
+
+def test_default_backends_follow_the_horizon_in_seconds() -> None:
+    settings = GatewaySettings(short_term={"max_horizon_s": 5, "backends": ["kalman"]},
+                               long_term={"min_horizon_s": 30, "backends": ["chrony-fit"]})
+    assert settings.default_backends(1.0) == settings.default_backends(5.0) == ["kalman"]
+    assert settings.default_backends(10.0) is None
+    assert settings.default_backends(30.0) == settings.default_backends(60.0) == ["chrony-fit"]
+
+
+def test_a_new_configuration_keeps_the_breakers_of_services_it_keeps() -> None:
+    def config(version: str, failures: int, **services: str) -> FleetConfig:
+        return FleetConfig(GatewaySettings(services=services, breaker_failures=failures), version)
+
+    dead = {name: f"http://127.0.0.1:{free_port()}" for name in ("a", "b", "c")}
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            fleet = Fleet(config("1", 3, a=dead["a"], b=dead["b"]), http, GatewayMetrics())
+            kept, dropped = fleet.services["a"], fleet.services["b"]
+            for _ in range(3):
+                kept.breaker.record_failure()
+            assert kept.breaker.state is BreakerState.OPEN
+            await fleet.apply(config("2", 5, a=dead["a"], c=dead["c"]))
+            assert fleet.config.version == "2" and list(fleet.services) == ["a", "c"]
+            assert fleet.services["a"] is kept and kept.breaker.state is BreakerState.OPEN
+            assert kept.breaker.failure_threshold == 5
+            assert fleet.services["c"].last_error is not None  # checked at once, not at the next poll
+            assert dropped not in fleet.services.values()
+            await fleet.apply(config("3", 5, a=dead["c"]))  # a moved: a new service, a fresh breaker
+            assert fleet.services["a"] is not kept and fleet.services["a"].breaker.state is BreakerState.CLOSED
+
+    asyncio.run(scenario())
+
+
+def test_a_gateway_refuses_to_start_on_an_invalid_file(config_path: Path) -> None:
+    config_path.write_text("breaker_failures: 0\n")
+    started = subprocess.run([sys.executable, "-c", "import chronotick_gateway.main"], capture_output=True,
+                             text=True, timeout=60)
+    assert started.returncode != 0
+    assert "breaker_failures: Input should be greater than or equal to 1" in started.stderr
+
+
+# --- a live gateway process --------------------------------------------------------------------
+
+def body(horizon: int, backends: list[str] | None = None) -> dict[str, object]:
+    clock = generate_clock("server_load", 120, seed=5)
+    offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
+    series = {"offsets_us": offsets, "interval_s": 1.0}
+    return {"series": [series], "horizon": horizon, "deadline_s": 10.0,
+            **({"backends": backends} if backends is not None else {})}
+
+
+def config_version(gateway: str) -> str:
+    return str(httpx.get(f"{gateway}/models", timeout=10.0).json()["config_version"])
+
+
+def wait_for(condition, timeout_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def live_gateway(config_path: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A gateway process reading ``config_path``; yields its URL and its log."""
+    config_path.write_text("config_poll_s: 0.2\nshort_term: {max_horizon_s: 5, backends: [kalman]}\n")
+    log = tmp_path / "gateway.log"
+    with serve_in_process("chronotick_gateway.main:app", env={CONFIG_FILE_VARIABLE: str(config_path)},
+                          log_path=log) as url:
+        yield url, log
+
+
+def test_reload_under_load_fails_no_request_and_an_invalid_file_keeps_the_old_one(
+    live_gateway: tuple[str, Path], config_path: Path, flaky_url: str,
+) -> None:
+    gateway, log = live_gateway
+    first = version_of(config_path)
+    assert config_version(gateway) == first
+    stop = threading.Event()
+
+    def client() -> list[str]:
+        """Send requests until told to stop; returns what went wrong (nothing, hopefully)."""
+        problems, sent = [], 0
+        with httpx.Client(timeout=30.0) as http:
+            while not stop.is_set() or sent == 0:
+                answer = http.post(f"{gateway}/predict", json=body(5, ["kalman", "last-value"]))
+                sent += 1
+                if answer.status_code != 200:
+                    problems.append(f"{answer.status_code}: {answer.text[:200]}")
+                elif any(b["status"] != "ok" for b in answer.json()["backends"]):
+                    problems.append(str(answer.json()["reasons"]))
+        return problems + [f"sent {sent}"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        clients = [pool.submit(client) for _ in range(4)]
+        time.sleep(1.0)
+        # Written in place, as an editor does: the watcher must not apply a half-written file.
+        config_path.write_text(f"config_poll_s: 0.2\nweight_floor: 0.05\nservices: {{flaky: '{flaky_url}'}}\n"
+                               "short_term: {max_horizon_s: 5, backends: [line, kalman]}\n")
+        second = version_of(config_path)
+        wait_for(lambda: config_version(gateway) == second)
+        services = httpx.get(f"{gateway}/models").json()["services"]
+        assert [s["name"] for s in services] == ["flaky"]
+        wait_for(lambda: httpx.get(f"{gateway}/models").json()["services"][0]["ready"])
+        time.sleep(0.5)
+        config_path.write_text("config_poll_s: 0.2\nweight_floor: 0.7\n")
+        wait_for(lambda: "configuration refused" in log.read_text())
+        time.sleep(1.0)  # several more checks of the same invalid file
+        assert config_version(gateway) == second
+        stop.set()
+        outcomes = [future.result() for future in clients]
+    problems = [p for outcome in outcomes for p in outcome[:-1]]
+    assert problems == []
+    assert all(int(outcome[-1].split()[1]) > 1 for outcome in outcomes), outcomes
+    logged = log.read_text()
+    assert logged.count("configuration refused") == 1  # once, not at every check
+    assert f"version {second} stays in force" in logged and "weight_floor: Input should be less than 0.5" in logged
+    # The configuration in force is the second: its services and its short-term members.
+    answer = httpx.post(f"{gateway}/predict", json=body(3), timeout=30.0).json()
+    assert {b["name"]: b["status"] for b in answer["backends"]} == {"line": "ok", "kalman": "ok"}
+
+
+def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(
+    live_gateway: tuple[str, Path], config_path: Path,
+) -> None:
+    gateway, _ = live_gateway
+
+    def members(horizon: int) -> set[str]:
+        answer = httpx.post(f"{gateway}/predict", json=body(horizon), timeout=30.0)
+        assert answer.status_code == 200, answer.text
+        return {b["name"] for b in answer.json()["backends"]}
+
+    assert members(5) == {"kalman"}
+    assert members(10) == {"kalman", "last-value", "chrony-fit"}  # no range: every ready member
+    # Polled only once a minute from now on: only the signal can bring the next change in time.
+    config_path.write_text("config_poll_s: 60\n")
+    wait_for(lambda: config_version(gateway) == version_of(config_path))
+    config_path.write_text("config_poll_s: 60\nshort_term: {max_horizon_s: 2, backends: [last-value]}\n"
+                           "long_term: {min_horizon_s: 30, backends: [chrony-fit, chronos-bolt]}\n")
+    port = gateway.rsplit(":", 1)[1]
+    process = next(p for p in psutil.Process().children() if port in p.cmdline())
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: config_version(gateway) == version_of(config_path), timeout_s=5.0)
+    assert members(2) == {"last-value"}
+    assert members(5) == {"kalman", "last-value", "chrony-fit"}
+    # A model no service offers is reported, not a client error, and the others still answer.
+    answer = httpx.post(f"{gateway}/predict", json=body(40), timeout=30.0).json()
+    statuses = {b["name"]: b["status"] for b in answer["backends"]}
+    assert statuses == {"chrony-fit": "ok", "chronos-bolt": "not_ready"} and answer["degraded"] is True
