@@ -4,6 +4,7 @@ Examples:
     python -m chronotick.bench ../shared/data/scion --write BENCHMARKS.md   # live gateway on :8000
     python -m chronotick.bench --synthetic --in-process                     # classical only, no fleet
     python -m chronotick.bench clock.log --after-finetune tuned/            # only after the fine-tuning cut
+    python -m chronotick.bench clock.log --in-process --no-clean --report  # raw input; figures in the terminal
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from types import ModuleType
 
 from chronotick.bench.forecasters import GatewayForecaster, InProcessForecaster
-from chronotick.bench.report import tables_markdown, write_outputs, write_plots
+from chronotick.bench.report import mae_text_plot, tables_markdown, terminal_table, write_outputs, write_plots
 from chronotick.bench.run import DEFAULT_BATCH, DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
 from chronotick.bench.sources import SYNTHETIC_LENGTH_S, EvalSeries, SourceFailure, log_files, read_log, synthetic_series
 from chronotick.finetune import read_cut_time_s
+from chronotick.textplot import DEFAULT_WIDTH
 
 _RECORD = Path(__file__).resolve().parents[3] / "benchmarks" / "record.py"
 
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="forecast from the raw contexts: no spike removal (chronotick.cleaning); "
                              "the truth is scored raw either way")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--report", action="store_true",
+                        help="also print the pooled metrics table and a text chart of MAE vs horizon per method")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -79,6 +83,15 @@ def _collect(args: argparse.Namespace) -> tuple[list[EvalSeries], list[SourceFai
     if args.synthetic:
         series += synthetic_series(args.synthetic_length_s)
     return series, failures
+
+
+def _print_report(results: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console()
+    console.print(terminal_table(results))
+    console.print(Text.from_ansi(mae_text_plot(results, width=min(DEFAULT_WIDTH, console.width), color=console.is_terminal)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(args.out, results, header)
     if not args.no_plots:
         write_plots(args.out, results, series_results)
+    if args.report:
+        _print_report(results)
     if args.write:
         record = _load_record()
         label = args.label or ("synthetic" if args.synthetic and not args.paths else Path(args.paths[0]).name)

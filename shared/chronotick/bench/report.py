@@ -1,4 +1,5 @@
-"""The benchmark's outputs: results.json, results.md (Markdown tables) and PNG plots.
+"""The benchmark's outputs: results.json, results.md (Markdown tables), PNG plots and, with
+``--report``, the same figures in the terminal (a rich table and a text chart).
 
 Tables are built from the results document alone (``run.summarize``), so what the Markdown says
 is exactly what the JSON holds. Plotting imports matplotlib lazily: the tables and JSON need
@@ -16,6 +17,7 @@ from typing import Any
 from chronotick.bench.forecasters import FUSED
 from chronotick.bench.run import SeriesResult
 from chronotick.bench.sources import SYNTHETIC_FIRST_SEED
+from chronotick.textplot import DEFAULT_WIDTH, Line, line_chart
 
 TARGET_RATIO = 0.8
 TARGET_COVERAGE80 = (0.75, 0.85)
@@ -142,6 +144,37 @@ def results_markdown(results: dict[str, Any], header: str) -> str:
                   "\n".join(f"- `{f['path']}`: {f['reason']}" for f in failures)]
     parts += ["## Results", tables_markdown(results)]
     return "\n\n".join(parts) + "\n"
+
+
+def terminal_table(results: dict[str, Any]) -> Any:
+    """The pooled metrics as a rich table (``--report``): one row per method and horizon."""
+    from rich.table import Table
+
+    overall = results["overall"]
+    table = Table(title=f"Overall, pooled over {overall['origins']} origins")
+    for header in ("method", "horizon (s)", "MAE (us)", "RMSE (us)", "p95 abs err (us)", "cov 80 %", "cov 95 %", "n"):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for name in _method_order(overall["metrics"], overall["classical"]):
+        label = f"{name} (classical)" if name in overall["classical"] else name
+        for horizon, m in overall["metrics"][name].items():
+            table.add_row(label, horizon, _number(m["mae_us"]), _number(m["rmse_us"]), _number(m["p95_abs_error_us"]),
+                          _percent(m["coverage80"]), _percent(m["coverage95"]), str(m["n"]))
+    return table
+
+
+# One marker per method of the text chart, so it reads without colour.
+_TEXT_MARKERS = ("●", "x", "+", "•", "*", "o", "#", "@", "%", "&")
+
+
+def mae_text_plot(results: dict[str, Any], *, width: int = DEFAULT_WIDTH, color: bool = False) -> str:
+    """MAE against horizon per method (pooled), as a text chart: the PNG's terminal twin."""
+    overall = results["overall"]
+    methods = _method_order(overall["metrics"], overall["classical"])
+    lines = [Line(method, [float(h) for h in overall["metrics"][method]],
+                  [m["mae_us"] for m in overall["metrics"][method].values()],
+                  _TEXT_MARKERS[k % len(_TEXT_MARKERS)]) for k, method in enumerate(methods)]
+    return line_chart(lines, title="MAE vs horizon (pooled)", x_label="horizon (s)", y_label="MAE (us)",
+                      width=width, color=color)
 
 
 def _json_safe(value: Any) -> Any:

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from chronotick.cli.family import FAMILIES, FamilyUnavailable, run_family_module
-from chronotick.cli.forecast import NotForecastable, forecast_table, members_table, prepare_request
+from chronotick.cli.forecast import NotForecastable, forecast_plot, forecast_table, members_table, prepare_request
 from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError
 from chronotick.clockdata import FORMAT_NAMES, UnsupportedFormat, read_clock_log
+from chronotick.textplot import DEFAULT_WIDTH
 
 app = typer.Typer(
     name="chronotick",
@@ -49,6 +51,9 @@ def predict(
     backend: Annotated[list[str] | None, typer.Option(help="Fuse only this member or service (repeatable).")] = None,
     deadline_s: Annotated[float, typer.Option(min=0.01, max=30.0, help="Deadline sent to the gateway.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the gateway's whole answer as JSON.")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="Also draw the recent history, the forecast and its "
+                                       "80 % and 95 % bands as a text chart.")] = False,
+    clean: Annotated[bool, typer.Option(help="Let the gateway set spikes aside as missing samples.")] = True,
     gateway: Gateway = DEFAULT_GATEWAY_URL,
     api_key: ApiKey = None,
     timeout_s: TimeoutS = 40.0,
@@ -56,14 +61,15 @@ def predict(
     """Forecast a clock from its log (chrony, ntpd, ptp4l, Meinberg or CSV) through the gateway.
 
     The log's last continuous stretch (after its last clock step or gap) is sent; the answer is a
-    table of the fused forecast per step with 80 % and 95 % intervals, and the members that took part.
+    table of the fused forecast per step with 80 % and 95 % intervals, and the members that took part;
+    with --plot, a text chart of it too (for a terminal over ssh).
 
-    Example: chronotick predict /var/log/chrony/tracking.log --horizon-s 30 --json
+    Example: chronotick predict /var/log/chrony/tracking.log --horizon-s 30 --plot
     """
     try:
         series = read_clock_log(log, format=log_format)
         prepared = prepare_request(series, horizon_s=horizon_s, context=context, deadline_s=deadline_s,
-                                   backends=backend)
+                                   backends=backend, clean=clean)
     except (UnsupportedFormat, NotForecastable, ValueError) as error:
         raise _fail(str(error), 2) from error
     try:
@@ -76,8 +82,13 @@ def predict(
         return
     out.print(f"{series.source} ({series.format}): {prepared.used_samples} samples at {prepared.interval_s:g} s, "
               f"last offset {prepared.last_offset_us:.3f} us", highlight=False)
+    if answer.flagged_outliers and answer.flagged_outliers[0]:
+        out.print(f"cleaning set {len(answer.flagged_outliers[0])} spike(s) aside as missing samples "
+                  f"(indices into the {prepared.used_samples} sent): {answer.flagged_outliers[0]}", highlight=False)
     out.print(forecast_table(answer))
     out.print(members_table(answer))
+    if plot:
+        out.print(Text.from_ansi(forecast_plot(prepared, answer, width=min(DEFAULT_WIDTH, out.width), color=out.is_terminal)))
 
 
 @app.command()
@@ -114,7 +125,7 @@ def bench(context: typer.Context) -> None:
 
     Its own options: chronotick bench -- --help
 
-    Example: chronotick bench ../shared/data/scion --gateway http://127.0.0.1:8000 --no-plots
+    Example: chronotick bench ../shared/data/scion --gateway http://127.0.0.1:8000 --no-plots --report
     """
     from chronotick.bench.__main__ import main as bench_main
 

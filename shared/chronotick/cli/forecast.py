@@ -15,9 +15,14 @@ from rich.table import Table
 from chronotick.client import INTERVAL_QUANTILE_LEVELS
 from chronotick.clockdata import OffsetSeries
 from chronotick.contract import MAX_HORIZON_STEPS, FusedPredictRequest, FusedPredictResponse, SeriesInput
+from chronotick.textplot import DEFAULT_WIDTH, Line, line_chart
 
 # The gateway refuses fewer observed samples than this (its MIN_OBSERVED_SAMPLES).
 MIN_OBSERVED_SAMPLES = 8
+# The plot shows this many forecast horizons of history (at least PLOT_MIN_HISTORY samples):
+# enough to see the trend the forecast continues, not so much that the forecast is a sliver.
+PLOT_HISTORY_HORIZONS = 3
+PLOT_MIN_HISTORY = 60
 
 
 class NotForecastable(ValueError):
@@ -34,7 +39,7 @@ class PreparedLog:
 
 
 def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, deadline_s: float,
-                    backends: list[str] | None = None) -> PreparedLog:
+                    backends: list[str] | None = None, clean: bool = True) -> PreparedLog:
     """The gateway request forecasting ``horizon_s`` ahead of the log's last sample."""
     stretches = list(series.segments(min_length=MIN_OBSERVED_SAMPLES))
     if not stretches:
@@ -54,6 +59,7 @@ def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, dea
         series=[SeriesInput(id=series.source, interval_s=stretch.interval_s,
                             offsets_us=[None if math.isnan(v) else float(v) for v in offsets_us])],
         horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS, deadline_s=deadline_s, backends=backends,
+        clean=clean,
     )
     last = int(np.flatnonzero(~np.isnan(stretch.offset_us))[-1])
     return PreparedLog(request, offsets_us.size, stretch.interval_s, float(stretch.time_s[-1]),
@@ -85,3 +91,30 @@ def members_table(answer: FusedPredictResponse) -> Table:
         table.add_row(member.name, member.service or "(classical)", member.status, weight, latency,
                       str(member.retries), member.reason or "")
     return table
+
+
+def forecast_plot(prepared: PreparedLog, answer: FusedPredictResponse, *, width: int = DEFAULT_WIDTH,
+                  color: bool = False) -> str:
+    """The recent history, the fused mean and its 80 % and 95 % bands as a text chart, in seconds
+    from the last sample (history <= 0 < forecast); spikes the gateway's cleaning set aside are
+    marked where they were."""
+    forecast = answer.forecasts[0]
+    history = prepared.request.series[0].offsets_us
+    shown = min(len(history), max(PLOT_MIN_HISTORY, PLOT_HISTORY_HORIZONS * len(forecast.mean_us)))
+    start = len(history) - shown
+    past_s = [(k - len(history) + 1) * forecast.interval_s for k in range(start, len(history))]
+    flagged = set(answer.flagged_outliers[0]) if answer.flagged_outliers else set()
+    past_us = [math.nan if v is None or k in flagged else v for k, v in enumerate(history[start:], start)]
+    ahead_s = [(step + 1) * forecast.interval_s for step in range(len(forecast.mean_us))]
+    level = {round(q, 6): row for q, row in zip(answer.quantile_levels, forecast.quantiles_us, strict=True)}
+    lines = []  # drawn in order: the bands first, so the mean is drawn over them
+    for low, high, label, marker in ((0.025, 0.975, "95 % band", "·"), (0.1, 0.9, "80 % band", "-")):
+        if low in level and high in level:
+            lines += [Line(label, ahead_s, level[low], marker), Line(None, ahead_s, level[high], marker)]
+    lines += [Line("history", past_s, past_us, "•"), Line("forecast mean", ahead_s, forecast.mean_us, "●")]
+    spikes = sorted(k for k in flagged if k >= start)
+    if spikes:
+        lines.append(Line("flagged spike", [past_s[k - start] for k in spikes], [history[k] for k in spikes], "x",
+                          connected=False))
+    return line_chart(lines, title=f"{forecast.id or 'clock'}: offset_us (local - reference, + = fast)",
+                      x_label="seconds from the last sample", y_label="offset_us", width=width, color=color)
