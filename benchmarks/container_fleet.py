@@ -15,6 +15,7 @@ up) and removes it at the end. Needs Docker set up (scripts/docker-provision). M
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -56,7 +57,9 @@ def main() -> None:
     args = parser.parse_args()
 
     fleet = ComposeFleet("chronotick-bench")
+    loads = [os.getloadavg()[0]]   # the cores may be shared: say how busy they were
     build = build_s(fleet, args.cold)
+    loads.append(os.getloadavg()[0])
     sizes = {service: image_size_mb(service) for service in SERVICES}
     try:
         up_s = fleet.up()
@@ -67,6 +70,7 @@ def main() -> None:
         sequential_latencies_ms(fleet.url, bodies[:5])
         latencies = sequential_latencies_ms(fleet.url, bodies)
         throughput = concurrent_rps(fleet.url, body, clients=32, seconds=20)
+        loads.append(os.getloadavg()[0])
     finally:
         fleet.down()
 
@@ -89,9 +93,10 @@ def main() -> None:
     if args.write:
         text = (
             "### The fleet in containers\n\n"
-            f"{provenance('benchmarks/container_fleet.py', sys.argv[1:])}\n\n"
+            f"{provenance('container_fleet.py', sys.argv[1:])}\n\n"
             f"Every backend with all seven models up, one request = one series of context 512, horizon {HORIZON}, "
-            "deadline 10 s; the whole fleet shares the machine's cores.\n\n" + table
+            "deadline 10 s; the whole fleet shares the machine's cores. 1-minute load average at the start, "
+            f"after the build and at the end: {', '.join(f'{load:.1f}' for load in loads)}.\n\n" + table
         )
         write_section(args.write, "container_fleet", text)
 

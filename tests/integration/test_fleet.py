@@ -48,6 +48,14 @@ def test_containers_run_as_a_non_root_user(fleet: ComposeFleet) -> None:
         assert uid not in ("", "0"), f"{service} runs as uid {uid!r}"
 
 
+def test_every_container_has_an_init_process_as_pid_1(fleet: ComposeFleet) -> None:
+    for service in (*MODEL_SERVICES, "gateway"):
+        pid1 = subprocess.run(["docker", "exec", fleet.container(service), "cat", "/proc/1/cmdline"],
+                              capture_output=True, text=True, check=True).stdout.split("\0")
+        assert pid1[0].endswith("docker-init"), f"{service}: PID 1 is {pid1}"   # tini, from init: true
+        assert any(part.endswith("uvicorn") for part in pid1), pid1
+
+
 def answers_as_a_service(url: str) -> bool:
     """Whether a ChronoTick service's /health/live answers at ``url``."""
     try:
