@@ -26,7 +26,7 @@ from chronotick_gateway.config import ConfigError, FleetConfig, load_config
 from chronotick_gateway.fleet import Fleet
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
-from support.servers import free_port, serve_in_process
+from support.servers import free_port, serve_in_process, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "chronotick.example.yaml"
 
@@ -157,13 +157,6 @@ def body(horizon: int, backends: list[str] | None = None) -> dict[str, object]:
 
 def config_version(gateway: str) -> str:
     return str(httpx.get(f"{gateway}/models", timeout=10.0).json()["config_version"])
-
-
-def wait_for(condition, timeout_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from conftest import set_mode
 from chronotick.synthetic import generate_clock
 from chronotick_gateway.app import create_app
 from chronotick_gateway.settings import GatewaySettings
-from support.servers import free_port, serve_in_thread
+from support.servers import free_port, serve_in_thread, wait_for
 
 CHRONOS_MODELS = {"chronos-bolt", "chronos-2", "timesfm-2.5"}
 FLAKY_MODELS = {"line", "line-cov"}
@@ -37,18 +37,9 @@ def gateway(chronos_url: str, flaky_url: str) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def healthy_flaky(flaky_url: str, gateway: str) -> Iterator[None]:
     set_mode(flaky_url, "ok")
-    wait_for(lambda: breaker_of(gateway, "flaky") != "open" and ready(gateway, "flaky"))
+    wait_for(lambda: breaker_of(gateway, "flaky") != "open" and ready(gateway, "flaky"), timeout_s=10.0)
     yield
     set_mode(flaky_url, "ok")
-
-
-def wait_for(condition, timeout_s: float = 10.0) -> float:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def service_status(gateway: str, name: str) -> dict[str, object]:
@@ -122,7 +113,7 @@ def test_breaker_opens_on_repeated_failures_and_closes_once_the_backend_heals(ga
     skipped = by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]
     assert skipped["status"] == "circuit_open"
     set_mode(flaky_url, "ok")
-    wait_for(lambda: by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]["status"] == "ok")
+    wait_for(lambda: by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]["status"] == "ok", timeout_s=10.0)
     assert breaker_of(gateway, "flaky") == "closed"
     assert "chronotick_gateway_breaker_state" in httpx.get(f"{gateway}/metrics").text
 
@@ -151,11 +142,11 @@ def test_malformed_or_nan_answers_are_failures_never_poison(gateway: str, flaky_
 
 def test_a_restarted_backend_rejoins_without_touching_the_gateway(gateway: str, flaky_url: str) -> None:
     set_mode(flaky_url, "down")
-    wait_for(lambda: not ready(gateway, "flaky"))
+    wait_for(lambda: not ready(gateway, "flaky"), timeout_s=10.0)
     gone = by_name(predict(gateway, body()).json())
     assert gone["line"]["status"] == "not_ready"
     set_mode(flaky_url, "ok")
-    rejoined_after_s = wait_for(lambda: by_name(predict(gateway, body()).json())["line"]["status"] == "ok")
+    rejoined_after_s = wait_for(lambda: by_name(predict(gateway, body()).json())["line"]["status"] == "ok", timeout_s=10.0)
     assert rejoined_after_s < 10.0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,15 +19,11 @@ from pathlib import Path
 
 import httpx
 
+from support.servers import free_port, wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose"
 MODEL_SERVICES = ("chronos", "ttm", "toto", "timemoe")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -80,17 +75,15 @@ class ComposeFleet:
         return {service["name"] for service in models["services"] if service["ready"]}
 
     def wait_until(self, condition, timeout_s: float, what: str, poll_s: float = 0.25) -> float:
-        """Poll ``condition`` until it holds; returns the seconds it took."""
-        started = time.monotonic()
-        while True:
+        """Poll ``condition`` until it holds; the seconds it took. A container that is restarting or an
+        answer not there yet counts as "not yet", not as a failure."""
+        def holds() -> bool:
             try:
-                if condition():
-                    return time.monotonic() - started
+                return bool(condition())
             except (httpx.HTTPError, RuntimeError, KeyError):
-                pass
-            if time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"{what}: not within {timeout_s:.0f} s")
-            time.sleep(poll_s)
+                return False
+
+        return wait_for(holds, timeout_s, what, poll_s)
 
     def up(self, timeout_s: float = 900.0) -> float:
         """Start the fleet (building missing images) and wait until the gateway fuses every backend."""

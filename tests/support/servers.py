@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 15.0, what: str = "condition",
+             poll_s: float = 0.05) -> float:
+    """Poll ``condition`` until it holds; the seconds it took. Fails the test when it does not in time."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} not met within {timeout_s:g} s")
+        time.sleep(poll_s)
+    return time.monotonic() - started
 
 
 def wait_until_ready(

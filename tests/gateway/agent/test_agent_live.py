@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chronotick.agent.sources import ChronySource
 from support.chrony import run_chronyd
-from support.servers import free_port, serve_in_process, stop_process, wait_until_ready
+from support.servers import free_port, serve_in_process, stop_process, wait_for, wait_until_ready
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -66,15 +66,6 @@ def metrics(url: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def stopped_cleanly(agent: AgentProcess) -> bool:
