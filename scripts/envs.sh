@@ -23,5 +23,9 @@ env_packages() {  # editable project packages installed into environment $1
   esac
 }
 
+free_gib() {  # whole GiB free on the filesystem holding path $1
+  df --output=avail -BG "$1" | tail -1 | tr -dc 0-9
+}
+
 # integration: the tests against the fleet's live containers (no model libraries; docker-compose).
 ALL_ENVS="core chronos ttm toto timemoe gateway integration"
