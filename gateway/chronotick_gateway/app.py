@@ -250,8 +250,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         fused_series, dofs = [], []
         weights, member_std = {r.name: [] for r in answered}, {r.name: [] for r in answered}
         for index, plan in enumerate(plans):
-            fused = fuse([r.forecasts[index] for r in answered], weight_floor=settings.weight_floor)
-            dofs.append(fused.degrees_of_freedom)
+            fused = fuse([r.forecasts[index] for r in answered], origins=plan.origins,
+                         weight_floor=settings.weight_floor)
+            dofs.append(fused.degrees_of_freedom.tolist())
             for row, result in enumerate(answered):
                 weights[result.name].append(fused.weights[row])
                 member_std[result.name].append(fused.member_std_us[row])

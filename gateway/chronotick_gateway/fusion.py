@@ -24,13 +24,20 @@ origins on the tail of the request's own context, where the truth is known.
    members err independently, and an r that is low by chance narrows the fused bound. One
    shrinkage for the whole matrix keeps C positive semi-definite; with no backtests r' is 1.
 4. **Quantiles.** The variance is estimated from few origins, so the predictive distribution is
-   Student-t rather than normal: mu + t_q(nu) sqrt(v_f) with nu = J + n0 degrees of freedom, the
-   evidence behind the scale (the fewest of any member). With no backtests (a short context) nu is
-   n0 and the bounds are wide, as they should be.
+   Student-t rather than normal: mu + t_q(nu(h)) sqrt(v_f(h)) with nu(h) = J_eff(h) + n0 degrees of
+   freedom, the evidence behind the scale at step h (the fewest of any member). Backtest windows
+   overlap at long steps: origins d samples apart share max(0, h - d) of the h steps that make up
+   their step-h errors, which for a random-walk error correlates them by rho = max(0, 1 - d / h)
+   and their squares by rho^2. The mean of J correlated squares carries the evidence of
+       J_eff(h) = J^2 / sum_jk rho_jk(h)^2
+   independent ones (Kish's effective sample size): J while the windows do not overlap (h at most
+   the origin spacing), fewer beyond. With no backtests (a short context) nu is n0 and the bounds
+   are wide, as they should be.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +65,7 @@ class MemberForecast:
 class FusedForecast:
     mean_us: np.ndarray  # (H,)
     std_us: np.ndarray  # (H,)
-    degrees_of_freedom: float
+    degrees_of_freedom: np.ndarray  # (H,)
     weights: np.ndarray  # (M, H), columns sum to 1
     member_std_us: np.ndarray  # (M, H), calibrated; inf where a member has no usable spread
 
@@ -93,9 +100,32 @@ def calibrated_std(member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS) 
     return np.where(np.isfinite(std), np.fmax.accumulate(np.where(np.isfinite(std), std, 0.0)), np.inf)
 
 
-def degrees_of_freedom(member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS) -> float:
-    """Origins with any known error, plus the prior's pseudo-origins."""
-    return float(np.isfinite(standardized_errors(member)).any(axis=1).sum() + prior)
+def effective_origins(known: np.ndarray, origins: Sequence[int] | None) -> np.ndarray:
+    """(H,) J_eff(h) = n_h^2 / sum_jk rho_jk(h)^2 over the n_h origins with a known error at step h
+    (``known`` is (J, H)); ``origins`` are the origins' sample positions, None for origins too far
+    apart to overlap at any step (rho = 0 between different origins)."""
+    count, horizon = known.shape
+    if count == 0:
+        return np.zeros(horizon)
+    if origins is None:
+        rho_squared = np.broadcast_to(np.eye(count), (horizon, count, count))
+    else:
+        if len(origins) != count:
+            raise ValueError(f"{len(origins)} origins for {count} backtest rows")
+        apart = np.abs(np.subtract.outer(np.asarray(origins, float), np.asarray(origins, float)))
+        step = np.arange(1, horizon + 1, dtype=float)[:, None, None]
+        rho_squared = np.clip(1.0 - apart[None] / step, 0.0, None) ** 2  # (H, J, J)
+    mask = known.T.astype(float)  # (H, J)
+    overlap = np.einsum("hj,hjk,hk->h", mask, rho_squared, mask)
+    n = mask.sum(axis=1)
+    return np.divide(n * n, overlap, out=np.zeros(horizon), where=overlap > 0)
+
+
+def degrees_of_freedom(
+    member: MemberForecast, origins: Sequence[int] | None = None, prior: float = PRIOR_PSEUDO_ORIGINS
+) -> np.ndarray:
+    """(H,) effective backtest origins with a known error at each step, plus the prior's pseudo-origins."""
+    return effective_origins(np.isfinite(standardized_errors(member)), origins) + prior
 
 
 def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.ndarray:
@@ -136,8 +166,14 @@ def shrunk_correlation(corr: np.ndarray, origins: int, prior: float = PRIOR_PSEU
     return (origins * corr + prior) / (origins + prior)
 
 
-def fuse(members: list[MemberForecast], *, weight_floor: float = 0.0) -> FusedForecast:
-    """Calibrate each member on its backtests, weight by inverse variance, account for correlation."""
+def fuse(
+    members: list[MemberForecast], *, origins: Sequence[int] | None = None, weight_floor: float = 0.0
+) -> FusedForecast:
+    """Calibrate each member on its backtests, weight by inverse variance, account for correlation.
+
+    ``origins``: the backtest origins' sample positions, shared by every member (their rows), for
+    the overlap of their windows; None takes them as never overlapping.
+    """
     if not members:
         raise ValueError("nothing to fuse")
     std = np.stack([calibrated_std(m) for m in members])
@@ -153,17 +189,18 @@ def fuse(members: list[MemberForecast], *, weight_floor: float = 0.0) -> FusedFo
     return FusedForecast(
         mean_us=mean,
         std_us=np.sqrt(np.maximum(fused_variance, 0.0)),
-        degrees_of_freedom=min(degrees_of_freedom(m) for m in members),
+        degrees_of_freedom=np.min([degrees_of_freedom(m, origins) for m in members], axis=0),
         weights=weights,
         member_std_us=np.where(usable, std, np.inf),
     )
 
 
 def predictive_quantiles(
-    mean_us: np.ndarray, std_us: np.ndarray, levels: list[float], degrees_of_freedom: float
+    mean_us: np.ndarray, std_us: np.ndarray, levels: list[float], degrees_of_freedom: float | np.ndarray
 ) -> np.ndarray:
-    """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom."""
+    """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom (one, or
+    one per step)."""
     # stdtrit is the Student-t inverse CDF that scipy.stats.t.ppf calls, without its per-call
     # argument handling (most of the cost of a request's fusion).
-    factors = stdtrit(degrees_of_freedom, np.asarray(levels, dtype=float))
-    return mean_us[None, :] + factors[:, None] * std_us[None, :]
+    factors = stdtrit(np.asarray(degrees_of_freedom, dtype=float), np.asarray(levels, dtype=float)[:, None])
+    return mean_us[None, :] + factors * std_us[None, :]

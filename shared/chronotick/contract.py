@@ -282,7 +282,10 @@ class FusedPredictResponse(BaseModel):
     quantile_levels: list[float]
     sign_convention: str = OFFSET_SIGN_CONVENTION
     forecasts: list[SeriesForecast] = Field(description="The fused forecast; std_us is calibrated.")
-    degrees_of_freedom: list[float] = Field(description="Per series: the evidence behind the fused scale.")
+    degrees_of_freedom: list[list[float]] = Field(
+        description="Per series, per step: the evidence behind the fused scale (effective backtest origins "
+        "plus the prior's pseudo-origins; fewer at long steps, where the backtest windows overlap)."
+    )
     flagged_outliers: list[list[int]] = Field(
         default_factory=list,
         description="Per series: indices into its offsets_us that cleaning flagged as spikes and treated as "

@@ -155,3 +155,4 @@ def test_cli_status_shows_the_fleet(gateway: str) -> None:
     assert result.exit_code == 0, result.output
     assert f"gateway {gateway}: ready" in result.output
     assert "classical members (always answer): last-value, chrony-fit, kalman" in result.output
+    assert "configuration in force: env" in result.output  # the test gateway has no configuration file

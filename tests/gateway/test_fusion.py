@@ -11,6 +11,7 @@ from chronotick_gateway.fusion import (
     PRIOR_PSEUDO_ORIGINS,
     MemberForecast,
     calibrated_std,
+    effective_origins,
     fuse,
     inverse_variance_weights,
     predictive_quantiles,
@@ -51,7 +52,7 @@ def test_one_member_gives_its_own_forecast_with_its_calibrated_spread(mean: floa
     fused = fuse([one])
     np.testing.assert_allclose(fused.mean_us, mean)
     np.testing.assert_allclose(fused.std_us, calibrated_std(one), rtol=1e-9)
-    assert fused.degrees_of_freedom == 3 + PRIOR_PSEUDO_ORIGINS
+    np.testing.assert_allclose(fused.degrees_of_freedom, 3 + PRIOR_PSEUDO_ORIGINS)
 
 
 def test_evidence_is_counted_per_origin_and_shrunk_towards_the_members_own_claim() -> None:
@@ -145,3 +146,43 @@ def test_predictive_quantiles_are_student_t_and_widen_with_less_evidence() -> No
     wide = predictive_quantiles(np.zeros(H), np.ones(H), [0.9], degrees_of_freedom=2.0)
     normal_like = predictive_quantiles(np.zeros(H), np.ones(H), [0.9], degrees_of_freedom=1e6)
     assert np.all(wide > q[2]) and np.allclose(normal_like, 1.2815515655446004, rtol=1e-5)
+
+
+def test_origins_whose_windows_do_not_overlap_count_in_full() -> None:
+    known = np.ones((6, 30), dtype=bool)
+    origins = [450 - 30 * j for j in range(6)]  # 30 apart: no step up to 30 shares a window
+    np.testing.assert_allclose(effective_origins(known, origins), 6.0)
+    np.testing.assert_allclose(effective_origins(known, None), 6.0)
+
+
+def test_overlapping_windows_count_as_fewer_origins() -> None:
+    known = np.ones((6, 60), dtype=bool)
+    origins = [450 - 30 * j for j in range(6)]
+    evidence = effective_origins(known, origins)
+    # Step 60: neighbours share half their window (rho 0.5, rho^2 0.25), the others nothing.
+    assert evidence[59] == pytest.approx(36.0 / (6 + 2 * 5 * 0.25))
+    np.testing.assert_allclose(evidence[:30], 6.0)
+    assert np.all(np.diff(evidence) <= 1e-12)  # the longer the step, the more they overlap
+    # One origin repeated is one origin's evidence, however often it is counted.
+    np.testing.assert_allclose(effective_origins(np.ones((4, 10), dtype=bool), [100] * 4), 1.0)
+
+
+def test_effective_origins_count_only_known_errors() -> None:
+    known = np.ones((3, 4), dtype=bool)
+    known[0, 2:] = False  # the newest origin's truth ends after two steps
+    known[:, 3] = False
+    evidence = effective_origins(known, [300, 200, 100])
+    np.testing.assert_allclose(evidence, [3.0, 3.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="origins"):
+        effective_origins(known, [1, 2])
+
+
+def test_fused_quantiles_widen_at_steps_with_less_evidence() -> None:
+    steps = 60
+    errors = np.random.default_rng(3).normal(0.0, 1.0, (6, steps))
+    one = MemberForecast(np.zeros(steps), np.ones(steps), errors, np.ones((6, steps)))
+    fused = fuse([one], origins=[450 - 30 * j for j in range(6)])
+    assert fused.degrees_of_freedom[0] == pytest.approx(6 + PRIOR_PSEUDO_ORIGINS)
+    assert fused.degrees_of_freedom[-1] < fused.degrees_of_freedom[0]
+    factors = predictive_quantiles(np.zeros(steps), np.ones(steps), [0.975], fused.degrees_of_freedom)[0]
+    assert factors[-1] > factors[0]  # same scale, fewer degrees of freedom: a wider bound

@@ -223,4 +223,4 @@ def test_a_sparse_context_gets_an_answer_even_where_some_members_have_no_spread(
     assert response.status_code == 200, response.text
     answer = response.json()
     assert all(np.isfinite(answer["forecasts"][0]["std_us"]))
-    assert answer["degrees_of_freedom"][0] > 0
+    assert len(answer["degrees_of_freedom"][0]) == 5 and min(answer["degrees_of_freedom"][0]) > 0

@@ -34,7 +34,7 @@ def known_forecast(tmp_path: Path) -> tuple[object, FusedPredictResponse]:
         horizon=HORIZON, quantile_levels=[0.025, 0.1, 0.5, 0.9, 0.975],
         forecasts=[SeriesForecast(id="clock.csv", interval_s=1.0, mean_us=mean, quantiles_us=quantiles,
                                   std_us=[2.0] * HORIZON)],
-        degrees_of_freedom=[30.0], flagged_outliers=[[100]], backends=[], degraded=False, elapsed_ms=1.0,
+        degrees_of_freedom=[[30.0] * HORIZON], flagged_outliers=[[100]], backends=[], degraded=False, elapsed_ms=1.0,
     )
     return prepared, answer
 

@@ -93,7 +93,8 @@ def predict(
 
 @app.command()
 def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeout_s: TimeoutS = 5.0) -> None:
-    """Show the fleet: the gateway's readiness, each service with its models, versions and breaker.
+    """Show the fleet: the gateway's readiness, each service with its models, versions and breaker,
+    and the version of the gateway's configuration in force (after a hot reload, the new one's).
 
     Exits with 1 when the gateway does not answer.
 
@@ -117,6 +118,7 @@ def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeo
         table.caption = "no model service configured: the classical members answer alone"
     out.print(table)
     out.print(f"classical members (always answer): {', '.join(fleet.classical)}", highlight=False)
+    out.print(f"configuration in force: {fleet.config_version or 'not reported'}", highlight=False)
 
 
 @app.command(context_settings=PASS_THROUGH)
