@@ -13,7 +13,9 @@ is, in the same units, about the *measured* offset it will be compared with.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -214,6 +216,26 @@ def _clock_noise(context_us: np.ndarray, interval_s: float) -> _ClockNoise:
     return _ClockNoise(float(best[0]), float(best[1]), float(best[2]))
 
 
+_NOISE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _clock_noise_of(context_bytes: bytes, interval_s: float) -> _ClockNoise:
+    return _clock_noise(np.frombuffer(context_bytes, dtype=np.float64), interval_s)
+
+
+def _measured_noise(context_us: np.ndarray, interval_s: float) -> _ClockNoise:
+    """_clock_noise, measured once per context: ChronyLinearFit and KalmanDrift both need it for
+    the same contexts (the gateway runs both on every series and its backtest cuts), and it is
+    most of their cost. Keyed by the context's bytes, so equal contexts share it. The gateway runs
+    the two in parallel worker threads over the same contexts in the same order: the lock makes the
+    second wait for the first's measurement instead of repeating it (the GIL would run them one
+    after the other anyway)."""
+    key = np.ascontiguousarray(context_us, dtype=np.float64).tobytes()
+    with _NOISE_LOCK:
+        return _clock_noise_of(key, float(interval_s))
+
+
 def _too_few_runs(residuals_us: np.ndarray) -> bool:
     """Wald-Wolfowitz runs test: are the residual signs too clustered for a straight line?
 
@@ -326,7 +348,7 @@ class ChronyLinearFit:
             parameter_spread = parameter_spread + (future - line.centre) ** 2 / line.sum_w_dx2
         inflation = _correlation_inflation(fit.residuals_us)
         variance = fit.unit_variance_us2 * (1.0 + inflation * parameter_spread)
-        noise = _clock_noise(np.asarray(context_us, dtype=np.float64), interval_s)
+        noise = _measured_noise(context_us, interval_s)
         ahead_s = (future - index[-1]) * interval_s
         variance = (
             variance
@@ -361,7 +383,7 @@ class KalmanDrift:
         if index.size < _KALMAN_MIN_OBSERVATIONS:
             # Too little to tell noise from dynamics: persistence with no claim to precision.
             return ClassicalForecast(np.full(horizon, offset_us[-1]), np.full(horizon, np.inf))
-        noise = _clock_noise(context_us, interval_s)
+        noise = _measured_noise(context_us, interval_s)
         spread_us = max(float(np.max(np.abs(offset_us - offset_us[0]))), 1e-6)
         # Floor R so a noise-free context still gives a well-posed update.
         r = max(noise.measurement_us2, (1e-9 * (1.0 + abs(float(offset_us[0])))) ** 2)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chronotick import baselines
 from chronotick.baselines import (
     CLASSICAL_FORECASTERS,
     ChronyLinearFit,
@@ -265,3 +266,17 @@ def test_80_percent_intervals_cover_roughly_80_percent_of_truths(
     for h in horizons:
         assert len(covered[h]) > 200
         assert 0.65 <= np.mean(covered[h]) <= 0.95, (h, np.mean(covered[h]))
+
+
+def test_the_clock_noise_of_a_context_is_measured_once_for_both_forecasters() -> None:
+    context = generate_clock("thermal_cycle", 400, seed=11).observed_offset_us
+    baselines._clock_noise_of.cache_clear()
+    first = ChronyLinearFit().forecast(context, 10)
+    KalmanDrift().forecast(context.copy(), 10)  # an equal context in another array
+    info = baselines._clock_noise_of.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    # A context that differs in one sample is measured afresh, never served another's noise.
+    changed = context.copy()
+    changed[200] += 50.0
+    assert not np.allclose(ChronyLinearFit().forecast(changed, 10).std_us, first.std_us)
+    assert baselines._clock_noise_of.cache_info().misses == 2
