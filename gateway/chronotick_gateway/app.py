@@ -44,7 +44,7 @@ from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import MemberResult, classical_member, remote_member
 from chronotick_gateway.metrics import GatewayMetrics
-from chronotick_gateway.settings import GatewaySettings
+from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
 
 _PROBLEMS: dict[int | str, dict[str, object]] = {
     status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
@@ -160,6 +160,11 @@ async def _gather_members(
     return sorted(results, key=lambda r: order.index((r.name, r.service)))
 
 
+def _nothing_to_reload() -> None:
+    logger.warning("SIGHUP: no configuration file to reload (set %s to use one); the environment is read "
+                   "at start only", CONFIG_FILE_VARIABLE)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway with ``settings``, fixed; without, with the configuration file and environment
     (``load_config``; an invalid one raises ``ConfigError``), reloaded when the file changes."""
@@ -184,12 +189,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             state["fleet"] = fleet
             await fleet.poll_once()
             tasks = [asyncio.create_task(fleet.poll_forever(), name="health-poller")]
+            on_sighup = _nothing_to_reload
             if watched_file is not None:
                 watcher = ConfigWatcher(watched_file, initial, put_in_force)
                 tasks.append(asyncio.create_task(watcher.run(), name="config-watcher"))
-                # Signals reach the main thread only (tests run gateways in other threads too).
-                if threading.current_thread() is threading.main_thread():
-                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.request_reload)
+                on_sighup = watcher.request_reload
+            # Signals reach the main thread only (tests run gateways in other threads too). Without
+            # a file, SIGHUP (an operator's `docker kill -s HUP`) would otherwise end the process.
+            if threading.current_thread() is threading.main_thread():
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
             yield
             for task in tasks:
                 task.cancel()

@@ -246,3 +246,15 @@ def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(
     answer = httpx.post(f"{gateway}/predict", json=body(40), timeout=30.0).json()
     statuses = {b["name"]: b["status"] for b in answer["backends"]}
     assert statuses == {"chrony-fit": "ok", "chronos-bolt": "not_ready"} and answer["degraded"] is True
+
+
+def test_sighup_without_a_configuration_file_is_logged_and_the_gateway_keeps_serving(tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    with serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": "{}"},
+                          log_path=log) as gateway:
+        port = gateway.rsplit(":", 1)[1]
+        process = next(p for p in psutil.Process().children() if port in p.cmdline())
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: no configuration file to reload" in log.read_text())
+        assert process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        assert httpx.get(f"{gateway}/health/live").status_code == 200
