@@ -52,7 +52,7 @@ def test_every_container_has_an_init_process_as_pid_1(fleet: ComposeFleet) -> No
     for service in (*MODEL_SERVICES, "gateway"):
         pid1 = subprocess.run(["docker", "exec", fleet.container(service), "cat", "/proc/1/cmdline"],
                               capture_output=True, text=True, check=True).stdout.split("\0")
-        assert pid1[0].endswith("docker-init"), f"{service}: PID 1 is {pid1}"   # tini, from init: true
+        assert pid1[0].endswith("dumb-init"), f"{service}: PID 1 is {pid1}"   # the image's ENTRYPOINT
         assert any(part.endswith("uvicorn") for part in pid1), pid1
 
 
