@@ -121,13 +121,6 @@ def effective_origins(known: np.ndarray, origins: Sequence[int] | None) -> np.nd
     return np.divide(n * n, overlap, out=np.zeros(horizon), where=overlap > 0)
 
 
-def degrees_of_freedom(
-    member: MemberForecast, origins: Sequence[int] | None = None, prior: float = PRIOR_PSEUDO_ORIGINS
-) -> np.ndarray:
-    """(H,) effective backtest origins with a known error at each step, plus the prior's pseudo-origins."""
-    return effective_origins(np.isfinite(standardized_errors(member)), origins) + prior
-
-
 def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """(M, H) weights from (M, H) variances; non-finite or non-positive variances weigh 0."""
     usable = np.isfinite(variances) & (variances > 0)
@@ -189,7 +182,9 @@ def fuse(
     return FusedForecast(
         mean_us=mean,
         std_us=np.sqrt(np.maximum(fused_variance, 0.0)),
-        degrees_of_freedom=np.min([degrees_of_freedom(m, origins) for m in members], axis=0),
+        # The fewest effective origins with a known error at each step, plus the prior's pseudo-origins.
+        degrees_of_freedom=np.min([effective_origins(np.isfinite(z), origins) for z in errors], axis=0)
+        + PRIOR_PSEUDO_ORIGINS,
         weights=weights,
         member_std_us=np.where(usable, std, np.inf),
     )
