@@ -50,23 +50,30 @@ def spike_indices(offsets_us: np.ndarray) -> np.ndarray:
     if floor_us == 0.0:
         return np.empty(0, dtype=np.int64)
     windows = sliding_window_view(np.pad(diffs_us, HAMPEL_HALF_WINDOW, mode="symmetric"), window)
-    median_us = np.median(windows, axis=1)
-    mad_us = np.median(np.abs(windows - median_us[:, None]), axis=1)
+    median_us = _middle(windows)
+    mad_us = _middle(np.abs(windows - median_us[:, None]))
     threshold_us = HAMPEL_THRESHOLD * np.maximum(_MAD_TO_SD * mad_us, floor_us)
     residual_us = diffs_us - median_us
     outlier = np.abs(residual_us) > threshold_us
     flagged: list[int] = []
-    entry = 0
-    while entry < diffs_us.size:
-        if outlier[entry]:
-            span = _excursion_length(residual_us, outlier, threshold_us, entry)
-            if span:
-                # Difference ``entry`` leads into observed sample entry + 1.
-                flagged.extend(observed[entry + 1 : entry + 1 + span].tolist())
-                entry += span + 1
-                continue
-        entry += 1
+    next_entry = 0  # differences before it belong to a spike already found
+    for entry in np.flatnonzero(outlier).tolist():
+        if entry < next_entry:
+            continue
+        span = _excursion_length(residual_us, outlier, threshold_us, entry)
+        if span:
+            # Difference ``entry`` leads into observed sample entry + 1.
+            flagged.extend(observed[entry + 1 : entry + 1 + span].tolist())
+            next_entry = entry + span + 1
     return np.asarray(flagged, dtype=np.int64)
+
+
+def _middle(windows: np.ndarray) -> np.ndarray:
+    """The median of each row of an odd-width, NaN-free window view: one partition, a quarter of
+    ``np.median``'s time (which also partitions for NaNs); the gateway and every service clean each
+    request's series, so this is on every request's path."""
+    middle = windows.shape[1] // 2
+    return np.partition(windows, middle, axis=1)[:, middle]
 
 
 def _series_scale_us(diffs_us: np.ndarray) -> float:
