@@ -23,6 +23,18 @@ env_packages() {  # editable project packages installed into environment $1
   esac
 }
 
+# The locks pin PyTorch's CPU build (torch==X+cpu); plain PyPI has only the multi-GB CUDA one.
+# Prints the pip option that adds PyTorch's CPU index, unless pip finds that pinned wheel without it
+# (here: the machine's local wheels; no network is tried then). A fresh machine with internet gets
+# the index. Override the index with CHRONOTICK_TORCH_INDEX.
+torch_index_option() {
+  local pin
+  pin="$(grep -h '^torch==' "$ROOT"/services/*/requirements.lock | head -1)"
+  if [ -n "$pin" ] && ! "$PYTHON" -m pip install --dry-run --no-deps --ignore-installed -q "$pin" >/dev/null 2>&1; then
+    echo "--extra-index-url=${CHRONOTICK_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+  fi
+}
+
 free_gib() {  # whole GiB free on the filesystem holding path $1
   df --output=avail -BG "$1" | tail -1 | tr -dc 0-9
 }
