@@ -87,8 +87,8 @@ def test_with_every_model_backend_stopped_the_classical_fallback_answers_and_the
         assert all(len(f.mean_us) == 10 for f in answer.forecasts)
     finally:
         fleet.compose("start", *MODEL_SERVICES)
-    # Rejoining is the gateway's health polling; count from the moment each container is healthy.
-    fleet.wait_until(lambda: all(fleet.health(s) == "healthy" for s in MODEL_SERVICES), 300.0, "healthy again")
+    # Rejoining is the gateway's health polling; count from the moment every backend answers ready.
+    fleet.wait_until(lambda: all(fleet.answers_ready(s) for s in MODEL_SERVICES), 300.0, "ready again")
     rejoin_s = fleet.wait_until(lambda: fleet.ready_services() == set(MODEL_SERVICES), REJOIN_S, "rejoined")
     assert rejoin_s <= REJOIN_S
     assert fleet.inspect("gateway")["State"]["StartedAt"] == gateway_started   # the gateway was not touched

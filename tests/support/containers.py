@@ -69,6 +69,13 @@ class ComposeFleet:
         state = self.inspect(service)["State"]
         return state.get("Health", {}).get("Status", state["Status"])
 
+    def answers_ready(self, service: str) -> bool:
+        """The service's own /health/ready, probed inside its container (the host cannot reach a
+        backend), the moment it holds: docker's health status lags by up to its check interval."""
+        probe = subprocess.run(["docker", "exec", self.container(service), "python", "-m", "chronotick.healthcheck"],
+                               capture_output=True, timeout=30.0)
+        return probe.returncode == 0
+
     def ready_services(self) -> set[str]:
         """Services the gateway itself counts as ready (what it fuses), from its /models."""
         models = httpx.get(f"{self.url}/models", timeout=5.0).json()
