@@ -156,3 +156,28 @@ def test_cli_status_shows_the_fleet(gateway: str) -> None:
     assert f"gateway {gateway}: ready" in result.output
     assert "classical members (always answer): last-value, chrony-fit, kalman" in result.output
     assert "configuration in force: env" in result.output  # the test gateway has no configuration file
+
+
+def test_a_read_timeout_is_unreachable_at_once_never_sent_again() -> None:
+    """A gateway that is slow may still be working on the request: the client gives up at its
+    timeout and does not send it a second time."""
+    app = FastAPI()
+    calls: list[float] = []
+
+    @app.get("/health/ready")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.get("/models")
+    async def models() -> dict[str, str]:
+        calls.append(time.monotonic())
+        await asyncio.sleep(2.0)
+        return {}
+
+    with serve_in_thread(app) as url, Client(url, timeout_s=0.3, attempts=3, backoff_initial_s=0.01) as client:
+        started = time.monotonic()
+        with pytest.raises(GatewayUnreachable, match="ReadTimeout"):
+            client.models()
+        waited = time.monotonic() - started
+    assert len(calls) == 1
+    assert 0.3 <= waited < 1.5
