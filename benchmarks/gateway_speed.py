@@ -10,6 +10,8 @@ hang, and the gateway, each as its own process; one client sends one series at a
   encoding of that large body). With every member up, they share the cores, so this also holds
   their contention; the same difference with a single member selected
   (``backends: ["chronos-bolt"]``) is the gateway's own cost;
+* the floor of the stack the gateway is built from: chronos-bolt's member requests through
+  ``passthrough_proxy`` (uvicorn, FastAPI and one pooled httpx.AsyncClient forwarding bytes);
 * with the extra backend hanging: p99 against the request's deadline.
 
     .venvs/gateway/bin/python benchmarks/gateway_speed.py --write BENCHMARKS.md
@@ -37,7 +39,8 @@ from chronotick_gateway.members import member_bodies
 from chronotick_gateway.settings import GatewaySettings
 from support.servers import serve_in_process, venv_python
 
-TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = BENCHMARKS_DIR.parent / "tests"
 FAMILIES = {
     "chronos": ("chronos-bolt", "chronos-2", "timesfm-2.5"),
     "ttm": ("ttm", "ttm-exog"),
@@ -120,6 +123,13 @@ def main() -> None:
                 requests = [member_request(b, model) for b in bodies]
                 timed_posts(f"{urls[family]}/predict", requests[:5])
                 direct[model] = timed_posts(f"{urls[family]}/predict", requests)
+        # The floor: the same chronos-bolt requests through a proxy that only forwards bytes.
+        proxy = stack.enter_context(serve_in_process(
+            "passthrough_proxy:app", env={"PYTHONPATH": str(BENCHMARKS_DIR), "CHRONOTICK_PROXY_BACKEND": urls["chronos"]}
+        ))
+        bolt_requests = [member_request(b, "chronos-bolt") for b in bodies]
+        timed_posts(f"{proxy}/predict", bolt_requests[:5])
+        proxied = timed_posts(f"{proxy}/predict", bolt_requests)
         httpx.post(f"{flaky}/control", json={"mode": "hang"}).raise_for_status()
         hanging_bodies = [{**b, "deadline_s": args.deadline_s} for b in bodies[: max(50, args.requests // 4)]]
         hanging = timed_posts(f"{gateway}/predict", hanging_bodies)
@@ -139,6 +149,10 @@ def main() -> None:
         f"| gateway's own overhead (the line above minus chronos-bolt called directly) | "
         f"{percentile_ms(alone, 50) - percentile_ms(direct['chronos-bolt'], 50):.1f} | |",
         f"| gateway process CPU time per request with only chronos-bolt selected | {gateway_cpu_ms:.1f} | |",
+        f"| chronos-bolt's member requests through a pass-through FastAPI + httpx proxy (no gateway work) | "
+        f"{percentile_ms(proxied, 50):.1f} | {percentile_ms(proxied, 99):.1f} |",
+        f"| the stack's floor: that proxy's overhead over chronos-bolt called directly | "
+        f"{percentile_ms(proxied, 50) - percentile_ms(direct['chronos-bolt'], 50):.1f} | |",
         f"| fused /predict with one backend hanging, deadline {args.deadline_s:g} s | "
         f"{percentile_ms(hanging, 50):.1f} | {percentile_ms(hanging, 99):.1f} |",
     ]
