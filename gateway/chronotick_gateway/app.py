@@ -122,6 +122,23 @@ def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list
     )
 
 
+def _check_limits(query: FusedPredictRequest, settings: GatewaySettings) -> None:
+    """The configured input limits (the contract's caps are checked while parsing): 422 naming each field."""
+    errors = []
+    if len(query.series) > settings.max_series:
+        errors.append({"field": "series", "reason": f"{len(query.series)} series; at most {settings.max_series} "
+                                                    "per request here"})
+    if query.horizon > settings.max_horizon:
+        errors.append({"field": "horizon", "reason": f"{query.horizon} steps; at most {settings.max_horizon} here"})
+    errors += [
+        {"field": f"series.{i}.offsets_us", "reason": f"{len(series.offsets_us)} samples; at most "
+                                                      f"{settings.max_points_per_series} per series here"}
+        for i, series in enumerate(query.series) if len(series.offsets_us) > settings.max_points_per_series
+    ]
+    if errors:
+        raise validation_problem(errors)
+
+
 def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bool) -> SeriesPlan:
     # Cleaned once here, so every member, its backtests and the calibration see the same series.
     grid = regularize(series, f"series.{index}", clean=clean)
@@ -241,6 +258,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         started = loop.time()
         settings = fleet().config.settings  # this request's, to its end, whatever a reload does meanwhile
         deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
+        _check_limits(query, settings)
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
         wanted = query.backends

@@ -21,6 +21,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from chronotick.contract import MAX_HORIZON_STEPS, MAX_POINTS_PER_SERIES, MAX_SERIES_PER_REQUEST
+
 ENV_PREFIX = "CHRONOTICK_GATEWAY_"
 CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
 
@@ -59,6 +61,14 @@ class GatewaySettings(BaseSettings):
     api_key: SecretStr | None = Field(default=None, description="When set, POST /predict needs X-API-Key.")
     cors_origins: list[str] = Field(default_factory=list, description="CORS is off unless origins are listed.")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # Tighter than the contract's caps where an operator wants them (the contract's are the most);
+    # unlike the body limit they apply per request, so a reload changes them at once.
+    max_series: int = Field(default=MAX_SERIES_PER_REQUEST, ge=1, le=MAX_SERIES_PER_REQUEST,
+                            description="Series in one request.")
+    max_points_per_series: int = Field(default=MAX_POINTS_PER_SERIES, ge=8, le=MAX_POINTS_PER_SERIES,
+                                       description="Samples in one series' context.")
+    max_horizon: int = Field(default=MAX_HORIZON_STEPS, ge=1, le=MAX_HORIZON_STEPS,
+                             description="Steps a request may forecast.")
 
     default_deadline_s: float = Field(default=1.0, gt=0.0, le=30.0)
     fusion_margin_s: float = Field(

@@ -193,6 +193,22 @@ def test_bad_input_is_422_with_the_field(gateway: str) -> None:
         assert response.json()["errors"][0]["field"].startswith(field)
 
 
+def test_configured_input_limits_are_422_naming_each_field() -> None:
+    limited = GatewaySettings(services={}, max_series=1, max_points_per_series=300, max_horizon=30)
+    two_series = {"series": body()["series"] * 2, "horizon": 31}
+    with serve_in_thread(create_app(limited)) as gateway:
+        refused = predict(gateway, two_series)
+        short = {"series": [{"offsets_us": body()["series"][0]["offsets_us"][-300:], "interval_s": 1.0}],
+                 "horizon": 30}
+        within = predict(gateway, short)
+    assert refused.status_code == 422, refused.text
+    reasons = {error["field"]: error["reason"] for error in refused.json()["errors"]}
+    assert set(reasons) == {"series", "horizon", "series.0.offsets_us", "series.1.offsets_us"}
+    assert "at most 1" in reasons["series"] and "at most 30" in reasons["horizon"]
+    assert "400 samples; at most 300" in reasons["series.0.offsets_us"]
+    assert within.status_code == 200, within.text
+
+
 def test_oversized_body_is_413(gateway: str) -> None:
     response = httpx.post(f"{gateway}/predict", content=b" " * (2 * 1024 * 1024 + 10),
                           headers={"content-type": "application/json"})
