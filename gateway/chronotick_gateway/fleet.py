@@ -100,25 +100,35 @@ class Fleet:
         return self.config.settings
 
     async def apply(self, config: FleetConfig) -> None:
-        """Put ``config`` in force for requests that start from now on, and check the new services
-        at once so they join without waiting for the next health poll."""
-        known = set(self.services)
-        self._put_in_force(config)
-        await asyncio.gather(*(self._check(s) for name, s in self.services.items() if name not in known))
+        """Put ``config`` in force for requests that start from now on. Its new services are checked
+        first: a request under it never finds a member it names "not ready" only because nobody
+        has asked that service yet."""
+        joining = {name: service for name, service in self._services_of(config).items()
+                   if self.services.get(name) is not service}
+        await asyncio.gather(*(self._check(service) for service in joining.values()))
+        self._put_in_force(config, joining)
 
-    def _put_in_force(self, config: FleetConfig) -> None:
-        """Swap in the configuration and the service list in one step (no await in between)."""
+    def _services_of(self, config: FleetConfig) -> dict[str, Service]:
+        """The services ``config`` names: those kept (same URL) with their state and breaker, the others new."""
         settings = config.settings
         services: dict[str, Service] = {}
         for name, url in settings.services.items():
             kept = self.services.get(name)
             if kept is not None and kept.url == str(url).rstrip("/"):
-                kept.breaker.failure_threshold = settings.breaker_failures
-                kept.breaker.reset_s = settings.breaker_reset_s
                 services[name] = kept
             else:
                 breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, reset_s=settings.breaker_reset_s)
                 services[name] = Service(name=name, url=str(url).rstrip("/"), breaker=breaker)
+        return services
+
+    def _put_in_force(self, config: FleetConfig, joining: dict[str, Service] | None = None) -> None:
+        """Swap in the configuration and the service list in one step (no await in between);
+        ``joining``: new services already checked."""
+        settings = config.settings
+        services = {**self._services_of(config), **(joining or {})}
+        for service in services.values():
+            service.breaker.failure_threshold = settings.breaker_failures
+            service.breaker.reset_s = settings.breaker_reset_s
         for gone in set(self.services) - set(services):
             self.metrics.breaker.remove(gone)
         self.services = services

@@ -26,6 +26,7 @@ from chronotick_gateway.config import ConfigError, FleetConfig, load_config
 from chronotick_gateway.fleet import Fleet
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
+from conftest import set_mode
 from support.servers import free_port, serve_in_process, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "chronotick.example.yaml"
@@ -172,51 +173,70 @@ def live_gateway(config_path: Path, tmp_path: Path) -> Iterator[tuple[str, Path]
 def test_reload_under_load_fails_no_request_and_an_invalid_file_keeps_the_old_one(
     live_gateway: tuple[str, Path], config_path: Path, flaky_url: str,
 ) -> None:
+    """Clients send without naming backends, so each request takes the members of the configuration
+    in force when it starts: kalman, then a remote model of a slow backend too, then kalman again
+    after a reload that removes that backend while calls to it are in flight."""
     gateway, log = live_gateway
     first = version_of(config_path)
     assert config_version(gateway) == first
     stop = threading.Event()
 
-    def client() -> list[str]:
-        """Send requests until told to stop; returns what went wrong (nothing, hopefully)."""
-        problems, sent = [], 0
+    def client() -> tuple[list[str], list[tuple[float, set[str]]]]:
+        """Send requests until told to stop: what went wrong (nothing, hopefully), and when each
+        answer came back with which members."""
+        problems, answers = [], []
         with httpx.Client(timeout=30.0) as http:
-            while not stop.is_set() or sent == 0:
-                answer = http.post(f"{gateway}/predict", json=body(5, ["kalman", "last-value"]))
-                sent += 1
+            while not stop.is_set() or not answers:
+                answer = http.post(f"{gateway}/predict", json=body(5))
                 if answer.status_code != 200:
                     problems.append(f"{answer.status_code}: {answer.text[:200]}")
-                elif any(b["status"] != "ok" for b in answer.json()["backends"]):
+                    continue
+                members = answer.json()["backends"]
+                answers.append((time.monotonic(), {b["name"] for b in members}))
+                if any(b["status"] != "ok" for b in members):
                     problems.append(str(answer.json()["reasons"]))
-        return problems + [f"sent {sent}"]
+        return problems, answers
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        clients = [pool.submit(client) for _ in range(4)]
-        time.sleep(1.0)
-        # Written in place, as an editor does: the watcher must not apply a half-written file.
-        config_path.write_text(f"config_poll_s: 0.2\nweight_floor: 0.05\nservices: {{flaky: '{flaky_url}'}}\n"
-                               "short_term: {max_horizon_s: 5, backends: [line, kalman]}\n")
-        second = version_of(config_path)
-        wait_for(lambda: config_version(gateway) == second)
-        services = httpx.get(f"{gateway}/models").json()["services"]
-        assert [s["name"] for s in services] == ["flaky"]
-        wait_for(lambda: httpx.get(f"{gateway}/models").json()["services"][0]["ready"])
-        time.sleep(0.5)
-        config_path.write_text("config_poll_s: 0.2\nweight_floor: 0.7\n")
-        wait_for(lambda: "configuration refused" in log.read_text())
-        time.sleep(1.0)  # several more checks of the same invalid file
-        assert config_version(gateway) == second
-        stop.set()
-        outcomes = [future.result() for future in clients]
-    problems = [p for outcome in outcomes for p in outcome[:-1]]
+    set_mode(flaky_url, "slow")
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            clients = [pool.submit(client) for _ in range(4)]
+            time.sleep(1.0)
+            # Written in place, as an editor does: the watcher must not apply a half-written file.
+            config_path.write_text(f"config_poll_s: 0.2\nweight_floor: 0.05\nservices: {{flaky: '{flaky_url}'}}\n"
+                                   "short_term: {max_horizon_s: 5, backends: [line, kalman]}\n")
+            second = version_of(config_path)
+            wait_for(lambda: config_version(gateway) == second)
+            services = httpx.get(f"{gateway}/models").json()["services"]
+            assert [s["name"] for s in services] == ["flaky"]
+            wait_for(lambda: httpx.get(f"{gateway}/models").json()["services"][0]["ready"])
+            time.sleep(1.0)  # every client now waits on the slow remote member
+            config_path.write_text("config_poll_s: 0.2\nshort_term: {max_horizon_s: 5, backends: [kalman]}\n")
+            third = version_of(config_path)
+            wait_for(lambda: config_version(gateway) == third, poll_s=0.01)
+            removed_at = time.monotonic()
+            assert httpx.get(f"{gateway}/models").json()["services"] == []
+            time.sleep(0.5)
+            config_path.write_text("config_poll_s: 0.2\nweight_floor: 0.7\n")
+            wait_for(lambda: "configuration refused" in log.read_text())
+            time.sleep(1.0)  # several more checks of the same invalid file
+            assert config_version(gateway) == third
+            stop.set()
+            outcomes = [future.result() for future in clients]
+    finally:
+        set_mode(flaky_url, "ok")
+    problems = [p for outcome, _ in outcomes for p in outcome]
     assert problems == []
-    assert all(int(outcome[-1].split()[1]) > 1 for outcome in outcomes), outcomes
+    answers = [a for _, client_answers in outcomes for a in client_answers]
+    # Calls to the removed backend that were in flight when it went finished normally ...
+    assert any(at > removed_at and "line" in members for at, members in answers)
+    # ... and every configuration in force answered with its own members.
+    assert {frozenset(members) for _, members in answers} == {frozenset({"kalman"}), frozenset({"line", "kalman"})}
     logged = log.read_text()
     assert logged.count("configuration refused") == 1  # once, not at every check
-    assert f"version {second} stays in force" in logged and "weight_floor: Input should be less than 0.5" in logged
-    # The configuration in force is the second: its services and its short-term members.
+    assert f"version {third} stays in force" in logged and "weight_floor: Input should be less than 0.5" in logged
     answer = httpx.post(f"{gateway}/predict", json=body(3), timeout=30.0).json()
-    assert {b["name"]: b["status"] for b in answer["backends"]} == {"line": "ok", "kalman": "ok"}
+    assert {b["name"]: b["status"] for b in answer["backends"]} == {"kalman": "ok"}
 
 
 def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(

@@ -1,8 +1,8 @@
 """A real family service whose behaviour a test switches at run time, to make the gateway suffer.
 
 ``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
-ok, fail (503), reject (422), hang (never answers), garbage (not JSON), nan (NaN in the forecast),
-down (``/health/ready`` and ``/predict`` both 503). ``GET /control`` says how many predict calls came.
+ok, slow (answers after 0.3 s), fail (503), reject (422), hang (never answers), garbage (not JSON),
+nan (NaN in the forecast), down (``/health/ready`` and ``/predict`` both 503). ``GET /control`` says how many predict calls came.
 Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
 """
 
@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from chronotick.kit import create_app
 from support.line_family import LineFamily
 
-MODES = ("ok", "fail", "reject", "hang", "garbage", "nan", "down")
+SLOW_S = 0.3
+MODES = ("ok", "slow", "fail", "reject", "hang", "garbage", "nan", "down")
 _state: dict[str, object] = {"mode": "ok", "predict_calls": 0}
 
 app = create_app(LineFamily())
@@ -38,6 +39,8 @@ async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def
         return JSONResponse({"detail": "refused"}, status_code=422)
     if mode == "hang":
         await asyncio.sleep(3600)
+    if mode == "slow":
+        await asyncio.sleep(SLOW_S)
     if mode == "garbage":
         return Response(b'{"forecasts": [', media_type="application/json")
     response = await call_next(request)
