@@ -78,8 +78,9 @@ def test_a_refused_request_carries_the_gateways_reason_per_field(gateway: str) -
     assert caught.value.problem.errors and caught.value.problem.errors[0]["field"] == "backends"
 
 
-def flaky_app(failures: int) -> tuple[FastAPI, list[float]]:
-    """Answers /models with 503 ``failures`` times, then a real FleetModels; records call times."""
+def flaky_app(failures: int, delay_s: float = 0.0) -> tuple[FastAPI, list[float]]:
+    """Answers /models with 503 ``failures`` times, then a real FleetModels, each after ``delay_s``;
+    records call times."""
     app = FastAPI()
     calls: list[float] = []
 
@@ -90,6 +91,7 @@ def flaky_app(failures: int) -> tuple[FastAPI, list[float]]:
     @app.get("/models")
     async def models() -> Response:
         calls.append(time.monotonic())
+        await asyncio.sleep(delay_s)
         if len(calls) <= failures:
             return Response('{"type":"about:blank","title":"No backend answered","status":503,"detail":"busy"}',
                             status_code=503, media_type="application/problem+json")
@@ -161,19 +163,7 @@ def test_cli_status_shows_the_fleet(gateway: str) -> None:
 def test_a_read_timeout_is_unreachable_at_once_never_sent_again() -> None:
     """A gateway that is slow may still be working on the request: the client gives up at its
     timeout and does not send it a second time."""
-    app = FastAPI()
-    calls: list[float] = []
-
-    @app.get("/health/ready")
-    async def ready() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.get("/models")
-    async def models() -> dict[str, str]:
-        calls.append(time.monotonic())
-        await asyncio.sleep(2.0)
-        return {}
-
+    app, calls = flaky_app(failures=0, delay_s=2.0)
     with serve_in_thread(app) as url, Client(url, timeout_s=0.3, attempts=3, backoff_initial_s=0.01) as client:
         started = time.monotonic()
         with pytest.raises(GatewayUnreachable, match="ReadTimeout"):
