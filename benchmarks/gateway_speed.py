@@ -124,9 +124,8 @@ def main() -> None:
                 timed_posts(f"{urls[family]}/predict", requests[:5])
                 direct[model] = timed_posts(f"{urls[family]}/predict", requests)
         # The floor: the same chronos-bolt requests through a proxy that only forwards bytes.
-        proxy = stack.enter_context(serve_in_process(
-            "passthrough_proxy:app", env={"PYTHONPATH": str(BENCHMARKS_DIR), "CHRONOTICK_PROXY_BACKEND": urls["chronos"]}
-        ))
+        proxy_env = {"PYTHONPATH": str(BENCHMARKS_DIR), "CHRONOTICK_PROXY_BACKEND": urls["chronos"]}
+        proxy = stack.enter_context(serve_in_process("passthrough_proxy:app", env=proxy_env))
         bolt_requests = [member_request(b, "chronos-bolt") for b in bodies]
         timed_posts(f"{proxy}/predict", bolt_requests[:5])
         proxied = timed_posts(f"{proxy}/predict", bolt_requests)

@@ -92,7 +92,7 @@ class Fleet:
     services: dict[str, Service] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._put_in_force(self.config)
+        self._put_in_force(self.config, self._services_of(self.config))
 
     @property
     def settings(self) -> GatewaySettings:
@@ -103,10 +103,10 @@ class Fleet:
         """Put ``config`` in force for requests that start from now on. Its new services are checked
         first: a request under it never finds a member it names "not ready" only because nobody
         has asked that service yet."""
-        joining = {name: service for name, service in self._services_of(config).items()
-                   if self.services.get(name) is not service}
-        await asyncio.gather(*(self._check(service) for service in joining.values()))
-        self._put_in_force(config, joining)
+        services = self._services_of(config)
+        await asyncio.gather(*(self._check(service) for name, service in services.items()
+                               if self.services.get(name) is not service))
+        self._put_in_force(config, services)
 
     def _services_of(self, config: FleetConfig) -> dict[str, Service]:
         """The services ``config`` names: those kept (same URL) with their state and breaker, the others new."""
@@ -121,14 +121,12 @@ class Fleet:
                 services[name] = Service(name=name, url=str(url).rstrip("/"), breaker=breaker)
         return services
 
-    def _put_in_force(self, config: FleetConfig, joining: dict[str, Service] | None = None) -> None:
-        """Swap in the configuration and the service list in one step (no await in between);
-        ``joining``: new services already checked."""
-        settings = config.settings
-        services = {**self._services_of(config), **(joining or {})}
+    def _put_in_force(self, config: FleetConfig, services: dict[str, Service]) -> None:
+        """Swap in the configuration and its ``services`` (from ``_services_of``) in one step (no
+        await in between)."""
         for service in services.values():
-            service.breaker.failure_threshold = settings.breaker_failures
-            service.breaker.reset_s = settings.breaker_reset_s
+            service.breaker.failure_threshold = config.settings.breaker_failures
+            service.breaker.reset_s = config.settings.breaker_reset_s
         for gone in set(self.services) - set(services):
             self.metrics.breaker.remove(gone)
         self.services = services

@@ -65,10 +65,6 @@ class ComposeFleet:
                              check=True).stdout
         return json.loads(out)[0]
 
-    def health(self, service: str) -> str:
-        state = self.inspect(service)["State"]
-        return state.get("Health", {}).get("Status", state["Status"])
-
     def answers_ready(self, service: str) -> bool:
         """The service's own /health/ready, probed inside its container (the host cannot reach a
         backend), the moment it holds: docker's health status lags by up to its check interval."""

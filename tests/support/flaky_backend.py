@@ -2,7 +2,8 @@
 
 ``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
 ok, slow (answers after 0.3 s), fail (503), reject (422), hang (never answers), garbage (not JSON),
-nan (NaN in the forecast), down (``/health/ready`` and ``/predict`` both 503). ``GET /control`` says how many predict calls came.
+nan (NaN in the forecast), down (``/health/ready`` and ``/predict`` both 503).
+``GET /control`` says how many predict calls came.
 Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
 """
 
