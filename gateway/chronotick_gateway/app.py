@@ -38,6 +38,7 @@ from chronotick.contract import (
 from chronotick.grid import regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
+from chronotick.responses import model_json_response
 from chronotick_gateway.backtest import SeriesPlan, plan_series
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
 from chronotick_gateway.fleet import Fleet, Service
@@ -144,8 +145,8 @@ def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bo
     grid = regularize(series, f"series.{index}", clean=clean)
     observed = int(np.count_nonzero(~np.isnan(grid.offsets_us)))
     if observed < MIN_OBSERVED_SAMPLES:
-        raise validation_problem([{"field": f"series.{index}.offsets_us",
-                                   "reason": f"{observed} observed samples; at least {MIN_OBSERVED_SAMPLES} are needed"}])
+        reason = f"{observed} observed samples; at least {MIN_OBSERVED_SAMPLES} are needed"
+        raise validation_problem([{"field": f"series.{index}.offsets_us", "reason": reason}])
     return plan_series(grid, horizon, origins, series.id)
 
 
@@ -251,7 +252,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/predict", response_model=FusedPredictResponse, responses=_PROBLEMS,
               dependencies=predict_dependencies)
-    async def predict(query: FusedPredictRequest) -> FusedPredictResponse:
+    async def predict(query: FusedPredictRequest) -> Response:
         """Forecast every series with the requested backends (by default those configured for its
         horizon, else every ready one) and fuse them by calibrated inverse variance."""
         loop = asyncio.get_running_loop()
@@ -295,7 +296,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         failures = [b for b in backends if b.status not in ("ok", "skipped")]
         metrics.fused.labels(degraded=str(bool(failures)).lower()).inc()
         metrics.request_seconds.observe(loop.time() - started)
-        return FusedPredictResponse(
+        return model_json_response(FusedPredictResponse(
             horizon=query.horizon,
             quantile_levels=query.quantile_levels,
             forecasts=fused_series,
@@ -305,7 +306,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             degraded=bool(failures),
             reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],
             elapsed_ms=(loop.time() - started) * 1000.0,
-        )
+        ))
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

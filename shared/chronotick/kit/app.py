@@ -31,11 +31,12 @@ from chronotick.contract import (
 )
 from chronotick.kit.adapter import BatchForecast, ForecastModel, ModelBatch, ModelFamily
 from chronotick.kit.batching import MicroBatcher
-from chronotick.kit.metrics import ServiceMetrics
+from chronotick.kit.metrics import PredictionMeter, ServiceMetrics
 from chronotick.kit.series import check_forecast, prepare_request, to_series_forecasts
 from chronotick.kit.settings import ServiceSettings
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers
+from chronotick.responses import model_json_response
 
 logger = logging.getLogger("chronotick.kit")
 
@@ -140,29 +141,17 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
     install_problem_handlers(app, on_error=lambda status: metrics.errors.labels(status=str(status)).inc())
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def count_predictions(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if request.url.path != "/predict":
-            return await call_next(request)
-        started = time.perf_counter()
-        request.state.arrival = batcher.announce()
-        try:
-            response = await call_next(request)
-        finally:
-            request.state.arrival.close()
-        metrics.request_seconds.observe(time.perf_counter() - started)
-        metrics.requests.labels(status=str(response.status_code)).inc()
-        return response
+    app.add_middleware(PredictionMeter, batcher=batcher, metrics=metrics)
 
     @app.post("/predict", response_model=PredictResponse, responses=_PROBLEM_RESPONSES)
-    async def predict(request: PredictRequest, http: Request) -> PredictResponse:
+    async def predict(request: PredictRequest, http: Request) -> Response:
         """Forecast the offset of each series ``horizon`` steps ahead, with quantiles."""
         started = time.perf_counter()
         name, model = state.require_model(request.model)
         prepared = prepare_request(request, model.info)
         result = await batcher.submit(name, prepared, getattr(http.state, "arrival", None))
         info = model.info
-        return PredictResponse(
+        return model_json_response(PredictResponse(
             family=family.name,
             model=name,
             model_id=info.model_id,
@@ -177,7 +166,7 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
                 inference_ms=result.inference_s * 1000.0,
                 total_ms=(time.perf_counter() - started) * 1000.0,
             ),
-        )
+        ))
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
