@@ -37,6 +37,7 @@ origins on the tail of the request's own context, where the truth is known.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,10 +79,15 @@ def standardized_errors(member: MemberForecast) -> np.ndarray:
 
 
 def variance_scale(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> float:
-    """Pooled scale k = (sum_j mean_h z_jh^2 + prior) / (J + prior): 1 with no evidence."""
-    per_origin = [row[np.isfinite(row)] for row in z]
-    evidence = [float(np.mean(row**2)) for row in per_origin if row.size]
-    return (sum(evidence) + prior) / (len(evidence) + prior)
+    """Pooled scale k = (sum_j mean_h z_jh^2 + prior) / (J + prior): 1 with no evidence.
+
+    Origins with no known error at any step carry no evidence and do not count in J."""
+    known = np.isfinite(z)
+    counts = known.sum(axis=1)
+    sums = np.where(known, z * z, 0.0).sum(axis=1)
+    with_evidence = counts > 0
+    evidence = np.sum(sums[with_evidence] / counts[with_evidence])
+    return float((evidence + prior) / (np.count_nonzero(with_evidence) + prior))
 
 
 def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
@@ -92,9 +98,12 @@ def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarra
     return (squares.sum(axis=0) + prior * pooled) / (known.sum(axis=0) + prior)
 
 
-def calibrated_std(member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
-    """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon."""
-    z = standardized_errors(member)
+def calibrated_std(
+    member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS, z: np.ndarray | None = None
+) -> np.ndarray:
+    """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon (``z``:
+    its ``standardized_errors``, when the caller has them already)."""
+    z = standardized_errors(member) if z is None else z
     scales = step_scales(z, prior) if z.size else np.full(member.std_us.shape, variance_scale(z, prior))
     std = np.sqrt(scales) * member.std_us
     return np.where(np.isfinite(std), np.fmax.accumulate(np.where(np.isfinite(std), std, 0.0)), np.inf)
@@ -112,13 +121,22 @@ def effective_origins(known: np.ndarray, origins: Sequence[int] | None) -> np.nd
     else:
         if len(origins) != count:
             raise ValueError(f"{len(origins)} origins for {count} backtest rows")
-        apart = np.abs(np.subtract.outer(np.asarray(origins, float), np.asarray(origins, float)))
-        step = np.arange(1, horizon + 1, dtype=float)[:, None, None]
-        rho_squared = np.clip(1.0 - apart[None] / step, 0.0, None) ** 2  # (H, J, J)
+        rho_squared = _window_overlap_squared(tuple(origins), horizon)
     mask = known.T.astype(float)  # (H, J)
     overlap = np.einsum("hj,hjk,hk->h", mask, rho_squared, mask)
     n = mask.sum(axis=1)
     return np.divide(n * n, overlap, out=np.zeros(horizon), where=overlap > 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _window_overlap_squared(origins: tuple[int, ...], horizon: int) -> np.ndarray:
+    """(H, J, J) rho_jk(h)^2 = max(0, 1 - |o_j - o_k| / h)^2; the same origins come back with every
+    series of the same length. Read-only: the cached array is shared."""
+    apart = np.abs(np.subtract.outer(np.asarray(origins, float), np.asarray(origins, float)))
+    step = np.arange(1, horizon + 1, dtype=float)[:, None, None]
+    rho_squared = np.clip(1.0 - apart[None] / step, 0.0, None) ** 2
+    rho_squared.flags.writeable = False
+    return rho_squared
 
 
 def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.ndarray:
@@ -169,13 +187,13 @@ def fuse(
     """
     if not members:
         raise ValueError("nothing to fuse")
-    std = np.stack([calibrated_std(m) for m in members])
+    errors = [standardized_errors(m) for m in members]
+    std = np.stack([calibrated_std(m, z=z) for m, z in zip(members, errors, strict=True)])
     variances = std**2
     weights = inverse_variance_weights(variances, weight_floor)
     usable = weights > 0
     means = np.stack([m.mean_us for m in members])
     mean = np.sum(weights * np.where(usable, means, 0.0), axis=0)
-    errors = [standardized_errors(m) for m in members]
     corr = shrunk_correlation(error_correlation(errors), max(len(z) for z in errors))
     weighted_std = weights * np.where(usable, std, 0.0)  # (M, H)
     fused_variance = np.einsum("mh,mk,kh->h", weighted_std, corr, weighted_std)
@@ -195,7 +213,19 @@ def predictive_quantiles(
 ) -> np.ndarray:
     """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom (one, or
     one per step)."""
-    # stdtrit is the Student-t inverse CDF that scipy.stats.t.ppf calls, without its per-call
-    # argument handling (most of the cost of a request's fusion).
-    factors = stdtrit(np.asarray(degrees_of_freedom, dtype=float), np.asarray(levels, dtype=float)[:, None])
-    return mean_us[None, :] + factors * std_us[None, :]
+    dof = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=float), mean_us.shape)
+    return mean_us[None, :] + _t_factors(dof.tobytes(), tuple(levels)) * std_us[None, :]
+
+
+@functools.lru_cache(maxsize=256)
+def _t_factors(dof_bytes: bytes, levels: tuple[float, ...]) -> np.ndarray:
+    """(levels, H) Student-t quantiles for the per-step degrees of freedom (as bytes, to be a key).
+
+    The degrees of freedom follow from the backtest origins and which of their truths are known,
+    so series of the same shape repeat them request after request; the inverse CDF was the
+    largest part of a request's fusion. stdtrit is the function scipy.stats.t.ppf calls, without
+    its per-call argument handling. Read-only: the cached array is shared.
+    """
+    factors = stdtrit(np.frombuffer(dof_bytes, dtype=float), np.asarray(levels, dtype=float)[:, None])
+    factors.flags.writeable = False
+    return factors
