@@ -36,7 +36,9 @@ class GridSeries:
 
 
 def as_array(values: list[float | None]) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=float)
+    """The contract's samples as floats, ``None`` (missing) as NaN: numpy converts ``None`` to NaN
+    in a float array, in one pass."""
+    return np.array(values, dtype=float)
 
 
 def grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float]:
