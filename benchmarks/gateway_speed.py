@@ -8,11 +8,17 @@ hang, and the gateway, each as its own process; one client sends one series at a
   the very request the gateway sends it (the series and its backtest cuts, encoded by the
   gateway's own code before the clock starts, so the direct figure holds no client-side JSON
   encoding of that large body). With every member up, they share the cores, so this also holds
-  their contention; the same difference with a single member selected
-  (``backends: ["chronos-bolt"]``) is the gateway's own cost;
-* the floor of the stack the gateway is built from: chronos-bolt's member requests through
-  ``passthrough_proxy`` (uvicorn, FastAPI and one pooled httpx.AsyncClient forwarding bytes);
+  their contention;
+* the gateway's own cost, paired: for each series, chronos-bolt called directly with the
+  gateway's member request, the same request through ``passthrough_proxy`` (uvicorn, FastAPI and
+  one pooled httpx.AsyncClient forwarding bytes: the floor of the stack the gateway is built
+  from) and the fused request with only chronos-bolt selected, back to back. The three see the
+  same state of the machine, whose speed drifts by tens of percent over minutes on a shared VM;
+  the medians of the per-series differences are the overhead, the floor, and the gateway's work
+  beyond the floor;
 * with the extra backend hanging: p99 against the request's deadline.
+
+Every body is encoded before its clock starts: no figure holds the client's JSON encoding.
 
     .venvs/gateway/bin/python benchmarks/gateway_speed.py --write BENCHMARKS.md
 """
@@ -49,20 +55,43 @@ FAMILIES = {
 }
 
 
-def timed_posts(url: str, bodies: list[dict[str, object]] | list[bytes],
-                headers: dict[str, str] | None = None) -> list[float]:
-    """One POST after the other; a body given as bytes is sent as it is (JSON already)."""
+_JSON = {"content-type": "application/json"}
+
+
+def encoded(bodies: list[dict[str, object]]) -> list[bytes]:
+    return [json.dumps(body).encode() for body in bodies]
+
+
+def timed_posts(url: str, bodies: list[bytes]) -> list[float]:
+    """One POST after the other, each body JSON already."""
     latencies = []
     with httpx.Client(timeout=30.0) as client:
         for body in bodies:
             started = time.perf_counter()
-            if isinstance(body, bytes):
-                response = client.post(url, content=body, headers={**(headers or {}), "content-type": "application/json"})
-            else:
-                response = client.post(url, json=body, headers=headers)
-            response.raise_for_status()
+            client.post(url, content=body, headers=_JSON).raise_for_status()
             latencies.append(time.perf_counter() - started)
     return latencies
+
+
+def interleaved_posts(targets: dict[str, tuple[str, list[bytes]]]) -> dict[str, np.ndarray]:
+    """Latencies (s) of the i-th body of every target, sent back to back before the (i+1)-th:
+    paired measurements, each pair under the same state of the machine."""
+    latencies: dict[str, list[float]] = {name: [] for name in targets}
+    count = min(len(bodies) for _, bodies in targets.values())
+    with httpx.Client(timeout=30.0) as client:
+        for index in range(count):
+            for name, (url, bodies) in targets.items():
+                started = time.perf_counter()
+                client.post(url, content=bodies[index], headers=_JSON).raise_for_status()
+                latencies[name].append(time.perf_counter() - started)
+    return {name: np.asarray(values) for name, values in latencies.items()}
+
+
+def paired_ms(later: np.ndarray, earlier: np.ndarray) -> str:
+    """Median of the per-pair differences, with their interquartile range."""
+    differences = (later - earlier) * 1000.0
+    low, median, high = np.percentile(differences, [25, 50, 75])
+    return f"{median:.1f} (IQR {low:.1f} to {high:.1f})"
 
 
 def server_process(url: str) -> psutil.Process:
@@ -96,7 +125,8 @@ def main() -> None:
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]  # the cores are shared: say how busy they were
-    bodies = [{"series": [clock_series(seed)], "horizon": HORIZON} for seed in range(args.requests)]
+    queries = [{"series": [clock_series(seed)], "horizon": HORIZON} for seed in range(args.requests)]
+    bodies = encoded(queries)
     warm = bodies[:10]
     with contextlib.ExitStack() as stack:
         urls = {
@@ -112,25 +142,28 @@ def main() -> None:
         )
         timed_posts(f"{gateway}/predict", warm)
         fused = timed_posts(f"{gateway}/predict", bodies)
-        # CPU time is not stretched by other work on the cores, unlike latency; it includes the
-        # gateway's health polling (a few ms a second).
-        gateway_cpu_before = cpu_s(server_process(gateway))
-        alone = timed_posts(f"{gateway}/predict", [{**b, "backends": ["chronos-bolt"]} for b in bodies])
-        gateway_cpu_ms = (cpu_s(server_process(gateway)) - gateway_cpu_before) / len(bodies) * 1000.0
         direct = {}
         for family, models in FAMILIES.items():
             for model in models:
-                requests = [member_request(b, model) for b in bodies]
+                requests = [member_request(q, model) for q in queries]
                 timed_posts(f"{urls[family]}/predict", requests[:5])
                 direct[model] = timed_posts(f"{urls[family]}/predict", requests)
-        # The floor: the same chronos-bolt requests through a proxy that only forwards bytes.
         proxy_env = {"PYTHONPATH": str(BENCHMARKS_DIR), "CHRONOTICK_PROXY_BACKEND": urls["chronos"]}
         proxy = stack.enter_context(serve_in_process("passthrough_proxy:app", env=proxy_env))
-        bolt_requests = [member_request(b, "chronos-bolt") for b in bodies]
-        timed_posts(f"{proxy}/predict", bolt_requests[:5])
-        proxied = timed_posts(f"{proxy}/predict", bolt_requests)
+        bolt_requests = [member_request(q, "chronos-bolt") for q in queries]
+        targets = {
+            "direct": (f"{urls['chronos']}/predict", bolt_requests),
+            "proxy": (f"{proxy}/predict", bolt_requests),
+            "gateway": (f"{gateway}/predict", encoded([{**q, "backends": ["chronos-bolt"]} for q in queries])),
+        }
+        interleaved_posts({name: (url, requests[:10]) for name, (url, requests) in targets.items()})
+        # CPU time is not stretched by other work on the cores, unlike latency; it includes the
+        # gateway's health polling (a few ms a second). Only the gateway's requests reach it.
+        gateway_cpu_before = cpu_s(server_process(gateway))
+        paired = interleaved_posts(targets)
+        gateway_cpu_ms = (cpu_s(server_process(gateway)) - gateway_cpu_before) / len(bodies) * 1000.0
         httpx.post(f"{flaky}/control", json={"mode": "hang"}).raise_for_status()
-        hanging_bodies = [{**b, "deadline_s": args.deadline_s} for b in bodies[: max(50, args.requests // 4)]]
+        hanging_bodies = encoded([{**q, "deadline_s": args.deadline_s} for q in queries[: max(50, args.requests // 4)]])
         hanging = timed_posts(f"{gateway}/predict", hanging_bodies)
 
     slowest = max(direct, key=lambda m: np.median(direct[m]))
@@ -143,15 +176,20 @@ def main() -> None:
         *[f"| {m} called directly with the gateway's member request | {percentile_ms(d, 50):.1f} | "
           f"{percentile_ms(d, 99):.1f} |" for m, d in direct.items()],
         f"| gateway overhead over the slowest member ({slowest}), members sharing 2 cores | {overhead_ms:.1f} | |",
-        f"| fused /predict with only chronos-bolt selected | {percentile_ms(alone, 50):.1f} | "
-        f"{percentile_ms(alone, 99):.1f} |",
-        f"| gateway's own overhead (the line above minus chronos-bolt called directly) | "
-        f"{percentile_ms(alone, 50) - percentile_ms(direct['chronos-bolt'], 50):.1f} | |",
+        "| *paired, back to back for each series:* | | |",
+        f"| chronos-bolt called directly with the gateway's member request | "
+        f"{percentile_ms(paired['direct'], 50):.1f} | {percentile_ms(paired['direct'], 99):.1f} |",
+        f"| the same request through a pass-through FastAPI + httpx proxy (no gateway work) | "
+        f"{percentile_ms(paired['proxy'], 50):.1f} | {percentile_ms(paired['proxy'], 99):.1f} |",
+        f"| fused /predict with only chronos-bolt selected | {percentile_ms(paired['gateway'], 50):.1f} | "
+        f"{percentile_ms(paired['gateway'], 99):.1f} |",
+        f"| **gateway overhead**: fused (chronos-bolt only) minus chronos-bolt direct, median per series | "
+        f"{paired_ms(paired['gateway'], paired['direct'])} | |",
+        f"| the stack's floor: proxy minus direct, median per series | "
+        f"{paired_ms(paired['proxy'], paired['direct'])} | |",
+        f"| the gateway's work beyond that floor: fused (chronos-bolt only) minus proxy, median per series | "
+        f"{paired_ms(paired['gateway'], paired['proxy'])} | |",
         f"| gateway process CPU time per request with only chronos-bolt selected | {gateway_cpu_ms:.1f} | |",
-        f"| chronos-bolt's member requests through a pass-through FastAPI + httpx proxy (no gateway work) | "
-        f"{percentile_ms(proxied, 50):.1f} | {percentile_ms(proxied, 99):.1f} |",
-        f"| the stack's floor: that proxy's overhead over chronos-bolt called directly | "
-        f"{percentile_ms(proxied, 50) - percentile_ms(direct['chronos-bolt'], 50):.1f} | |",
         f"| fused /predict with one backend hanging, deadline {args.deadline_s:g} s | "
         f"{percentile_ms(hanging, 50):.1f} | {percentile_ms(hanging, 99):.1f} |",
     ]
