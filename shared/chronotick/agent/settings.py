@@ -7,6 +7,7 @@ A wrong value stops the agent at start with the setting's name and the reason (s
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal, Self
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
@@ -81,14 +82,16 @@ class AgentSettings(BaseSettings):
         return max(1, round(horizon_s / self.measure_interval_s))
 
 
-def _settings_error(error: ValidationError) -> str:
-    """One line per wrong setting, named as the environment variable that sets it."""
+def _settings_error(error: ValidationError, given_as: Mapping[str, str]) -> str:
+    """One line per wrong setting, named as it was given: the option in ``given_as`` (field ->
+    option), else the environment variable that sets it."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        name = given_as.get(field, f"{ENV_PREFIX}{field.upper()}")
         # A check across settings names them in its message; a single setting is named here.
-        lines.append(f"{ENV_PREFIX}{field.upper()}: {message} (got {item.get('input')!r})" if field else message)
+        lines.append(f"{name}: {message} (got {item.get('input')!r})" if field else message)
     return "invalid agent configuration:\n  " + "\n  ".join(lines)
 
 
@@ -96,15 +99,19 @@ class SettingsInvalid(ValueError):
     """The configuration cannot run; the message names each wrong setting."""
 
 
-def load_settings(**overrides: object) -> AgentSettings:
-    """Settings from the environment, ``overrides`` (command-line options) winning; an unknown
-    ``CHRONOTICK_AGENT_*`` variable is an error too (a misspelt setting would silently not apply)."""
+def load_settings(option_names: Mapping[str, str] | None = None, **overrides: object) -> AgentSettings:
+    """Settings from the environment, ``overrides`` (command-line options; None: not given) winning;
+    an unknown ``CHRONOTICK_AGENT_*`` variable is an error too (a misspelt setting would silently
+    not apply). ``option_names`` (field -> option, e.g. ``gateway_url`` -> ``--gateway``) name a
+    wrong override in the error as the user typed it."""
+    given = {name: value for name, value in overrides.items() if value is not None}
     known = {f"{ENV_PREFIX}{name.upper()}" for name in AgentSettings.model_fields}
     unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
     if unknown:
         raise SettingsInvalid(f"invalid agent configuration: unknown setting {', '.join(unknown)}; known: "
                               f"{', '.join(sorted(known))}")
     try:
-        return AgentSettings(**{name: value for name, value in overrides.items() if value is not None})
+        return AgentSettings(**given)
     except ValidationError as error:
-        raise SettingsInvalid(_settings_error(error)) from error
+        given_as = {name: (option_names or {}).get(name, f"option {name}") for name in given}
+        raise SettingsInvalid(_settings_error(error, given_as)) from error

@@ -167,6 +167,11 @@ def finetune(context: typer.Context, family: Family) -> None:
     _run_family(family, "finetune", list(context.args))
 
 
+# The agent's settings its command-line options set, as the user types them (for error messages).
+_AGENT_OPTIONS = {"source": "--source", "ntp_server": "--ntp-server", "ntp_port": "--ntp-port",
+                  "gateway_url": "--gateway", "host": "--host", "port": "--port"}
+
+
 @app.command()
 def agent(
     source: Annotated[str | None, typer.Option(help="ntp or chrony (env CHRONOTICK_AGENT_SOURCE).")] = None,
@@ -189,8 +194,8 @@ def agent(
     from chronotick.agent import SettingsInvalid, load_settings, run_agent
 
     try:
-        settings = load_settings(source=source, ntp_server=ntp_server, ntp_port=ntp_port, gateway_url=gateway,
-                                 host=host, port=port)
+        settings = load_settings(_AGENT_OPTIONS, source=source, ntp_server=ntp_server, ntp_port=ntp_port,
+                                 gateway_url=gateway, host=host, port=port)
     except SettingsInvalid as error:
         raise _fail(str(error), 2) from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -119,6 +119,15 @@ def test_invalid_configuration_stops_the_agent_at_start_naming_the_setting(
     assert named in " ".join(result.output.split())
 
 
+def test_a_wrong_command_line_option_is_named_as_typed_not_as_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOTICK_AGENT_GATEWAY_URL", "http://127.0.0.1:8000")
+    result = CliRunner().invoke(app, ["agent", "--gateway", "not a url", "--port", "0"])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "--gateway: " in output and "'not a url'" in output and "--port: " in output
+    assert "CHRONOTICK_AGENT_GATEWAY_URL" not in output and "CHRONOTICK_AGENT_PORT" not in output
+
+
 def test_command_line_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHRONOTICK_AGENT_NTP_SERVER", "192.0.2.1")
     monkeypatch.setenv("CHRONOTICK_AGENT_SOURCE", "ntp")
