@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -146,6 +147,17 @@ def test_concurrent_requests_share_model_calls_and_answer_as_if_alone() -> None:
     assert max(answer["batch_series"] for answer in together) > 1
     for a, b in zip(alone, together):
         assert a["forecasts"] == b["forecasts"]
+
+
+def test_a_lone_request_does_not_wait_out_the_batch_window() -> None:
+    # The meter announces each request before its body is parsed and the endpoint closes that
+    # announcement once the request is queued; a batch waits only while one is still open. Were
+    # the handoff lost, the request would sit in the queue for the whole window.
+    app = create_app(LineFamily(), ServiceSettings(batch_window_ms=100.0))
+    with serve_in_thread(app) as base_url:
+        answers = [httpx.post(f"{base_url}/predict", json=body).json() for body in _bodies(5)]
+    assert all(answer["batch_series"] == 1 for answer in answers)
+    assert statistics.median(answer["timings"]["queue_ms"] for answer in answers) < 50.0
 
 
 def test_with_batching_off_every_request_runs_alone() -> None:
