@@ -10,10 +10,10 @@ are skipped, so a gap joins its two sides). A difference is an outlier when it i
 differences around it (the scale floored by a series-wide one, for quantised logs). A spike
 shows as an outlier difference into it and one of the opposite sign out of it, at most
 ``MAX_SPIKE_SAMPLES`` samples later, with a net change across the excursion that is *not* an
-outlier: the series came back. Only the samples inside are flagged,
-never their neighbours. A clock step (one outlier difference whose level persists) has no way
-back and is never flagged; ``chronotick.clockdata`` reports steps separately. The last observed
-sample is never flagged: until the next one arrives, a spike and a step look the same.
+outlier: the series came back. Only the samples inside are flagged, never their neighbours. A
+clock step (one outlier difference whose level persists) has no way back and is never flagged;
+``chronotick.clockdata`` reports steps separately. The last observed sample is never flagged:
+until the next one arrives, a spike and a step look the same.
 """
 
 from __future__ import annotations

@@ -12,6 +12,6 @@ from fastapi import Response
 from pydantic import BaseModel
 
 
-def model_json_response(model: BaseModel, status_code: int = 200) -> Response:
-    """``model`` as JSON (NaN and infinities as ``null``, as FastAPI would write them)."""
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+def model_json_response(model: BaseModel) -> Response:
+    """``model`` as a 200 JSON answer (NaN and infinities as ``null``, as FastAPI would write them)."""
+    return Response(model.model_dump_json(), media_type="application/json")
