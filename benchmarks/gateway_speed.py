@@ -113,7 +113,7 @@ def member_request(body: dict[str, object], model: str) -> bytes:
     query = FusedPredictRequest.model_validate(body)
     plans = [plan_series(regularize(s, f"series.{i}"), query.horizon, GatewaySettings().backtest_origins, s.id)
              for i, s in enumerate(query.series)]
-    (request,) = member_bodies(plans, query.horizon, model, past_covariates=False, future_covariates=False,
+    (request,) = member_bodies(plans, query.horizon, model, past_covariates=set(), future_covariates=set(),
                                 skip_spread_backtests=GatewaySettings().skip_spread_backtests)
     return request
 

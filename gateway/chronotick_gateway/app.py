@@ -39,11 +39,12 @@ from chronotick.grid import regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick.responses import model_json_response
+from chronotick_gateway.background import LoopLag, supervise
 from chronotick_gateway.backtest import SeriesPlan, plan_series
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
-from chronotick_gateway.members import MemberResult, classical_member, remote_member
+from chronotick_gateway.members import MemberResult, classical_members, remote_member
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
 
@@ -118,7 +119,7 @@ def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list
     return BackendResult(
         name=result.name, service=result.service, status=result.status, reason=result.reason,
         latency_ms=None if result.latency_s is None else result.latency_s * 1000.0, retries=result.retries,
-        calibration_scale=scales, weights=None if weights is None else [w.tolist() for w in weights],
+        covariates_used=list(result.covariates_used), calibration_scale=scales, weights=None if weights is None else [w.tolist() for w in weights],
         forecasts=forecasts,
     )
 
@@ -136,6 +137,10 @@ def _check_limits(query: FusedPredictRequest, settings: GatewaySettings) -> None
                                                       f"{settings.max_points_per_series} per series here"}
         for i, series in enumerate(query.series) if len(series.offsets_us) > settings.max_points_per_series
     ]
+    if query.deadline_s is not None and query.deadline_s <= settings.fusion_margin_s:
+        reason = (f"{query.deadline_s:g} s leaves the members no time: this gateway keeps "
+                  f"{settings.fusion_margin_s:g} s of it for fusion")
+        errors.append({"field": "deadline_s", "reason": reason})
     if errors:
         raise validation_problem(errors)
 
@@ -154,27 +159,24 @@ async def _gather_members(
     fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
     horizon: int, deadline: float, settings: GatewaySettings,
 ) -> list[MemberResult]:
+    """Every member's result by the deadline: the remote calls go out first, the classical members
+    run while they are under way, and a remote member still out at the deadline is a timeout (its
+    calls are left to end by their own timeouts: see ``Fleet.let_finish``)."""
     loop = asyncio.get_running_loop()
     tasks = {
         asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings)):
             (model.name, service.name)
         for service, model in remote
     }
-    # Classical members are CPU work: a worker thread keeps the event loop free for the fan-out.
-    tasks |= {
-        asyncio.create_task(asyncio.to_thread(classical_member, _CLASSICAL[name], plans, horizon)): (name, None)
-        for name in classical
-    }
-    if not tasks:
-        return []
-    done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
-    for task in pending:
-        task.cancel()
-    results = [task.result() for task in done]
-    for task in pending:
-        name, service = tasks[task]
-        results.append(MemberResult(name, service, "timeout", "no answer within the deadline"))
-    order = list(tasks.values())
+    if tasks:
+        await asyncio.sleep(0)  # let the calls be sent before the classical members take the loop
+    results = await classical_members([_CLASSICAL[name] for name in classical], plans, horizon)
+    if tasks:
+        done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+        fleet.let_finish(pending)
+        results += [task.result() for task in done]
+        results += [MemberResult(*tasks[task], "timeout", "no answer within the deadline") for task in pending]
+    order = list(tasks.values()) + [(name, None) for name in classical]
     return sorted(results, key=lambda r: order.index((r.name, r.service)))
 
 
@@ -190,6 +192,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = initial.settings
     watched_file = config_file() if initial.version != NO_FILE_VERSION else None
     metrics = GatewayMetrics()
+    loop_lag = LoopLag()
     state: dict[str, Fleet] = {}
 
     async def put_in_force(config: FleetConfig) -> None:
@@ -201,16 +204,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(limits=limits) as http:
-            fleet = Fleet(initial, http, metrics)
+        # No connection limit in the pools: the admission control of each service bounds the calls,
+        # and a call that waited for a connection inside httpcore's pool could leak its slot when
+        # cancelled or timed out (encode/httpcore#1093, #550), until every call failed with
+        # PoolTimeout. Calls are never cancelled either (Fleet.let_finish).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        async with httpx.AsyncClient(limits=limits) as http, httpx.AsyncClient(limits=limits) as health_http:
+            fleet = Fleet(initial, http, health_http, metrics)
             state["fleet"] = fleet
             await fleet.poll_once()
-            tasks = [asyncio.create_task(fleet.poll_forever(), name="health-poller")]
+            tasks = [asyncio.create_task(supervise("health-poller", fleet.poll_forever, metrics),
+                                         name="health-poller"),
+                     asyncio.create_task(supervise("loop-lag", lambda: loop_lag.watch(metrics), metrics),
+                                         name="loop-lag")]
             on_sighup = _nothing_to_reload
             if watched_file is not None:
                 watcher = ConfigWatcher(watched_file, initial, put_in_force)
-                tasks.append(asyncio.create_task(watcher.run(), name="config-watcher"))
+                tasks.append(asyncio.create_task(supervise("config-watcher", watcher.run, metrics),
+                                                 name="config-watcher"))
                 on_sighup = watcher.request_reload
             # Signals reach the main thread only (tests run gateways in other threads too). Without
             # a file, SIGHUP (an operator's `docker kill -s HUP`) would otherwise end the process.
@@ -258,7 +269,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         started = loop.time()
         settings = fleet().config.settings  # this request's, to its end, whatever a reload does meanwhile
-        deadline = started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
+        # The members' deadline: the client's, less the time to fuse and answer, and less how late the
+        # busy event loop has lately been in waking a request (it will be that late at the deadline too).
+        deadline = (started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
+                    - loop_lag.recent_s())
         _check_limits(query, settings)
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
@@ -312,11 +326,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @app.get("/health/ready")
+    @app.get("/health/ready", responses={503: {"model": Problem, "description": "The view of the fleet is stale.",
+                                                "content": {PROBLEM_MEDIA_TYPE: {}}}})
     async def ready() -> dict[str, object]:
-        """The gateway can always answer (its classical members need no backend)."""
-        services = fleet().services.values()
-        return {"status": "ready", "services_ready": [s.name for s in services if s.ready]}
+        """Ready while the view of the fleet is current: the gateway can always answer (its classical
+        members need no backend), but with a stale view it would send calls to services it
+        wrongly thinks dead or alive, so it says 503 and a load balancer can send clients elsewhere."""
+        current = fleet()
+        age_s = current.view_age_s()
+        if current.view_is_stale():
+            detail = "no health-poll round has completed yet" if age_s is None else (
+                f"the view of the fleet is stale: the last health-poll round completed {age_s:.1f} s ago")
+            raise ProblemError(503, "Not ready", detail, headers={"Retry-After": "1"})
+        services = current.services.values()
+        return {"status": "ready", "services_ready": [s.name for s in services if s.ready],
+                "fleet_view_age_s": age_s}
 
     @app.get("/models", response_model=FleetModels)
     async def models() -> FleetModels:

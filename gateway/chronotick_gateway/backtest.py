@@ -9,6 +9,7 @@ in hindsight they are known, exactly as the client's future values are.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +34,12 @@ class SeriesPlan:
     def context(self, origin: int | None) -> np.ndarray:
         return self.grid.offsets_us if origin is None else self.grid.offsets_us[:origin]
 
-    def series_body(self, origin: int | None, *, past_covariates: bool, future_covariates: bool) -> dict[str, object]:
+    def series_body(
+        self, origin: int | None, *, past_covariates: AbstractSet[str], future_covariates: AbstractSet[str]
+    ) -> dict[str, object]:
         """The real series (``origin=None``) or its backtest cut as a contract ``SeriesInput`` in
-        JSON-ready form, with the covariates the receiving model can use.
+        JSON-ready form, with the covariates the receiving model knows: those named in
+        ``past_covariates``, with their known future values where also in ``future_covariates``.
 
         Built with ``ndarray.tolist()``, never value by value or through pydantic: the gateway
         sends every series and its cuts to every member, and converting them one value at a time
@@ -47,15 +51,16 @@ class SeriesPlan:
         if self.id is not None:
             body["id"] = self.id
         covariates: dict[str, dict[str, list[float]]] = {}
-        if past_covariates:
-            for name, past in self.grid.past_covariates.items():
-                covariates[name] = {"past": past[:end].tolist()}
-                if future_covariates and name in self.grid.future_covariates:
-                    covariates[name]["future"] = (
-                        self.grid.future_covariates[name].tolist()
-                        if origin is None
-                        else _forward_filled(past[: origin + self.horizon])[origin:].tolist()
-                    )
+        for name, past in self.grid.past_covariates.items():
+            if name not in past_covariates:
+                continue
+            covariates[name] = {"past": past[:end].tolist()}
+            if name in future_covariates and name in self.grid.future_covariates:
+                covariates[name]["future"] = (
+                    self.grid.future_covariates[name].tolist()
+                    if origin is None
+                    else _forward_filled(past[: origin + self.horizon])[origin:].tolist()
+                )
         if covariates:
             body["covariates"] = covariates
         return body

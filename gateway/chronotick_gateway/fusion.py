@@ -15,7 +15,9 @@ origins on the tail of the request's own context, where the truth is known.
    Calibrated std: sqrt(k(h)) s(h), made non-decreasing over the horizon (an error cannot shrink
    by looking further ahead).
 2. **Weights.** w_m(h) = (1 / v_m(h)) / sum_k (1 / v_k(h)); a member with infinite or undefined
-   variance gets weight 0. An optional floor keeps every finite member in the blend.
+   variance gets weight 0, and so does one that claims none, unless every member with a finite
+   variance does (a constant context): those share the weight. An optional floor keeps every
+   finite member in the blend.
 3. **Correlation.** Members' errors are strongly correlated (they all miss the same measurement
    noise), so the independent-errors formula 1 / sum(1 / v) would be far too confident. The
    fused variance is w^T C w with C_mk = r_mk sqrt(v_m v_k), where r is the correlation of the
@@ -140,11 +142,20 @@ def _window_overlap_squared(origins: tuple[int, ...], horizon: int) -> np.ndarra
 
 
 def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.ndarray:
-    """(M, H) weights from (M, H) variances; non-finite or non-positive variances weigh 0."""
-    usable = np.isfinite(variances) & (variances > 0)
-    if not usable.any(axis=0).all():
+    """(M, H) weights from (M, H) variances; non-finite or non-positive variances weigh 0.
+
+    At a step where no member has a positive variance but some claim none at all (every member saw
+    a constant context), those share the weight: the limit of inverse variance as theirs go to 0.
+    """
+    finite = np.isfinite(variances) & (variances >= 0)
+    if not finite.any(axis=0).all():
         raise ValueError("some step has no member with a finite variance")
-    precision = np.where(usable, 1.0 / np.where(usable, variances, 1.0), 0.0)
+    usable = finite & (variances > 0)
+    usable = np.where(usable.any(axis=0), usable, finite & (variances == 0))
+    # Relative to the smallest variance of the step: 1 / v overflows for a subnormal v, smallest / v does not.
+    positive = usable & (variances > 0)
+    smallest = np.min(np.where(positive, variances, np.inf), axis=0)
+    precision = np.where(usable, np.divide(smallest, variances, out=np.ones_like(variances), where=positive), 0.0)
     weights = precision / precision.sum(axis=0, keepdims=True)
     if floor > 0:
         weights = np.where(usable, np.maximum(weights, floor), 0.0)
@@ -165,11 +176,18 @@ def error_correlation(z: list[np.ndarray]) -> np.ndarray:
         for k in range(i + 1, count):
             both = np.isfinite(flat[i]) & np.isfinite(flat[k])
             if both.sum() >= 2:
-                a, b = flat[i][both], flat[k][both]
+                a, b = _unit_scaled(flat[i][both]), _unit_scaled(flat[k][both])
                 denominator = np.sqrt(np.sum(a * a) * np.sum(b * b))
                 if denominator > 0:
                     corr[i, k] = corr[k, i] = float(np.sum(a * b) / denominator)
     return corr
+
+
+def _unit_scaled(values: np.ndarray) -> np.ndarray:
+    """``values`` over their largest magnitude: a correlation is the same, and its sums of squares
+    cannot overflow however large the standardised errors of a member with a tiny spread are."""
+    largest = float(np.max(np.abs(values)))
+    return values / largest if largest > 0 else values
 
 
 def shrunk_correlation(corr: np.ndarray, origins: int, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ class MemberResult:
     latency_s: float | None = None
     retries: int = 0
     forecasts: list[MemberForecast] | None = None
+    covariates_used: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -51,14 +53,25 @@ def _member_forecast(plan: SeriesPlan, answers: list[tuple[np.ndarray, np.ndarra
     return MemberForecast(mean_us=mean, std_us=std, backtest_errors_us=errors, backtest_std_us=stds)
 
 
+def member_covariates(model: ModelInfo, plans: list[SeriesPlan]) -> tuple[str, ...]:
+    """The request's covariates that ``model`` knows, sorted: the only ones it is sent.
+
+    A model refuses a covariate it was not trained with (ttm-exog knows temperature_c and cpu_load
+    only); one such name in a request must cost the fusion nothing, so it is simply not sent.
+    """
+    return tuple(model.known_covariates({name for plan in plans for name in plan.grid.past_covariates}))
+
+
 def member_bodies(
-    plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: bool, future_covariates: bool,
-    skip_spread_backtests: bool,
+    plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: AbstractSet[str],
+    future_covariates: AbstractSet[str], skip_spread_backtests: bool,
 ) -> list[bytes]:
     """The encoded requests that ask ``model`` for every series and its backtest cuts, in order,
     in as few calls as fit under the services' limits.
 
-    Covariates go only to a model that uses them; the others forecast from the offsets alone.
+    Each series carries only the covariates named in ``past_covariates`` (those the model knows:
+    ``member_covariates``), with their known future values where also named in ``future_covariates``;
+    a model without covariates forecasts from the offsets alone.
     ``skip_spread_backtests`` is the contract's: the gateway calibrates the spread itself. The
     series were cleaned by the gateway already (``clean`` off: no second pass, and a backtest cut
     ending in what the full series shows to be a spike keeps the gateway's verdict).
@@ -90,9 +103,21 @@ async def remote_member(
     if horizon > model.max_horizon:
         return MemberResult(model.name, service.name, "skipped",
                             f"horizon {horizon} is beyond its maximum of {model.max_horizon}")
+    # A context the model cannot read is no failure of the model: it sits this one out (an agent's
+    # first forecasts, before its window has filled, must not come back degraded).
+    for index, plan in enumerate(plans):
+        observed = int(np.count_nonzero(~np.isnan(plan.grid.offsets_us[-model.max_context:])))
+        if observed < model.min_context:
+            return MemberResult(model.name, service.name, "skipped",
+                                f"series {index} has {observed} observed samples; it needs at least {model.min_context}")
+    refusal = service.load.refuses(deadline - asyncio.get_running_loop().time())
+    if refusal is not None:  # not worth encoding: the call would not be sent
+        fleet.metrics.overloaded.labels(backend=model.name).inc()
+        return MemberResult(model.name, service.name, "overloaded", refusal)
     started = time.perf_counter()
-    bodies = member_bodies(plans, horizon, model.name, past_covariates=model.past_covariates,
-                           future_covariates=model.future_covariates,
+    covariates = member_covariates(model, plans)
+    bodies = member_bodies(plans, horizon, model.name, past_covariates=set(covariates),
+                           future_covariates=set(covariates) if model.future_covariates else set(),
                            skip_spread_backtests=settings.skip_spread_backtests)
     calls = [fleet.predict(service, body, deadline, model.name, settings) for body in bodies]
     try:
@@ -108,21 +133,43 @@ async def remote_member(
     forecasts = [_member_forecast(plan, [next(pairs) for _ in range(1 + len(plan.origins))]) for plan in plans]
     fleet.metrics.backend_seconds.labels(backend=model.name).observe(time.perf_counter() - started)
     return MemberResult(model.name, service.name, "ok", None, time.perf_counter() - started,
-                        max(r.retries for r in results), forecasts)
+                        max(r.retries for r in results), forecasts, covariates_used=covariates)
 
 
-def classical_member(forecaster: ClassicalForecaster, plans: list[SeriesPlan], horizon: int) -> MemberResult:
-    """A classical forecaster on every series and its backtests, in the gateway's own process."""
-    started = time.perf_counter()
-    forecasts = []
-    try:
-        for plan in plans:
-            answers = []
-            for origin in (None, *plan.origins):
-                result = forecaster.forecast(plan.context(origin), horizon, interval_s=plan.grid.interval_s)
-                answers.append((result.mean_us, result.std_us))
-            forecasts.append(_member_forecast(plan, answers))
-    except ValueError as error:  # e.g. a backtest context with no observed sample
-        return MemberResult(forecaster.name, None, "failed", str(error), time.perf_counter() - started)
-    return MemberResult(forecaster.name, None, "ok", None, time.perf_counter() - started, 0, forecasts)
+async def classical_members(
+    forecasters: list[ClassicalForecaster], plans: list[SeriesPlan], horizon: int
+) -> list[MemberResult]:
+    """The classical forecasters on every series and its backtests, on the event loop itself.
 
+    They are the fallback that must always answer, so they are never queued: in worker threads,
+    under load, they waited behind each other and the GIL until the deadline had passed (and the
+    gateway answered 503 with its models busy). Here each series costs a few milliseconds of the
+    loop, paid at once; between series the loop serves the other requests, so a request with many
+    series does not stall them. Each forecaster answers a series and all its backtest cuts in one
+    call (``forecast_with_backtests``), which shares their work: about a third of the cost of a
+    forecast per cut. A failure (a backtest context with no observed sample, say) fails that member
+    only.
+    """
+    elapsed_s = dict.fromkeys((f.name for f in forecasters), 0.0)
+    forecasts: dict[str, list[MemberForecast]] = {f.name: [] for f in forecasters}
+    failures: dict[str, str] = {}
+    for plan in plans:
+        for forecaster in forecasters:
+            if forecaster.name in failures:
+                continue
+            started = time.perf_counter()
+            try:
+                results = forecaster.forecast_with_backtests(
+                    plan.context(None), plan.origins, horizon, interval_s=plan.grid.interval_s
+                )
+                answers = [(result.mean_us, result.std_us) for result in results]
+                forecasts[forecaster.name].append(_member_forecast(plan, answers))
+            except ValueError as error:
+                failures[forecaster.name] = str(error)
+            elapsed_s[forecaster.name] += time.perf_counter() - started
+        await asyncio.sleep(0)
+    return [
+        MemberResult(f.name, None, "failed", failures[f.name], elapsed_s[f.name]) if f.name in failures
+        else MemberResult(f.name, None, "ok", None, elapsed_s[f.name], 0, forecasts[f.name])
+        for f in forecasters
+    ]

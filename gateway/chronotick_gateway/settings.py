@@ -81,6 +81,11 @@ class GatewaySettings(BaseSettings):
     breaker_reset_s: float = Field(default=2.0, gt=0.0, description="Open this long before a probe.")
     health_interval_s: float = Field(default=1.0, gt=0.0)
     health_timeout_s: float = Field(default=1.0, gt=0.0)
+    service_max_in_flight: int = Field(
+        default=8, ge=1, le=256,
+        description="Calls in flight to one service at most; more wait for a slot, or are skipped as "
+        "'overloaded' when the service's recent latency says they would miss the deadline.",
+    )
     unready_after_failed_checks: int = Field(
         default=2, ge=1,
         description="A busy service may miss one health check; it leaves the fusion after this many in a row.",

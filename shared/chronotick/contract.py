@@ -7,11 +7,13 @@ sign (Meinberg ``mbgsvcd`` reports reference minus system) negate on the way in.
 
 Missing samples are ``null`` in JSON (``None`` here). NaN and infinity are refused: a value that is
 not a number must be marked missing explicitly, so that a broken sensor never passes for a
-measurement.
+measurement. Finite numbers are bounded too, far beyond any real clock (the ``MAX_``/``MIN_``
+constants below say why): a value outside is refused like a NaN, never left to overflow later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +22,32 @@ MAX_SERIES_PER_REQUEST = 256
 MAX_POINTS_PER_SERIES = 8192
 MAX_HORIZON_STEPS = 1024
 DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+# Bounds on the size of every number a request carries. Each is far beyond any real clock, and each
+# keeps the arithmetic done on the numbers (squares of differences in a variance, a Kalman filter's
+# covariances, slot indices) finite in float64, and in the float32 that models compute in.
+# |offset| of at most 1e15 us, about 31.7 years: no clock worth forecasting is further off, and the
+# square of a difference of two offsets (4e30) stays far inside float32's range (3.4e38).
+MAX_ABS_OFFSET_US = 1e15
+# A covariate is a physical reading (a temperature, a load, a frequency): the offsets' cap, for the
+# same arithmetic after a model standardises it.
+MAX_ABS_COVARIATE = 1e15
+# The cadence: at least a microsecond (no offset is measured faster; PTP's fastest sync is 1/128 s),
+# at most a day.
+MIN_INTERVAL_S = 1e-6
+MAX_INTERVAL_S = 86_400.0
+# Timestamps within 1e11 s (about 3,170 years) of their epoch: Unix, GPS or PTP time and seconds
+# since boot all fit, float64 still resolves 2e-5 s there, and a span over the smallest cadence,
+# (t - t0) / MIN_INTERVAL_S <= 2e17, is an exact slot index (int64 holds 9.2e18).
+MAX_ABS_TIMESTAMP_S = 1e11
+# A gateway's deadline: a fan-out to the fleet and a model call take tens of milliseconds, and the
+# gateway keeps some of the deadline for fusion (30 ms by default); a shorter one could only time out.
+MIN_DEADLINE_S = 0.1
+MAX_DEADLINE_S = 30.0
+# Quantile levels from one in a million to one minus that: no forecast here has evidence about a
+# tail further out (the gateway calibrates on a few dozen backtest origins at most), and within it
+# the gateway's Student-t quantiles invert accurately (scipy's inversion fails far out in the tail).
+MIN_QUANTILE_LEVEL = 1e-6
 
 OFFSET_SIGN_CONVENTION = (
     "offset_us = local clock reading - reference time, in microseconds; positive means the local "
@@ -30,8 +58,11 @@ OFFSET_SIGN_CONVENTION = (
 # non-standard NaN/Infinity tokens.
 _STRICT_NUMBERS = ConfigDict(allow_inf_nan=False, extra="forbid")
 
-MaybeOffset = float | None
-QuantileLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
+Offset = Annotated[float, Field(ge=-MAX_ABS_OFFSET_US, le=MAX_ABS_OFFSET_US)]
+MaybeOffset = Offset | None
+CovariateValue = Annotated[float, Field(ge=-MAX_ABS_COVARIATE, le=MAX_ABS_COVARIATE)]
+Timestamp = Annotated[float, Field(ge=-MAX_ABS_TIMESTAMP_S, le=MAX_ABS_TIMESTAMP_S)]
+QuantileLevel = Annotated[float, Field(ge=MIN_QUANTILE_LEVEL, le=1.0 - MIN_QUANTILE_LEVEL)]
 
 
 class Covariate(BaseModel):
@@ -44,16 +75,16 @@ class Covariate(BaseModel):
 
     model_config = _STRICT_NUMBERS
 
-    past: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
-    future: Annotated[list[float], Field(min_length=1, max_length=MAX_HORIZON_STEPS)] | None = None
+    past: Annotated[list[CovariateValue | None], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
+    future: Annotated[list[CovariateValue], Field(min_length=1, max_length=MAX_HORIZON_STEPS)] | None = None
 
 
 class SeriesInput(BaseModel):
     """One clock's recent history, oldest first, on a regular cadence.
 
     Give either ``interval_s`` (the cadence) or ``timestamps_s`` (one per sample, strictly
-    increasing); with timestamps, samples are placed on the grid of their median spacing and the
-    holes between them become missing samples.
+    increasing); with timestamps, samples are placed on the grid of their median spacing (which
+    must lie within the bounds of ``interval_s``) and the holes between them become missing samples.
     """
 
     model_config = _STRICT_NUMBERS
@@ -62,8 +93,8 @@ class SeriesInput(BaseModel):
         default=None, description="Client label echoed back in the forecast."
     )
     offsets_us: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
-    interval_s: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None
-    timestamps_s: Annotated[list[float], Field(max_length=MAX_POINTS_PER_SERIES)] | None = None
+    interval_s: Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)] | None = None
+    timestamps_s: Annotated[list[Timestamp], Field(max_length=MAX_POINTS_PER_SERIES)] | None = None
     covariates: Annotated[dict[str, Covariate], Field(max_length=16)] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -146,6 +177,12 @@ class PredictRequest(ForecastQuery):
     )
 
 
+# A caller's time limit for one POST /predict, in milliseconds, as a request header. A family
+# service drops the request, unanswered (504), when it is still queued once that time has passed:
+# under overload, work whose caller has gone would only delay the work of callers still waiting.
+TIMEOUT_HEADER = "x-chronotick-timeout-ms"
+
+
 class SeriesForecast(BaseModel):
     """The forecast of one series, one value per step ahead.
 
@@ -201,6 +238,27 @@ class ModelInfo(BaseModel):
     native_quantile_levels: list[float]
     past_covariates: bool
     future_covariates: bool
+    covariate_names: list[str] | None = Field(
+        default=None,
+        description="For a model that takes covariates (past_covariates), the ones it knows: null = any name "
+        "(it takes them as generic drivers); a list = only those it was trained with, and a request carrying "
+        "another is refused (422). The gateway sends each model only the covariates it knows.",
+    )
+
+    @model_validator(mode="after")
+    def _no_names_without_covariates(self) -> Self:
+        if self.covariate_names and not self.past_covariates:
+            raise ValueError("covariate_names given for a model that takes no covariates")
+        return self
+
+    def known_covariates(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` this model uses, sorted: none for a model that takes no covariates,
+        every one for a model that takes any name."""
+        if not self.past_covariates:
+            return []
+        if self.covariate_names is None:
+            return sorted(set(names))
+        return sorted(set(names) & set(self.covariate_names))
 
 
 class BatchingInfo(BaseModel):
@@ -246,12 +304,14 @@ class FusedPredictRequest(ForecastQuery):
         "such as kalman) or by service name (all of its models). Default: those the gateway's configuration "
         "names for the forecast's horizon in seconds (short_term, long_term), else every ready one.",
     )
-    deadline_s: Annotated[float, Field(gt=0.0, le=30.0)] | None = Field(
+    deadline_s: Annotated[float, Field(ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S)] | None = Field(
         default=None, description="Answer within this many seconds (the gateway's default when omitted)."
     )
 
 
-BackendStatus = Literal["ok", "failed", "timeout", "circuit_open", "not_ready", "skipped"]
+# overloaded: not asked, because the service's recent latency and the calls it already had said it
+# could not answer before the deadline (the gateway's admission control).
+BackendStatus = Literal["ok", "failed", "timeout", "circuit_open", "not_ready", "skipped", "overloaded"]
 
 
 class BackendResult(BaseModel):
@@ -263,6 +323,12 @@ class BackendResult(BaseModel):
     reason: str | None = None
     latency_ms: float | None = None
     retries: int = 0
+    covariates_used: list[str] = Field(
+        default_factory=list,
+        description="The request's covariates its forecast used: those the model knows, the only ones it is "
+        "sent (so a covariate one member was not trained with costs no member). Empty for classical members, "
+        "models that take no covariates and members that did not answer.",
+    )
     calibration_scale: list[float] | None = Field(
         default=None, description="Per series: the variance scale its backtests gave (1 = its own spread was right)."
     )

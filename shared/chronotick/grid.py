@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chronotick.cleaning import without_spikes
-from chronotick.contract import MAX_POINTS_PER_SERIES, SeriesInput
+from chronotick.contract import MAX_INTERVAL_S, MAX_POINTS_PER_SERIES, MIN_INTERVAL_S, SeriesInput
 from chronotick.problems import validation_problem
 
 # A sample may sit this far (in cadences) from its grid slot and still count as on the grid:
@@ -47,6 +47,13 @@ def grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float
     if times.size < 2:
         raise validation_problem([{"field": field, "reason": "need at least two timestamps to infer a cadence"}])
     interval_s = float(np.median(np.diff(times)))
+    if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise validation_problem(
+            [{"field": field,
+              "reason": f"the median spacing of {interval_s:g} s is not a cadence a series may have: "
+                        f"{MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} s, as for interval_s"}]
+        )
+    # Within the contract's bounds on timestamps and cadence, positions are at most 2e17: exact slots.
     position = (times - times[0]) / interval_s
     slots = np.rint(position).astype(np.int64)
     off_grid = np.flatnonzero(np.abs(position - slots) > GRID_TOLERANCE)

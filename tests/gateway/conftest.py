@@ -1,4 +1,4 @@
-"""Live processes for the gateway tests: the real chronos service and a backend that misbehaves."""
+"""Live processes for the gateway tests: the real chronos and ttm services and a backend that misbehaves."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 def chronos_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("chronos") / "service.log"
     with serve_in_process("chronotick_chronos.main:app", python=venv_python("chronos"), log_path=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ttm_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("ttm") / "service.log"
+    with serve_in_process("chronotick_ttm.main:app", python=venv_python("ttm"), log_path=log) as url:
         yield url
 
 

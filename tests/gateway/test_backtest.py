@@ -37,17 +37,17 @@ def test_a_backtest_gets_its_future_covariates_from_hindsight_with_gaps_filled()
     load = np.arange(60, dtype=float)
     load[53] = np.nan
     plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=3, series_id=None)
-    cut = plan.series_body(plan.origins[2], past_covariates=True, future_covariates=True)
+    cut = plan.series_body(plan.origins[2], past_covariates={"load"}, future_covariates={"load"})
     assert plan.origins == (56, 54, 52) and len(cut["offsets_us"]) == 52
     assert cut["covariates"]["load"]["future"] == [52.0, 52.0, 54.0, 55.0]
-    real = plan.series_body(None, past_covariates=True, future_covariates=True)
+    real = plan.series_body(None, past_covariates={"load"}, future_covariates={"load"})
     assert real["covariates"]["load"]["future"] == [7.0] * 4
 
 
 def test_models_without_covariates_get_none() -> None:
     values = np.arange(60, dtype=float)
     plan = plan_series(grid(values, {"load": values}), horizon=4, count=1, series_id=None)
-    assert "covariates" not in plan.series_body(None, past_covariates=False, future_covariates=False)
+    assert "covariates" not in plan.series_body(None, past_covariates=set(), future_covariates=set())
 
 
 def test_member_bodies_are_contract_requests_with_missing_samples_as_null() -> None:
@@ -55,7 +55,8 @@ def test_member_bodies_are_contract_requests_with_missing_samples_as_null() -> N
     values[[5, 90]] = np.nan
     load = np.linspace(0.0, 1.0, 120)
     plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=2, series_id="a")
-    (body,) = member_bodies([plan], 4, "m", past_covariates=True, future_covariates=True, skip_spread_backtests=True)
+    (body,) = member_bodies([plan], 4, "m", past_covariates={"load"}, future_covariates={"load"},
+                            skip_spread_backtests=True)
     assert b"NaN" not in body
     request = PredictRequest.model_validate_json(body)
     assert request.model == "m" and request.horizon == 4 and len(request.series) == 3 and request.skip_spread_backtests
@@ -67,7 +68,7 @@ def test_member_bodies_are_contract_requests_with_missing_samples_as_null() -> N
 
 def test_member_bodies_split_into_calls_within_the_services_limits() -> None:
     plans = [plan_series(grid(np.arange(600, dtype=float)), horizon=4, count=6, series_id=str(i)) for i in range(40)]
-    bodies = member_bodies(plans, 4, "m", past_covariates=False, future_covariates=False, skip_spread_backtests=False)
+    bodies = member_bodies(plans, 4, "m", past_covariates=set(), future_covariates=set(), skip_spread_backtests=False)
     requests = [PredictRequest.model_validate_json(body) for body in bodies]
     assert len(requests) > 1
     assert all(sum(len(s.offsets_us) for s in r.series) <= MAX_POINTS_PER_CALL for r in requests)

@@ -121,7 +121,7 @@ def test_a_new_configuration_keeps_the_breakers_of_services_it_keeps() -> None:
 
     async def scenario() -> None:
         async with httpx.AsyncClient() as http:
-            fleet = Fleet(config("1", 3, a=dead["a"], b=dead["b"]), http, GatewayMetrics())
+            fleet = Fleet(config("1", 3, a=dead["a"], b=dead["b"]), http, http, GatewayMetrics())
             kept, dropped = fleet.services["a"], fleet.services["b"]
             for _ in range(3):
                 kept.breaker.record_failure()

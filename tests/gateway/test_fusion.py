@@ -12,6 +12,7 @@ from chronotick_gateway.fusion import (
     MemberForecast,
     calibrated_std,
     effective_origins,
+    error_correlation,
     fuse,
     inverse_variance_weights,
     predictive_quantiles,
@@ -130,6 +131,31 @@ def test_a_correlation_from_few_origins_is_shrunk_towards_shared_errors() -> Non
 def test_no_usable_member_is_an_error() -> None:
     with pytest.raises(ValueError):
         inverse_variance_weights(np.full((2, H), np.inf))
+
+
+def test_members_that_all_claim_no_spread_share_the_weight_and_the_fused_spread_is_zero() -> None:
+    # Every member saw a constant context: the limit of inverse variance as their variances go to 0.
+    fused = fuse([member(1.0, 0.0), member(3.0, 0.0), member(5.0, np.inf)])
+    np.testing.assert_allclose(fused.weights[:, 0], [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(fused.mean_us, 2.0)
+    np.testing.assert_array_equal(fused.std_us, 0.0)
+
+
+def test_a_member_that_claims_no_spread_has_no_weight_beside_one_with_a_spread() -> None:
+    fused = fuse([member(1.0, 0.0), member(3.0, 1.0)])
+    np.testing.assert_allclose(fused.weights[:, 0], [0.0, 1.0])
+
+
+def test_subnormal_variances_weigh_by_their_ratio_without_overflow() -> None:
+    weights = inverse_variance_weights(np.array([[5e-324], [1e-323], [1.0]]))
+    np.testing.assert_allclose(weights[:, 0], [2 / 3, 1 / 3, 0.0], atol=1e-300)
+
+
+def test_huge_standardised_errors_leave_the_correlation_finite() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1e200, (6, H))
+    corr = error_correlation([a, a + rng.normal(0, 1e199, (6, H))])
+    assert np.all(np.isfinite(corr)) and 0.9 < corr[0, 1] <= 1.0
 
 
 def test_weight_floor_keeps_every_finite_member_in_the_blend() -> None:

@@ -209,6 +209,16 @@ def test_configured_input_limits_are_422_naming_each_field() -> None:
     assert within.status_code == 200, within.text
 
 
+def test_a_deadline_within_the_fusion_margin_is_422_not_a_certain_timeout() -> None:
+    with serve_in_thread(create_app(GatewaySettings(services={}, fusion_margin_s=0.5))) as gateway:
+        refused = predict(gateway, body(deadline_s=0.5))
+        within = predict(gateway, body(deadline_s=1.5))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [{"field": "deadline_s", "reason": "0.5 s leaves the members no time: this "
+                                                                          "gateway keeps 0.5 s of it for fusion"}]
+    assert within.status_code == 200, within.text
+
+
 def test_oversized_body_is_413(gateway: str) -> None:
     response = httpx.post(f"{gateway}/predict", content=b" " * (2 * 1024 * 1024 + 10),
                           headers={"content-type": "application/json"})
@@ -240,3 +250,29 @@ def test_a_sparse_context_gets_an_answer_even_where_some_members_have_no_spread(
     answer = response.json()
     assert all(np.isfinite(answer["forecasts"][0]["std_us"]))
     assert len(answer["degrees_of_freedom"][0]) == 5 and min(answer["degrees_of_freedom"][0]) > 0
+
+
+def test_a_covariate_a_model_was_not_trained_with_is_not_sent_to_it_and_costs_no_member(
+    chronos_url: str, ttm_url: str
+) -> None:
+    # What the agent sends on a machine without temperature sensors: cpu_load and memory_used_fraction.
+    horizon = 10
+    clock = generate_clock("server_load", 400, seed=11)
+    series = {**body(horizon)["series"][0],  # type: ignore[index]
+              "covariates": {"cpu_load": {"past": clock.covariates["cpu_load"].tolist(), "future": [0.5] * horizon},
+                             "memory_used_fraction": {"past": [0.4] * 400}}}
+    direct = predict(ttm_url, {"series": [series], "horizon": horizon, "model": "ttm-exog"})
+    assert direct.status_code == 422  # called directly, ttm-exog still refuses what it does not know
+    assert direct.json()["errors"][0]["field"] == "series.0.covariates.memory_used_fraction"
+    with serve_in_thread(create_app(settings_for(chronos=chronos_url, ttm=ttm_url))) as gateway:
+        # A generous deadline: every model on two shared cores; the point is covariates, not load.
+        response = predict(gateway, {"series": [series], "horizon": horizon, "deadline_s": 20.0})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    backends = by_name(answer)
+    assert set(backends) == CHRONOS_MODELS | {"ttm", "ttm-exog"} | CLASSICAL
+    assert all(b["status"] == "ok" for b in backends.values()), answer["reasons"]
+    assert answer["degraded"] is False
+    used = {name: b["covariates_used"] for name, b in backends.items()}
+    assert used == {"ttm-exog": ["cpu_load"], "chronos-2": ["cpu_load", "memory_used_fraction"],
+                    **{name: [] for name in CHRONOS_MODELS - {"chronos-2"} | {"ttm"} | CLASSICAL}}

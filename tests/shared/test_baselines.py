@@ -20,6 +20,8 @@ from chronotick.baselines import (
     last_value_forecast,
     linear_fit_forecast,
 )
+from chronotick.backtest import backtest_origins
+from chronotick.contract import MAX_ABS_OFFSET_US, MAX_INTERVAL_S, MIN_INTERVAL_S
 from chronotick.synthetic import generate_clock
 
 
@@ -280,3 +282,194 @@ def test_the_clock_noise_of_a_context_is_measured_once_for_both_forecasters() ->
     changed[200] += 50.0
     assert not np.allclose(ChronyLinearFit().forecast(changed, 10).std_us, first.std_us)
     assert baselines._clock_noise_of.cache_info().misses == 2
+
+
+@pytest.mark.parametrize("forecaster", [ChronyLinearFit(), KalmanDrift()], ids=lambda f: f.name)
+def test_the_noise_fit_holds_at_a_one_day_cadence_where_some_lags_show_no_structure(
+    forecaster: ClassicalForecaster,
+) -> None:
+    # Even lags of an alternating series have no second-difference structure at all: a weight of
+    # 1e300 next to tau^3 ~ 1e16 once overflowed the least squares.
+    context_us = np.where(np.arange(64) % 2, 1.0, 0.0)
+    forecast = forecaster.forecast(context_us, 5, interval_s=86_400.0)
+    assert np.all(np.isfinite(forecast.mean_us)) and np.all(np.isfinite(forecast.std_us))
+
+
+_EDGE_OFFSETS_US = st.sampled_from([0.0, 5e-324, -1e-300, 1e-12, MAX_ABS_OFFSET_US, -MAX_ABS_OFFSET_US])
+
+
+@FORECASTERS
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-MAX_ABS_OFFSET_US, MAX_ABS_OFFSET_US) | _EDGE_OFFSETS_US | st.just(np.nan),
+                    min_size=1, max_size=80),
+    interval_s=st.sampled_from([MIN_INTERVAL_S, 1.0, MAX_INTERVAL_S]) | st.floats(MIN_INTERVAL_S, MAX_INTERVAL_S),
+    horizon=st.integers(1, 64),
+)
+def test_any_context_the_contract_admits_gets_a_finite_mean_and_a_spread_or_none(
+    forecaster: ClassicalForecaster, values: list[float], interval_s: float, horizon: int
+) -> None:
+    context_us = np.asarray(values)
+    if np.all(np.isnan(context_us)):
+        return
+    forecast = forecaster.forecast(context_us, horizon, interval_s=interval_s)
+    assert np.all(np.isfinite(forecast.mean_us))
+    assert not np.any(np.isnan(forecast.std_us)) and np.all(forecast.std_us >= 0.0)  # inf: no claim
+
+
+def _textbook_kalman(
+    context_us: np.ndarray, horizon: int, interval_s: float, tuned_on_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """KalmanDrift's model as matrices, one sample at a time, tuned (noise levels, diffuse start)
+    on ``tuned_on_us``: an independent statement of what its forecast must be."""
+    noise = baselines._clock_noise(tuned_on_us, interval_s)
+    tuning_us = tuned_on_us[~np.isnan(tuned_on_us)]
+    spread_us = max(float(np.max(np.abs(tuning_us - tuning_us[0]))), 1e-6)
+    r = max(noise.measurement_us2, (1e-9 * (1.0 + abs(tuning_us[0]))) ** 2)
+    qp, qf, dt = noise.phase_walk_us2_per_s, noise.freq_walk_ppm2_per_s, interval_s
+    transition = np.array([[1.0, dt, dt * dt / 2.0], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+    process = np.array([[qp * dt + qf * dt**3 / 3.0, qf * dt * dt / 2.0, 0.0],
+                        [qf * dt * dt / 2.0, qf * dt, 0.0], [0.0, 0.0, 0.0]])
+    first = int(np.flatnonzero(~np.isnan(context_us))[0])
+    state = np.array([context_us[first], 0.0, 0.0])
+    covariance = np.diag([r, (spread_us / dt) ** 2, (spread_us / dt**2) ** 2])
+    normalised = []
+    for z in context_us[first + 1 :]:
+        state, covariance = transition @ state, transition @ covariance @ transition.T + process
+        if np.isnan(z):
+            continue
+        innovation_var = covariance[0, 0] + r
+        gain = covariance[:, 0] / innovation_var
+        innovation = z - state[0]
+        state, covariance = state + gain * innovation, covariance - np.outer(gain, covariance[0])
+        normalised.append(innovation**2 / innovation_var)
+    calibration = np.mean(normalised[3:]) if len(normalised) >= 3 + 5 else 1.0
+    tau = dt * np.arange(1, horizon + 1)
+    rows = np.stack((np.ones_like(tau), tau, tau**2 / 2.0), axis=1)
+    state_var = np.einsum("ij,jk,ik->i", rows, covariance, rows)
+    return rows @ state, np.sqrt(calibration * (state_var + qp * tau + qf * tau**3 / 3.0 + r))
+
+
+def test_kalman_is_the_textbook_filter_at_the_real_origin_and_at_each_cut_tuned_before_the_first() -> None:
+    # The real origin is tuned on the whole context, as ever; the cuts share the tuning of the data
+    # before the earliest origin, which lets one pass of the filter forecast them all.
+    context_us = generate_clock("mixed", 512, seed=7, missing_rate=0.05).observed_offset_us
+    origins = backtest_origins(context_us, 60, 6)
+    answers = KalmanDrift().forecast_with_backtests(context_us, origins, 60)
+    expected = [_textbook_kalman(context_us, 60, 1.0, context_us)] + [
+        _textbook_kalman(context_us[:origin], 60, 1.0, context_us[: min(origins)]) for origin in origins
+    ]
+    assert len(answers) == 1 + len(origins) == 7
+    for answer, (mean_us, std_us) in zip(answers, expected):
+        np.testing.assert_allclose(answer.mean_us, mean_us, rtol=1e-9)
+        np.testing.assert_allclose(answer.std_us, std_us, rtol=1e-9)
+
+
+def test_kalman_takes_origins_in_any_order_and_claims_nothing_from_a_cut_of_two_samples() -> None:
+    context_us = generate_clock("stable", 120, seed=4).observed_offset_us
+    context_us[:5] = np.nan
+    origins = (100, 40, 100, 60)
+    answers = KalmanDrift().forecast_with_backtests(context_us, origins, 10)
+    for origin, answer in zip(origins, answers[1:]):
+        mean_us, std_us = _textbook_kalman(context_us[:origin], 10, 1.0, context_us[:40])
+        np.testing.assert_allclose(answer.mean_us, mean_us, rtol=1e-9)
+        np.testing.assert_allclose(answer.std_us, std_us, rtol=1e-9)
+    two_samples = KalmanDrift().forecast_with_backtests(context_us, (100, 7), 10)[2]
+    np.testing.assert_array_equal(two_samples.mean_us, np.full(10, context_us[6]))
+    assert np.all(np.isinf(two_samples.std_us))
+
+
+@FORECASTERS
+def test_the_first_answer_with_backtests_is_the_forecast_itself(forecaster: ClassicalForecaster) -> None:
+    context_us = generate_clock("thermal_cycle", 400, seed=3, missing_rate=0.05).observed_offset_us
+    origins = backtest_origins(context_us, 30, 6)
+    alone = forecaster.forecast(context_us, 30, interval_s=2.0)
+    first = forecaster.forecast_with_backtests(context_us, origins, 30, interval_s=2.0)[0]
+    np.testing.assert_allclose(first.mean_us, alone.mean_us, rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(first.std_us, alone.std_us, rtol=1e-12, atol=0.0)
+
+
+@FORECASTERS
+def test_each_backtest_is_the_forecast_of_its_cut_alone_given_the_same_noise(
+    forecaster: ClassicalForecaster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context_us = generate_clock("server_load", 480, seed=5, missing_rate=0.05).observed_offset_us
+    # An early excursion is the largest for every cut, so KalmanDrift's diffuse start, scaled by
+    # a cut's range, is the same for all; the noise is held at what the earliest cut measures.
+    context_us[0], context_us[3] = 0.0, 10.0 * np.nanmax(np.abs(context_us))
+    origins = backtest_origins(context_us, 30, 6)
+    noise = baselines._clock_noise(context_us[: min(origins)], 1.0)
+    monkeypatch.setattr(baselines, "_measured_noise", lambda context_us, interval_s: noise)
+    answers = forecaster.forecast_with_backtests(context_us, origins, 30)
+    for origin, answer in zip(origins, answers[1:]):
+        alone = forecaster.forecast(context_us[:origin], 30)
+        np.testing.assert_allclose(answer.mean_us, alone.mean_us, rtol=1e-9)
+        np.testing.assert_allclose(answer.std_us, alone.std_us, rtol=1e-9)
+
+
+@FORECASTERS
+def test_no_backtest_reads_the_context_after_its_origin(forecaster: ClassicalForecaster) -> None:
+    # A clock whose phase and frequency both wander, so every noise level shows in the spreads.
+    context_us = generate_clock("server_load", 512, seed=2, missing_rate=0.05).observed_offset_us
+    origins = backtest_origins(context_us, 60, 6)
+    answers = forecaster.forecast_with_backtests(context_us, origins, 60)
+    rng = np.random.default_rng(0)
+    for cut in origins:
+        changed_us = context_us.copy()
+        changed_us[cut:] += np.cumsum(rng.normal(0.0, 10.0, changed_us.size - cut))  # a wander
+        changed_us[cut + 1 :: 7] = np.nan
+        again = forecaster.forecast_with_backtests(changed_us, origins, 60)
+        assert not np.allclose(again[0].mean_us, answers[0].mean_us)
+        for origin, before, after in zip(origins, answers[1:], again[1:]):
+            if origin <= cut:
+                np.testing.assert_allclose(after.mean_us, before.mean_us, rtol=1e-12, atol=0.0)
+                np.testing.assert_allclose(after.std_us, before.std_us, rtol=1e-12, atol=0.0)
+
+
+def test_a_series_and_its_cuts_measure_the_noise_twice_for_both_forecasters() -> None:
+    context_us = generate_clock("stable", 512, seed=1).observed_offset_us
+    origins = backtest_origins(context_us, 60, 6)
+    baselines._clock_noise_of.cache_clear()
+    for forecaster in (ChronyLinearFit(), KalmanDrift()):
+        forecaster.forecast_with_backtests(context_us, origins, 60)
+    info = baselines._clock_noise_of.cache_info()
+    assert (info.misses, info.hits) == (2, 2)  # the whole context, and the data before the earliest origin
+
+
+@FORECASTERS
+def test_an_origin_outside_the_context_or_before_any_observation_is_rejected(
+    forecaster: ClassicalForecaster,
+) -> None:
+    context_us = np.concatenate((np.full(5, np.nan), np.arange(40.0)))
+    for origin in (0, 46):
+        with pytest.raises(ValueError, match="origins"):
+            forecaster.forecast_with_backtests(context_us, (30, origin), 3)
+    with pytest.raises(ValueError, match="no observed"):
+        forecaster.forecast_with_backtests(context_us, (30, 5), 3)
+
+
+@pytest.mark.parametrize("forecaster", [LastValue(), ChronyLinearFit()], ids=lambda f: f.name)
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6) | st.just(np.nan), min_size=1, max_size=200),
+    picks=st.lists(st.floats(0.0, 1.0), max_size=8),
+    horizon=st.integers(1, 40),
+)
+def test_any_origins_give_the_forecasts_of_their_cuts_given_the_same_noise(
+    forecaster: ClassicalForecaster, values: list[float], picks: list[float], horizon: int
+) -> None:
+    # Unsorted, repeated, and cuts with only a sample or two: each still answers as its cut would.
+    context_us = np.asarray(values)
+    observed = np.flatnonzero(~np.isnan(context_us))
+    if observed.size == 0:
+        return
+    origins = [int(observed[0]) + 1 + int(p * (context_us.size - 1 - observed[0])) for p in picks]
+    noise = baselines._ClockNoise(1.0, 0.5, 1e-3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(baselines, "_measured_noise", lambda context_us, interval_s: noise)
+        answers = forecaster.forecast_with_backtests(context_us, origins, horizon)
+        alone = [forecaster.forecast(context_us[:origin], horizon) for origin in origins]
+    assert len(answers) == 1 + len(origins)
+    for answer, expected in zip(answers[1:], alone):
+        np.testing.assert_allclose(answer.mean_us, expected.mean_us, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(answer.std_us, expected.std_us, rtol=1e-9, atol=1e-9)

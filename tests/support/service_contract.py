@@ -20,8 +20,10 @@ from typing import Any, ClassVar
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from chronotick.synthetic import generate_clock
+from support.extreme_inputs import assert_refused_or_finite, extreme_requests
 from support.servers import serve_in_process
 
 LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
@@ -126,6 +128,8 @@ class ServiceContract:
     BATCH_ATOL: ClassVar[float] = 1e-3
     # Further (body, field) cases of the bad-input test, as pytest.param(...).
     EXTRA_BAD_INPUTS: ClassVar[tuple[Any, ...]] = ()
+    # Requests per model of the extreme-numbers property: real models on two shared cores.
+    EXTREME_EXAMPLES: ClassVar[int] = 60
     # The copied-checkpoint test: which model, the settings class and its bundled checkpoints,
     # the variable that points the model elsewhere, and any more environment it needs.
     CHECKPOINT_MODEL: ClassVar[str]
@@ -165,6 +169,13 @@ class ServiceContract:
             pytest.param({"series": [], "horizon": 5}, "series", id="no-series"),
             pytest.param({"series": [{"offsets_us": [None] * 64, "interval_s": 1.0}], "horizon": 5},
                          "series.0", id="no-observed-sample"),
+            # Issue 15: finite numbers that once overflowed deep inside (500) are refused up front.
+            pytest.param({"series": [{"offsets_us": [1e300, -1e300] * 32, "interval_s": 1.0}], "horizon": 5},
+                         "series.0.offsets_us.0", id="offset-beyond-the-bound"),
+            pytest.param({"series": [{**one, "interval_s": 1e-300}], "horizon": 5},
+                         "series.0.interval_s", id="interval-below-a-microsecond"),
+            pytest.param({"series": [{"offsets_us": [1.0] * 64, "timestamps_s": [1e300 + k * 1e286 for k in range(64)]}],
+                          "horizon": 5}, "series.0.timestamps_s.0", id="timestamp-beyond-the-bound"),
             *self.EXTRA_BAD_INPUTS,
         ]
 
@@ -307,6 +318,21 @@ class ServiceContract:
         response = predict(service, body)
         assert response.status_code == 422, response.text
         assert f"model '{self.MODELS[0]}'" in response.json()["errors"][0]["reason"]
+
+    def test_extreme_numbers_get_a_finite_forecast_or_a_422_naming_the_field(self, service: str, model: str) -> None:
+        """Issue 15: any finite number, however large or small, in any numeric field, is refused with
+        a 422 naming the field or forecast with finite values; never a 5xx (see support.extreme_inputs)."""
+        info = next(m for m in httpx.get(f"{service}/info").json()["models"] if m["name"] == model)
+
+        @given(body=extreme_requests(max_horizon=min(info["max_horizon"], 24), min_length=info["min_context"],
+                                     max_length=max(info["min_context"], 80), covariates=info["past_covariates"]))
+        @settings(max_examples=self.EXTREME_EXAMPLES, deadline=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def answers(body: dict[str, object]) -> None:
+            body = {**body, "model": model}
+            assert_refused_or_finite(predict(service, body), body)
+
+        answers()
 
     def test_nan_in_the_body_is_422(self, service: str) -> None:
         raw = b'{"series": [{"offsets_us": [' + b"1.0," * 20 + b'NaN], "interval_s": 1.0}], "horizon": 5}'

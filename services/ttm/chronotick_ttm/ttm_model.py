@@ -11,8 +11,9 @@ keep their own ``std`` scaler, which this affine scaling does not disturb.
 ``ttm-exog`` reads covariates through TinyTimeMixer's exogenous channels: channel 0 is the offset,
 then one channel per name in ``COVARIATES``. Past values go in ``past_values`` (the checkpoint's
 decoder mixes channels); known future values in ``future_values`` (forecast channel mixing). A
-covariate that is not sent, or whose future is not known, holds its last value; any other name is
-refused with a 422 naming the model.
+covariate that is not sent, or whose future is not known, holds its last value. ``ModelInfo`` lists
+``COVARIATES`` as the names it knows: the kit refuses any other with a 422 naming the model, and the
+gateway sends it no other.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
 from chronotick.contract import ModelInfo
 from chronotick.kit import ModelBatch, weights_version
 from chronotick.kit.spread import SPREAD_LEVELS
-from chronotick.problems import validation_problem
 
 MIN_CONTEXT = 16
 SCALE_FLOOR_US = 1e-3  # below any clock's resolution; a constant context then stays near 0 after scaling
@@ -109,7 +109,6 @@ class TtmModel:
         self._model = TinyTimeMixerForPrediction.from_pretrained(model_id, use_safetensors=True, **extra)
         self._model.eval()
         config = self._model.config
-        self._name = name
         self._context = int(config.context_length)
         self._prediction_length = int(config.prediction_length)
         self._exog = uses_covariates(self._model)
@@ -126,6 +125,7 @@ class TtmModel:
             native_quantile_levels=SPREAD_LEVELS.tolist(),
             past_covariates=self._exog,
             future_covariates=self._exog,
+            covariate_names=list(COVARIATES) if self._exog else None,
         )
 
     @property
@@ -137,14 +137,6 @@ class TtmModel:
         size = len(batch)
         past = np.full((size, len(COVARIATES), self._context), np.nan)
         future = np.full((size, len(COVARIATES), self._prediction_length), np.nan)
-        sent = set(batch.past_covariates[0]) if batch.past_covariates else set()
-        unknown = sorted(sent - set(COVARIATES))
-        if unknown:
-            raise validation_problem(
-                [{"field": f"series.0.covariates.{name}",
-                  "reason": f"model {self._name!r} does not know covariate {name!r}; "
-                            f"it uses {', '.join(COVARIATES)}"} for name in unknown]
-            )
         for row in range(size):
             pasts = batch.past_covariates[row] if batch.past_covariates else {}
             futures = batch.future_covariates[row] if batch.future_covariates else {}

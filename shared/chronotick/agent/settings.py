@@ -13,7 +13,13 @@ from typing import Literal, Self
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chronotick.contract import MAX_HORIZON_STEPS, MAX_POINTS_PER_SERIES
+from chronotick.contract import (
+    MAX_DEADLINE_S,
+    MAX_HORIZON_STEPS,
+    MAX_POINTS_PER_SERIES,
+    MIN_DEADLINE_S,
+    MIN_INTERVAL_S,
+)
 
 ENV_PREFIX = "CHRONOTICK_AGENT_"
 
@@ -34,7 +40,7 @@ class AgentSettings(BaseSettings):
     chronyc: list[str] = Field(
         default_factory=lambda: ["chronyc"], min_length=1,
         description='The chronyc command and its options, JSON: ["chronyc", "-h", "/run/chrony/chronyd.sock"].')
-    measure_interval_s: float = Field(default=1.0, gt=0.0, le=3600.0, description="Cadence of measurements.")
+    measure_interval_s: float = Field(default=1.0, ge=MIN_INTERVAL_S, le=3600.0, description="Cadence of measurements.")
     source_backoff_max_s: float = Field(
         default=30.0, gt=0.0, description="Longest wait between attempts while the source fails.")
 
@@ -50,7 +56,8 @@ class AgentSettings(BaseSettings):
     short_every_s: float = Field(default=1.0, gt=0.0, description="How often the short forecast is asked for.")
     long_horizon_s: float = Field(default=60.0, gt=0.0)
     long_every_s: float = Field(default=30.0, gt=0.0, description="How often the long forecast is asked for.")
-    deadline_s: float = Field(default=1.0, gt=0.0, le=30.0, description="deadline_s sent with each forecast.")
+    deadline_s: float = Field(default=1.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S,
+                              description="deadline_s sent with each forecast.")
     fleet_backoff_max_s: float = Field(
         default=30.0, gt=0.0, description="Longest wait between forecast requests while the gateway fails.")
 

@@ -16,6 +16,7 @@ from chronotick.cli.family import FAMILIES, FamilyUnavailable, run_family_module
 from chronotick.cli.forecast import NotForecastable, forecast_plot, forecast_table, members_table, prepare_request
 from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError
 from chronotick.clockdata import FORMAT_NAMES, UnsupportedFormat, read_clock_log
+from chronotick.contract import MAX_DEADLINE_S, MIN_DEADLINE_S
 from chronotick.textplot import DEFAULT_WIDTH
 
 app = typer.Typer(
@@ -49,7 +50,8 @@ def predict(
     log_format: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMAT_NAMES)}; "
                                                    "detected when omitted.")] = None,
     backend: Annotated[list[str] | None, typer.Option(help="Fuse only this member or service (repeatable).")] = None,
-    deadline_s: Annotated[float, typer.Option(min=0.01, max=30.0, help="Deadline sent to the gateway.")] = 5.0,
+    deadline_s: Annotated[float, typer.Option(min=MIN_DEADLINE_S, max=MAX_DEADLINE_S,
+                                              help="Deadline sent to the gateway.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the gateway's whole answer as JSON.")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the recent history, the forecast and its "
                                        "80 % and 95 % bands as a text chart.")] = False,

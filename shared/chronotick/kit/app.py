@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import platform
 import sys
 import time
@@ -22,6 +23,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chronotick.contract import (
+    TIMEOUT_HEADER,
     BatchingInfo,
     PredictRequest,
     PredictResponse,
@@ -30,12 +32,12 @@ from chronotick.contract import (
     Timings,
 )
 from chronotick.kit.adapter import BatchForecast, ForecastModel, ModelBatch, ModelFamily
-from chronotick.kit.batching import MicroBatcher
+from chronotick.kit.batching import Expired, MicroBatcher
 from chronotick.kit.metrics import PredictionMeter, ServiceMetrics
 from chronotick.kit.series import check_forecast, prepare_request, to_series_forecasts
 from chronotick.kit.settings import ServiceSettings
 from chronotick.limits import BodySizeLimit
-from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers
+from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick.responses import model_json_response
 
 logger = logging.getLogger("chronotick.kit")
@@ -47,6 +49,7 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
         413: "Request body too large.",
         422: "Invalid request: each field and the reason.",
         503: "Weights not loaded yet.",
+        504: f"The caller's time limit ({TIMEOUT_HEADER} header, ms) passed while the request was queued.",
     }.items()
 }
 
@@ -71,6 +74,22 @@ class _State:
                 f"no model {chosen!r} in this service; available: {', '.join(self.models)}",
             )
         return chosen, model
+
+
+def _expiry(http: Request) -> float | None:
+    """Event-loop time after which the caller no longer waits (``TIMEOUT_HEADER``, counted from now:
+    the body is parsed by then); None without the header; 422 for a malformed one."""
+    value = http.headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        timeout_ms = float(value)
+    except ValueError:
+        timeout_ms = math.nan
+    if not math.isfinite(timeout_ms) or timeout_ms < 0:
+        raise validation_problem([{"field": f"header {TIMEOUT_HEADER}",
+                                   "reason": f"{value!r} is not a non-negative number of milliseconds"}])
+    return asyncio.get_running_loop().time() + timeout_ms / 1000.0
 
 
 def _warm_up(name: str, model: ForecastModel) -> None:
@@ -149,7 +168,11 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
         started = time.perf_counter()
         name, model = state.require_model(request.model)
         prepared = prepare_request(request, model.info)
-        result = await batcher.submit(name, prepared, getattr(http.state, "arrival", None))
+        try:
+            result = await batcher.submit(name, prepared, getattr(http.state, "arrival", None),
+                                          expires_at=_expiry(http))
+        except Expired as expired:
+            raise ProblemError(504, "Deadline exceeded", str(expired)) from None
         info = model.info
         return model_json_response(PredictResponse(
             family=family.name,

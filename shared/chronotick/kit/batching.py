@@ -10,6 +10,10 @@ Requests are merged only when they share a model and a grouping key (horizon, co
 
 The window is only waited for while other requests are known to be on their way (received but
 still being parsed): a lone client never pays it, a crowd of clients fills the batch.
+
+A request may say how long its caller waits (``contract.TIMEOUT_HEADER``); one still queued
+after that is dropped (``Expired``) instead of run: under overload, answers nobody reads would
+only delay the answers of callers still waiting.
 """
 
 from __future__ import annotations
@@ -48,12 +52,17 @@ class Arrival:
             self._batcher._arrivals -= 1
 
 
+class Expired(Exception):
+    """The request's caller had stopped waiting before its batch could run."""
+
+
 @dataclass
 class _Job:
     model: str
     prepared: PreparedRequest
     enqueued_at: float
     future: asyncio.Future[BatchResult] = field(repr=False)
+    expires_at: float | None = None  # event-loop time after which nobody waits for the answer
 
     @property
     def size(self) -> int:
@@ -102,9 +111,14 @@ class MicroBatcher:
                 pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, model: str, prepared: PreparedRequest, arrival: Arrival | None = None) -> BatchResult:
+    async def submit(
+        self, model: str, prepared: PreparedRequest, arrival: Arrival | None = None, *,
+        expires_at: float | None = None,
+    ) -> BatchResult:
+        """The request's share of a batch's forecast; ``Expired`` when ``expires_at`` (event-loop
+        time) passed while it was queued."""
         loop = asyncio.get_running_loop()
-        job = _Job(model, prepared, loop.time(), loop.create_future())
+        job = _Job(model, prepared, loop.time(), loop.create_future(), expires_at)
         await self._queue.put(job)
         if arrival is not None:
             arrival.close()
@@ -143,6 +157,11 @@ class MicroBatcher:
                 await self._run_group(loop, group)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, group: list[_Job]) -> None:
+        now = loop.time()
+        for job in group:
+            if job.expires_at is not None and job.expires_at <= now and not job.future.done():
+                job.future.set_exception(Expired(f"the caller's time limit passed {1000 * (now - job.expires_at):.0f} "
+                                                 f"ms ago, after {1000 * (now - job.enqueued_at):.0f} ms in the queue"))
         live = [job for job in group if not job.future.done()]  # a client may have gone away
         if not live:
             return

@@ -68,6 +68,13 @@ def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
                 [{"field": field, "reason": f"model {info.name!r} does not use covariates; send none "
                                              "or choose a model that does (see GET /info)"}]
             )
+        unknown = sorted(set(series.covariates) - set(info.known_covariates(series.covariates)))
+        if unknown:
+            raise validation_problem(
+                [{"field": f"{field}.{name}",
+                  "reason": f"model {info.name!r} does not know covariate {name!r}; "
+                            f"it uses {', '.join(info.covariate_names or [])}"} for name in unknown]
+            )
         if has_future and not info.future_covariates:
             raise validation_problem(
                 [{"field": field, "reason": f"model {info.name!r} does not use known future covariate values"}]

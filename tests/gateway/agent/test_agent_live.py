@@ -170,6 +170,55 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
     assert chronyd.process.returncode is not None
 
 
+def test_agent_forecasts_from_model_members_are_not_degraded_by_covariates_a_member_does_not_know(
+    tmp_path: Path, ttm_url: str
+) -> None:
+    # The agent sends cpu_load and memory_used_fraction (and temperature_c where there are sensors);
+    # ttm-exog knows temperature_c and cpu_load only, and once refused every request that carried more.
+    services = json.dumps({"ttm": ttm_url})
+    with run_chronyd(tmp_path) as chronyd, \
+            serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services},
+                             log_path=tmp_path / "gateway.log") as gateway:
+        # Measurements every 0.5 s (ttm needs 16 observed samples: below that it refuses the context and the
+        # answer is degraded for that reason); a deadline that two shared cores meet for one client.
+        env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_MEASURE_INTERVAL_S": "0.5", "CHRONOTICK_AGENT_DEADLINE_S": "10",
+               "CHRONOTICK_AGENT_SOURCE": "ntp", "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
+               "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
+               "CHRONOTICK_AGENT_GATEWAY_URL": gateway}
+        with run_agent(env, tmp_path / "agent.log") as agent:
+            def answered(samples: Samples, kind: str) -> float:
+                return sum(value(samples, "chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
+                           for outcome in ("ok", "degraded", "failed"))
+
+            wait_for(lambda: httpx.get(f"{agent.url}/status").json()["window_observed"] >= 16, timeout_s=30.0)
+            # Let the forecasts asked from a shorter window come back first.
+            settled = metrics(agent.url)
+            wait_for(lambda: all(answered(metrics(agent.url), kind) >= answered(settled, kind) + 2
+                                 for kind in ("short", "long")), timeout_s=30.0)
+            before, gateway_before = metrics(agent.url), metrics(gateway)
+            wait_for(lambda: answered(metrics(agent.url), "short") >= answered(before, "short") + 4
+                     and answered(metrics(agent.url), "long") >= answered(before, "long") + 1, timeout_s=30.0)
+            after, gateway_after = metrics(agent.url), metrics(gateway)
+
+            def delta(name: str, **labels: str) -> float:
+                return value(after, name, **labels) - value(before, name, **labels)
+
+            for kind in ("short", "long"):
+                outcomes = {outcome: delta("chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
+                            for outcome in ("ok", "degraded", "failed")}
+                assert outcomes["ok"] >= 1 and outcomes["degraded"] == outcomes["failed"] == 0, (kind, outcomes)
+            assert value(gateway_after, "chronotick_gateway_fused_requests_total", degraded="true") == value(
+                gateway_before, "chronotick_gateway_fused_requests_total", degraded="true")
+            for member in ("ttm", "ttm-exog"):  # both model members answered every one of those forecasts
+                answered_by = (value(gateway_after, "chronotick_gateway_backend_seconds_count", backend=member)
+                               - value(gateway_before, "chronotick_gateway_backend_seconds_count", backend=member))
+                assert answered_by >= 5, (member, answered_by)
+            held = httpx.get(f"{agent.url}/status").json()["forecasts"]
+            assert held and not held[-1]["degraded"]
+        assert stopped_cleanly(agent)
+    assert chronyd.process.returncode is not None
+
+
 def test_chrony_source_reads_chronyc_tracking_and_feeds_the_agent(tmp_path: Path) -> None:
     with run_chronyd(tmp_path) as chronyd:
         measurement = asyncio.run(ChronySource(chronyd.chronyc, timeout_s=5.0).measure())

@@ -73,8 +73,7 @@ class TestTtmService(ServiceContract):
         assert "temperature_c, cpu_load" in problem["detail"]
         assert problem["errors"][0]["field"] == "series.0.covariates.humidity"
 
-    def test_the_worker_survives_a_refusal_raised_inside_the_model_call(self, service: str) -> None:
-        # An unknown covariate is refused by ttm-exog itself, not by the kit's checks.
-        series = {**clock_series(8, 64), "covariates": {"humidity": {"past": [0.5] * 64}}}
-        assert predict(service, {"series": [series], "horizon": 5, "model": "ttm-exog"}).status_code == 422
-        assert predict(service, {"series": [clock_series(8, 64)], "horizon": 5, "model": "ttm-exog"}).status_code == 200
+    def test_info_names_the_covariates_ttm_exog_knows(self, service: str) -> None:
+        models = {m["name"]: m for m in httpx.get(f"{service}/info").json()["models"]}
+        assert models["ttm-exog"]["covariate_names"] == ["temperature_c", "cpu_load"]
+        assert models["ttm"]["covariate_names"] is None  # it takes no covariates at all

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support.line_family import LineFamily
+from support.line_family import LineFamily, LineModel
 
-from chronotick.kit import ServiceSettings, create_app
+from chronotick.contract import TIMEOUT_HEADER
+from chronotick.kit import ModelBatch, ServiceSettings, create_app
+from chronotick.problems import validation_problem
 from support.servers import serve_in_thread, wait_until_ready
 
 SERIES = {"offsets_us": [10.0, 11.0, 12.0, None, 14.0, 15.0], "interval_s": 1.0}
@@ -178,6 +180,53 @@ def test_requests_with_different_horizons_are_never_merged() -> None:
     with serve_in_thread(app) as base_url:
         answers = asyncio.run(_post_concurrently(base_url, bodies))
     assert [len(a["forecasts"][0]["mean_us"]) for a in answers] == [7, 4, 7, 4, 7, 4]
+
+
+def test_a_request_still_queued_after_its_callers_time_limit_is_dropped_unanswered() -> None:
+    # One slow batch holds the model; requests that queue behind it with a 50 ms limit expire
+    # there, and the model never computes them; the model then serves the next request as usual.
+    family = LineFamily(call_delay_s=1.5)  # long enough that the limited ones surely queue behind it
+    app = create_app(family, ServiceSettings(batching=False))
+    bodies = _bodies(4)
+
+    async def scenario(base_url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
+            calls = len(family.models["line"].calls)
+            first = asyncio.create_task(client.post("/predict", json=bodies[0]))
+            while len(family.models["line"].calls) == calls:  # until the first batch is running
+                await asyncio.sleep(0.005)
+            limited = [client.post("/predict", json=b, headers={TIMEOUT_HEADER: "50"}) for b in bodies[1:3]]
+            expired = await asyncio.gather(*limited)
+            return [await first, *expired, await client.post("/predict", json=bodies[3])]
+
+    with serve_in_thread(app) as base_url:
+        calls_before = len(family.models["line"].calls)
+        first, *expired, patient = asyncio.run(scenario(base_url))
+        malformed = httpx.post(f"{base_url}/predict", json=bodies[0], headers={TIMEOUT_HEADER: "soon"})
+    assert first.status_code == 200 and patient.status_code == 200
+    for response in expired:
+        assert response.status_code == 504, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "time limit passed" in response.json()["detail"]
+    assert family.models["line"].calls[calls_before:] == [1, 1]  # the two expired ones never ran
+    assert malformed.status_code == 422 and TIMEOUT_HEADER in malformed.text
+
+
+def test_a_refusal_raised_inside_the_model_call_answers_its_request_and_the_worker_goes_on() -> None:
+    class PickyModel(LineModel):
+        def forecast(self, batch: ModelBatch):  # type: ignore[no-untyped-def]
+            if batch.horizon == 5:
+                raise validation_problem([{"field": "horizon", "reason": "this model refuses 5 steps"}])
+            return super().forecast(batch)
+
+    family = LineFamily()
+    family.models["line"] = PickyModel("line")
+    with serve_in_thread(create_app(family)) as base_url:
+        refused = httpx.post(f"{base_url}/predict", json={"series": [SERIES], "horizon": 5})
+        answered = httpx.post(f"{base_url}/predict", json={"series": [SERIES], "horizon": 3})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == "horizon: this model refuses 5 steps"
+    assert answered.status_code == 200, answered.text
 
 
 def test_docs_page_is_served_with_its_own_assets(served: str) -> None:

@@ -58,6 +58,18 @@ def test_a_huge_gap_between_timestamps_is_refused_not_expanded() -> None:
     assert "cadences" in refusal(request)
 
 
+@pytest.mark.parametrize("spacing_s", [1e-7, 5e-324, 1e5])
+def test_timestamps_at_a_spacing_no_interval_s_could_have_are_refused(spacing_s: float) -> None:
+    request = parse([{"offsets_us": [1.0, 2.0, 3.0, 4.0], "timestamps_s": [k * spacing_s for k in range(4)]}])
+    assert refusal(request).startswith(f"series.0.timestamps_s: the median spacing of {spacing_s:g} s")
+
+
+def test_timestamps_near_the_bound_are_placed_on_a_sub_millisecond_grid() -> None:
+    times = [1e11 - 3e-4 + k * 1e-4 for k in range(4)]  # float64 resolves 1.5e-5 s at 1e11
+    prepared = prepare_request(parse([{"offsets_us": [1.0, 2.0, 3.0, 4.0], "timestamps_s": times}]), INFO)
+    np.testing.assert_array_equal(prepared.batch.contexts[0], [-3.0, -2.0, -1.0, 0.0])
+
+
 def test_only_the_most_recent_max_context_samples_reach_the_model() -> None:
     request = parse([{"offsets_us": list(map(float, range(10))), "interval_s": 1.0}])
     np.testing.assert_array_equal(prepare_request(request, INFO).batch.contexts[0], [-5, -4, -3, -2, -1, 0])
@@ -115,3 +127,26 @@ def test_a_spike_is_flagged_and_reaches_the_model_as_a_missing_sample_unless_cle
     raw = prepare_request(PredictRequest.model_validate({"series": series, "horizon": 2, "clean": False}), INFO)
     assert raw.flagged_outliers == [[]]
     assert np.isfinite(raw.batch.contexts[0]).all()
+
+
+def test_a_covariate_the_model_does_not_know_is_refused_naming_it_and_the_ones_it_knows() -> None:
+    knows_two = INFO.model_copy(update={"past_covariates": True, "future_covariates": True,
+                                        "covariate_names": ["temperature_c", "cpu_load"]})
+    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
+                      "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]},
+                                     "memory_used_fraction": {"past": [0.5, 0.5, 0.5]}}}])
+    assert refusal(request, knows_two) == (
+        "series.0.covariates.memory_used_fraction: model 'm' does not know covariate 'memory_used_fraction'; "
+        "it uses temperature_c, cpu_load"
+    )
+    known_only = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
+                         "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]}}}])
+    assert list(prepare_request(known_only, knows_two).batch.past_covariates[0]) == ["cpu_load"]
+
+
+def test_a_model_that_takes_any_covariate_gets_every_name() -> None:
+    takes_any = INFO.model_copy(update={"past_covariates": True, "future_covariates": True})
+    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
+                      "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]},
+                                     "memory_used_fraction": {"past": [0.5, 0.5, 0.5]}}}])
+    assert sorted(prepare_request(request, takes_any).batch.past_covariates[0]) == ["cpu_load", "memory_used_fraction"]

@@ -1,0 +1,125 @@
+"""Admission control: send a service only the work it can finish before the caller's deadline.
+
+When the model services cannot keep up, every call sent to them anyway waits in their queues,
+times out, and leaves them computing answers nobody reads; the next requests then wait behind
+that dead work, and every request times out together. So each service gets a bounded number of
+calls in flight from this gateway, and a call is only sent when the service's recent latency
+says it can come back in time; otherwise the member is skipped at once with the reason, and the
+request is answered from the members that can answer.
+
+The bound also keeps the HTTP pool out of contention: with at most ``max_in_flight`` calls per
+service, a call never queues inside httpcore's pool, where a cancellation at the deadline can
+leak a connection slot for good (encode/httpcore#1093) until every call fails with PoolTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+# Weight of the newest call in the latency estimate: about the last ten calls count.
+_LATENCY_SMOOTHING = 0.2
+
+
+class Overloaded(Exception):
+    """The service cannot answer this call before the deadline; it was not sent."""
+
+
+@dataclass
+class ServiceLoad:
+    """This gateway's calls to one service: how many are in flight, waiting, and how long they take.
+
+    ``latency_s`` is an exponentially weighted mean of the calls' durations, timeouts included at
+    the time they took (a lower bound of what they would have taken): it is measured under the
+    load the service carries now, queueing included, so it rises when the service falls behind.
+    A freed slot is handed to the oldest waiting call directly, so a newcomer never overtakes it.
+    """
+
+    max_in_flight: int
+    in_flight: int = 0
+    latency_s: float | None = None
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque, repr=False)
+
+    @property
+    def waiting(self) -> int:
+        return sum(not waiter.done() for waiter in self._waiters)
+
+    def expected_s(self) -> float:
+        """How long a call sent now should take to come back, waiting for a slot included."""
+        if self.latency_s is None:
+            return 0.0
+        if self.in_flight < self.max_in_flight:
+            return self.latency_s
+        # Slots free up about max_in_flight per latency: the calls ahead of this one go first.
+        return self.latency_s * (1 + math.ceil((self.waiting + 1) / self.max_in_flight))
+
+    def observe(self, duration_s: float) -> None:
+        if self.latency_s is None:
+            self.latency_s = duration_s
+        else:
+            self.latency_s += _LATENCY_SMOOTHING * (duration_s - self.latency_s)
+
+    def refuses(self, remaining_s: float) -> str | None:
+        """Why a call with ``remaining_s`` left would be refused now (``slot`` says the same), or None:
+        lets a caller skip preparing a call that will not be sent."""
+        if self.in_flight > 0 and self.expected_s() > remaining_s:
+            return self._why(remaining_s)
+        return None
+
+    @asynccontextmanager
+    async def slot(self, remaining_s: float) -> AsyncIterator[None]:
+        """Hold one of the service's call slots, or raise ``Overloaded`` when the call would not
+        come back within ``remaining_s``.
+
+        A service with none of our calls in flight is always tried, whatever its estimate says:
+        that is how a service that was slow (or down) shows that it is fast again.
+        """
+        refusal = self.refuses(remaining_s)
+        if refusal is not None:
+            raise Overloaded(refusal)
+        if self.in_flight < self.max_in_flight and not self.waiting:
+            self.in_flight += 1
+        else:
+            # Waiting longer than this leaves too little time for the call itself.
+            await self._wait_for_slot(remaining_s - (self.latency_s or 0.0), remaining_s)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _wait_for_slot(self, patience_s: float, remaining_s: float) -> None:
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(handed)
+        try:
+            # asyncio.wait never cancels ``handed``: whether a slot was handed over stays known.
+            done, _ = await asyncio.wait({handed}, timeout=max(0.0, patience_s))
+        except asyncio.CancelledError:
+            self._abandon(handed)
+            raise
+        if not done:
+            self._abandon(handed)
+            raise Overloaded(self._why(remaining_s))
+
+    def _abandon(self, handed: asyncio.Future[None]) -> None:
+        if handed.done():  # the slot came just as we gave up: pass it on
+            self._release()
+        else:
+            handed.cancel()
+            self._waiters.remove(handed)
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it: in_flight stays as it is
+                return
+        self.in_flight -= 1
+
+    def _why(self, remaining_s: float) -> str:
+        latency = "unknown" if self.latency_s is None else f"{self.latency_s * 1000:.0f} ms"
+        return (f"service busy: {self.in_flight} calls in flight, {self.waiting} waiting, recent calls took "
+                f"{latency}; {max(remaining_s, 0.0) * 1000:.0f} ms were left before the deadline")

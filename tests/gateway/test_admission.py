@@ -1,0 +1,119 @@
+"""Admission control: a service gets only the calls it can answer before the deadline, and no
+slot is ever lost, whatever is cancelled or times out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chronotick_gateway.admission import Overloaded, ServiceLoad
+
+
+def run(scenario) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(scenario())
+
+
+def test_calls_beyond_the_bound_wait_and_take_freed_slots_in_arrival_order() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=2)
+        order: list[int] = []
+        release = asyncio.Event()
+
+        async def call(index: int) -> None:
+            async with load.slot(remaining_s=10.0):
+                order.append(index)
+                assert load.in_flight <= 2
+                await release.wait()
+
+        tasks = [asyncio.create_task(call(i)) for i in range(5)]
+        await asyncio.sleep(0.01)
+        assert order == [0, 1] and load.in_flight == 2 and load.waiting == 3
+        release.set()
+        await asyncio.gather(*tasks)
+        assert order == [0, 1, 2, 3, 4]
+        assert load.in_flight == 0 and load.waiting == 0
+
+    run(scenario)
+
+
+def test_a_call_the_busy_service_cannot_answer_in_time_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=4)
+        load.observe(0.8)  # its calls take 0.8 s now
+        hold = asyncio.Event()
+
+        async def busy() -> None:
+            async with load.slot(remaining_s=10.0):
+                await hold.wait()
+
+        task = asyncio.create_task(busy())
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Overloaded, match="1 calls in flight.*800 ms"):
+            async with load.slot(remaining_s=0.5):
+                pass
+        assert asyncio.get_running_loop().time() - started < 0.05  # refused, not waited out
+        async with load.slot(remaining_s=1.0):  # with time enough it is sent
+            assert load.in_flight == 2
+        hold.set()
+        await task
+        assert load.in_flight == 0
+
+    run(scenario)
+
+
+def test_an_idle_service_is_always_tried_however_slow_it_was() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=4)
+        load.observe(30.0)  # it was very slow (or timing out) a while ago
+        async with load.slot(remaining_s=0.1):
+            assert load.in_flight == 1
+        load.observe(0.01)
+        assert load.latency_s is not None and load.latency_s < 30.0  # a fast answer brings the estimate down
+
+    run(scenario)
+
+
+def test_waiting_past_the_time_left_is_refused_and_gives_its_place_back() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=1)
+        hold = asyncio.Event()
+
+        async def busy() -> None:
+            async with load.slot(remaining_s=10.0):
+                await hold.wait()
+
+        task = asyncio.create_task(busy())
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):
+            async with load.slot(remaining_s=0.05):  # no latency known yet: waits, then gives up
+                pass
+        assert load.waiting == 0 and load.in_flight == 1
+        hold.set()
+        await task
+        assert load.in_flight == 0
+
+    run(scenario)
+
+
+def test_cancelled_waiters_and_holders_leave_no_slot_behind() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=3)
+
+        async def call() -> None:
+            async with load.slot(remaining_s=10.0):
+                await asyncio.sleep(0.01)
+
+        # Waves of calls cancelled at every point of their life: waiting, holding, just handed a slot.
+        for delay in (0.0, 0.001, 0.005, 0.009, 0.011, 0.02):
+            tasks = [asyncio.create_task(call()) for _ in range(20)]
+            await asyncio.sleep(delay)
+            for task in tasks[::2]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert load.in_flight == 0 and load.waiting == 0, delay
+        async with load.slot(remaining_s=0.01):  # every slot is still there
+            assert load.in_flight == 1
+
+    run(scenario)

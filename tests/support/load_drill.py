@@ -1,0 +1,147 @@
+"""Many clients posting to the gateway for a while, with faults injected on a schedule.
+
+The same drill serves the reliability tests (against processes or containers) and the load
+benchmark: every client sends the next request as soon as it has the answer to the last, with the
+gateway's default deadline unless told otherwise, and every answer is recorded with when it was
+sent, how long it took, its status and which members answered.
+
+The client threads run at a lower CPU priority (``CLIENT_NICENESS``): in these drills they share
+the machine with the fleet they load, and 32 busy client threads would otherwise take the cores
+the fleet needs (on a real site the clients are other hosts). Only their threads are lowered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+
+CLIENT_NICENESS = 10
+
+
+@dataclass(frozen=True)
+class Answer:
+    client: int
+    sent_at: float          # seconds since the drill started
+    elapsed_s: float
+    status: int             # HTTP status; 0 when no answer came (connection error, client timeout)
+    degraded: bool = False
+    answered: frozenset[str] = frozenset()   # services (or "classical") whose members answered ok
+    reasons: tuple[str, ...] = ()
+    error: str | None = None
+    gateway_s: float | None = None   # the time the gateway itself says it took (its elapsed_ms)
+
+
+@dataclass(frozen=True)
+class Event:
+    at_s: float
+    name: str
+    action: Callable[[], object]
+
+
+@dataclass
+class DrillResult:
+    answers: list[Answer]
+    events: dict[str, float] = field(default_factory=dict)   # name -> when it was done (s)
+    duration_s: float = 0.0
+
+    def between(self, start_s: float, end_s: float) -> list[Answer]:
+        return [a for a in self.answers if start_s <= a.sent_at < end_s]
+
+    def late(self, limit_s: float) -> list[Answer]:
+        return [a for a in self.answers if a.elapsed_s > limit_s]
+
+    def first_answered_by(self, service: str, after_s: float) -> float | None:
+        """When (sent_at) the first answer sent after ``after_s`` fused a member of ``service``."""
+        times = [a.sent_at for a in self.answers if a.sent_at >= after_s and service in a.answered]
+        return min(times) if times else None
+
+
+def summarize(answers: list[Answer]) -> dict[str, object]:
+    """Counts, statuses, degraded share and latency percentiles of some answers."""
+    if not answers:
+        return {"requests": 0}
+    elapsed_ms = np.array([a.elapsed_s for a in answers]) * 1000.0
+    statuses: dict[int, int] = {}
+    for answer in answers:
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+    ok = [a for a in answers if a.status == 200]
+    return {
+        "requests": len(answers),
+        "statuses": dict(sorted(statuses.items())),
+        "degraded_share": (sum(a.degraded for a in ok) / len(ok)) if ok else float("nan"),
+        "p50_ms": float(np.percentile(elapsed_ms, 50)),
+        "p99_ms": float(np.percentile(elapsed_ms, 99)),
+        "max_ms": float(elapsed_ms.max()),
+        "gateway_p99_ms": float(np.percentile([a.gateway_s for a in ok], 99)) * 1000.0 if ok else float("nan"),
+    }
+
+
+def _answer(client: int, sent_at: float, elapsed_s: float, response: httpx.Response) -> Answer:
+    if response.status_code != 200:
+        return Answer(client, sent_at, elapsed_s, response.status_code, error=response.text[:300])
+    body = json.loads(response.content)
+    answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
+    return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
+                  gateway_s=body["elapsed_ms"] / 1000.0)
+
+
+def run_drill(
+    url: str,
+    bodies: list[bytes],
+    *,
+    clients: int = 32,
+    duration_s: float = 60.0,
+    events: list[Event] = (),  # type: ignore[assignment]
+    headers: dict[str, str] | None = None,
+    client_timeout_s: float = 30.0,
+    after_events_s: float = 0.0,
+) -> DrillResult:
+    """``clients`` threads post ``bodies`` (JSON, taken in turn) to ``url``/predict for ``duration_s``,
+    and for at least ``after_events_s`` after the last event's action has returned; each event's
+    action runs at its time, in this thread (an action may wait for something, e.g. a container to
+    be ready, and the events after it wait with it)."""
+    started = time.monotonic()
+    stop_at = [started + duration_s]
+    answers: list[Answer] = []
+    lock = threading.Lock()
+    request_headers = {"content-type": "application/json", **(headers or {})}
+
+    def client(index: int) -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLIENT_NICENESS)  # this thread only
+        count = 0
+        with httpx.Client(timeout=client_timeout_s, headers=request_headers) as http:
+            while time.monotonic() < stop_at[0]:
+                body = bodies[(index + count * clients) % len(bodies)]
+                count += 1
+                sent = time.monotonic()
+                try:
+                    response = http.post(f"{url}/predict", content=body)
+                    answer = _answer(index, sent - started, time.monotonic() - sent, response)
+                except httpx.HTTPError as error:
+                    answer = Answer(index, sent - started, time.monotonic() - sent, 0,
+                                    error=f"{type(error).__name__}: {error}")
+                with lock:
+                    answers.append(answer)
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    done: dict[str, float] = {}
+    for event in sorted(events, key=lambda e: e.at_s):
+        time.sleep(max(0.0, started + event.at_s - time.monotonic()))
+        event.action()
+        done[event.name] = time.monotonic() - started
+    stop_at[0] = max(stop_at[0], time.monotonic() + after_events_s)
+    for thread in threads:
+        thread.join(timeout=max(0.0, stop_at[0] - time.monotonic()) + client_timeout_s + 30.0)
+    with lock:
+        result = sorted(answers, key=lambda a: a.sent_at)
+    return DrillResult(result, done, time.monotonic() - started)
