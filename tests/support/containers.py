@@ -73,9 +73,9 @@ class ComposeFleet:
         return probe.returncode == 0
 
     def ready_services(self) -> set[str]:
-        """Services the gateway itself counts as ready (what it fuses), from its /models."""
+        """Services the gateway itself would call now (ready, breaker not open), from its /models."""
         models = httpx.get(f"{self.url}/models", timeout=5.0).json()
-        return {service["name"] for service in models["services"] if service["ready"]}
+        return {service["name"] for service in models["services"] if service["ready"] and service["breaker"] != "open"}
 
     def wait_until(self, condition, timeout_s: float, what: str, poll_s: float = 0.25) -> float:
         """Poll ``condition`` until it holds; the seconds it took. A container that is restarting or an

@@ -31,7 +31,7 @@ class Answer:
     client: int
     sent_at: float          # seconds since the drill started
     elapsed_s: float
-    status: int             # HTTP status; 0 when no answer came (connection error, client timeout)
+    status: int             # HTTP status; 0 when the gateway gave none (connection error, client timeout)
     degraded: bool = False
     answered: frozenset[str] = frozenset()   # services (or "classical") whose members answered ok
     reasons: tuple[str, ...] = ()
@@ -85,6 +85,11 @@ def summarize(answers: list[Answer]) -> dict[str, object]:
 
 
 def _answer(client: int, sent_at: float, elapsed_s: float, response: httpx.Response) -> Answer:
+    if response.headers.get("server") != "uvicorn":
+        # Not the gateway: while its port is closed (a restart), the sandbox's network layer may
+        # answer for it. For the client that is no answer from the fleet at all.
+        return Answer(client, sent_at, elapsed_s, 0,
+                      error=f"not the gateway: {response.status_code} {response.text[:200]}")
     if response.status_code != 200:
         return Answer(client, sent_at, elapsed_s, response.status_code, error=response.text[:300])
     body = json.loads(response.content)
@@ -117,7 +122,8 @@ def run_drill(
     def client(index: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLIENT_NICENESS)  # this thread only
         count = 0
-        with httpx.Client(timeout=client_timeout_s, headers=request_headers) as http:
+        # trust_env=False: loopback traffic only, never through a proxy the environment names.
+        with httpx.Client(timeout=client_timeout_s, headers=request_headers, trust_env=False) as http:
             while time.monotonic() < stop_at[0]:
                 body = bodies[(index + count * clients) % len(bodies)]
                 count += 1
