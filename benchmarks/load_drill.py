@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from record import HORIZON, clock_series, provenance, write_section
 
-from support.containers import ComposeFleet
+from support.containers import MODEL_SERVICES, ComposeFleet
 from support.load_drill import Event, run_drill, summarize
 
 
@@ -80,10 +80,14 @@ def main() -> None:
         lines.append(f"| {name} | {stats['requests']} | {statuses} | {rate:.1f} | "
                      f"{1 - stats['degraded_share']:.1%} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "
                      f"{stats['max_ms']:.0f} |")
+    everyone_up = result.between(0.0, result.events["kill"])
+    fused_by = ", ".join(f"{service} {sum(service in a.answered for a in everyone_up) / len(everyone_up):.0%}"
+                         for service in (*MODEL_SERVICES, "classical"))
     fused_at = result.first_answered_by(victim, after_s=result.events["ready"])
     rejoin = "never" if fused_at is None else f"{fused_at - result.events['ready']:.1f} s"
     lines += [
         "",
+        f"With every backend up, the share of answers that fused a member of each service: {fused_by}. "
         f"Answers later than 1.25 s: {len(result.late(1.25))} of {len(result.answers)}. "
         f"From `{victim}` answering ready in its container ({result.events['ready']:.1f} s) to the first answer "
         f"that fused it: {rejoin}.",

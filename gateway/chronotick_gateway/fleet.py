@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +102,7 @@ class Fleet:
     health_http: httpx.AsyncClient
     metrics: GatewayMetrics
     services: dict[str, Service] = field(default_factory=dict)
-    last_poll_at: float | None = None  # event-loop time of the last completed health-poll round
+    last_poll_at: float | None = None  # time.monotonic() of the last completed health-poll round
     _unfinished: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -166,7 +167,7 @@ class Fleet:
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._check(service) for service in self.services.values()))
-        self.last_poll_at = asyncio.get_running_loop().time()
+        self.last_poll_at = time.monotonic()
 
     def round_timeout_s(self) -> float:
         return 2.0 * self.settings.health_timeout_s + 1.0  # /health/ready, then /info when it (re)joins
@@ -175,7 +176,7 @@ class Fleet:
         """Seconds since the last completed health-poll round; None before the first."""
         if self.last_poll_at is None:
             return None
-        return asyncio.get_running_loop().time() - self.last_poll_at
+        return time.monotonic() - self.last_poll_at
 
     def view_is_stale(self) -> bool:
         """The view of the fleet is older than a few rounds: the poller is not keeping it current."""

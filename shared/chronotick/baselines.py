@@ -100,6 +100,21 @@ def _check_interval(interval_s: float) -> None:
         raise ValueError(f"interval_s must be positive and finite, got {interval_s}")
 
 
+class _ForecastsFromBacktests:
+    """``forecast`` is ``forecast_with_backtests`` without cuts: each forecaster is written once,
+    for the real origin and its backtest cuts together (the gateway's use)."""
+
+    def forecast(
+        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
+    ) -> ClassicalForecast:
+        return self.forecast_with_backtests(context_us, (), horizon, interval_s=interval_s)[0]
+
+    def forecast_with_backtests(
+        self, context_us: np.ndarray, origins: Sequence[int], horizon: int, *, interval_s: float = 1.0
+    ) -> list[ClassicalForecast]:
+        raise NotImplementedError
+
+
 def _checked_origins(context_us: np.ndarray, origins: Sequence[int]) -> np.ndarray:
     """The backtest origins as an integer array, each a cut of the context (1 <= origin <= n)."""
     ends = np.asarray(origins, dtype=np.int64).reshape(-1)
@@ -225,7 +240,7 @@ def _lag_rms_us(context_us: np.ndarray, ends: np.ndarray, lags: np.ndarray) -> n
 
 
 @dataclass(frozen=True)
-class LastValue:
+class LastValue(_ForecastsFromBacktests):
     """Persistence, with the spread a random walk would have after the same number of steps.
 
     std at step h is the RMS (not the standard deviation: persistence ignores drift, so drift
@@ -234,11 +249,6 @@ class LastValue:
     """
 
     name: ClassVar[str] = "last-value"
-
-    def forecast(
-        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
-    ) -> ClassicalForecast:
-        return self.forecast_with_backtests(context_us, (), horizon, interval_s=interval_s)[0]
 
     def forecast_with_backtests(
         self,
@@ -429,7 +439,7 @@ def _correlation_inflation(residuals_us: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ChronyLinearFit:
+class ChronyLinearFit(_ForecastsFromBacktests):
     """chronyd's offset model: a robust weighted line through recent samples, extrapolated.
 
     Start from the last `window` observations; while the residual signs fail the runs test (the
@@ -447,11 +457,6 @@ class ChronyLinearFit:
     name: ClassVar[str] = "chrony-fit"
     window: int = 64
     min_samples: int = 8
-
-    def forecast(
-        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
-    ) -> ClassicalForecast:
-        return self.forecast_with_backtests(context_us, (), horizon, interval_s=interval_s)[0]
 
     def forecast_with_backtests(
         self,
@@ -603,7 +608,7 @@ def _kalman_forecasts(
 
 
 @dataclass(frozen=True)
-class KalmanDrift:
+class KalmanDrift(_ForecastsFromBacktests):
     """A Kalman filter on (offset us, frequency ppm, drift ppm/s), noise measured from the context.
 
     Transition over dt: offset += freq dt + drift dt^2/2, freq += drift dt; process noise is
@@ -619,11 +624,6 @@ class KalmanDrift:
     """
 
     name: ClassVar[str] = "kalman"
-
-    def forecast(
-        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
-    ) -> ClassicalForecast:
-        return self.forecast_with_backtests(context_us, (), horizon, interval_s=interval_s)[0]
 
     def forecast_with_backtests(
         self,

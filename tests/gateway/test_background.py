@@ -1,17 +1,28 @@
-"""Background work never dies silently: a failing task is logged, counted and started again."""
+"""Background work never dies silently: a failing task is logged, counted and started again, and a
+health poll that hangs makes the gateway say its view is stale instead of hanging with it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import httpx
 import pytest
 from prometheus_client import generate_latest
+from support.line_family import LineFamily
 
+from chronotick.contract import BatchingInfo, ServiceInfo
 from chronotick_gateway import background
 from chronotick_gateway.background import supervise
+from chronotick_gateway.config import FleetConfig
+from chronotick_gateway.fleet import Fleet
 from chronotick_gateway.metrics import GatewayMetrics
+from chronotick_gateway.settings import GatewaySettings
 from support.fleet_calls import metric_total
+
+INFO = ServiceInfo(family="line", default_model="line", models=[m.info for m in LineFamily().models.values()],
+                   versions={}, batching=BatchingInfo(enabled=True, window_ms=3.0, max_batch_series=256)
+                   ).model_dump_json().encode()
 
 
 def test_a_task_that_keeps_failing_is_restarted_logged_and_counted(
@@ -42,3 +53,31 @@ def test_a_task_that_keeps_failing_is_restarted_logged_and_counted(
     assert metric_total(text, "chronotick_gateway_background_failures", task="poller") == 3
     failures = [r for r in caplog.records if "background task poller failed" in r.getMessage()]
     assert len(failures) == 3 and "failure 1" in str(failures[0].exc_info[1])
+
+
+def test_a_hanging_health_poll_round_is_counted_the_view_goes_stale_and_polling_goes_on() -> None:
+    metrics = GatewayMetrics()
+    hang = asyncio.Event()
+    hang.set()
+
+    async def health(request: httpx.Request) -> httpx.Response:
+        while hang.is_set():  # a check that never returns (httpx's own timeout bypassed)
+            await asyncio.sleep(0.01)
+        return httpx.Response(200, json={"status": "ready"}) if request.url.path == "/health/ready" else \
+            httpx.Response(200, content=INFO)
+
+    async def scenario() -> None:
+        settings = GatewaySettings(services={"a": "http://a.test"}, health_interval_s=0.05, health_timeout_s=0.05)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(health)) as http:
+            fleet = Fleet(FleetConfig(settings, "1"), http, http, metrics)
+            poller = asyncio.create_task(fleet.poll_forever())
+            await asyncio.sleep(fleet.round_timeout_s() + 0.3)
+            assert fleet.view_is_stale() and not fleet.services["a"].ready
+            hang.clear()  # the service answers again: the next round completes
+            await asyncio.sleep(0.5)
+            assert not fleet.view_is_stale() and fleet.services["a"].ready
+            poller.cancel()
+
+    asyncio.run(scenario())
+    text = generate_latest(metrics.registry).decode()
+    assert metric_total(text, "chronotick_gateway_background_failures", task="health-poll-round") >= 1
