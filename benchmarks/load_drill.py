@@ -75,6 +75,9 @@ def main() -> None:
     ]
     for name, start_s, end_s in phases:
         stats = summarize(result.between(start_s, end_s))
+        if not stats["requests"]:
+            lines.append(f"| {name} | 0 | | | | | | |")
+            continue
         rate = stats["requests"] / (end_s - start_s)
         statuses = ", ".join(f"{code or 'no answer'}: {count}" for code, count in stats["statuses"].items())
         lines.append(f"| {name} | {stats['requests']} | {statuses} | {rate:.1f} | "

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 
 # Weight of the newest call in the latency estimate: about the last ten calls count.
 _LATENCY_SMOOTHING = 0.2
+# Less time than this left and no call is sent, even to an idle service: no forecast comes back
+# over HTTP that fast, and the failed call would only pull the latency estimate down.
+MIN_CALL_S = 0.005
 
 
 class Overloaded(Exception):
@@ -66,7 +69,7 @@ class ServiceLoad:
     def refuses(self, remaining_s: float) -> str | None:
         """Why a call with ``remaining_s`` left would be refused now (``slot`` says the same), or None:
         lets a caller skip preparing a call that will not be sent."""
-        if self.in_flight > 0 and self.expected_s() > remaining_s:
+        if remaining_s < MIN_CALL_S or (self.in_flight > 0 and self.expected_s() > remaining_s):
             return self._why(remaining_s)
         return None
 
@@ -112,7 +115,8 @@ class ServiceLoad:
             self._waiters.remove(handed)
 
     def _release(self) -> None:
-        while self._waiters:
+        # A reload may have lowered the bound: calls above it give their slots up, not on.
+        while self._waiters and self.in_flight <= self.max_in_flight:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot goes to it: in_flight stays as it is

@@ -162,23 +162,37 @@ async def _gather_members(
 ) -> list[MemberResult]:
     """Every member's result by the deadline: the remote calls go out first, the classical members
     run while they are under way, and a remote member still out at the deadline is a timeout (its
-    calls are left to end by their own timeouts: see ``Fleet.let_finish``)."""
+    calls are left to end by their own timeouts: see ``Fleet.let_finish``). A member that fails in
+    a way nobody foresaw fails alone: the answer comes from the others."""
     loop = asyncio.get_running_loop()
     tasks = {
         asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings)):
             (model.name, service.name)
         for service, model in remote
     }
-    if tasks:
-        await asyncio.sleep(0)  # let the calls be sent before the classical members take the loop
-    results = await classical_members([_CLASSICAL[name] for name in classical], plans, horizon)
-    if tasks:
-        done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+    pending: set[asyncio.Task[MemberResult]] = set(tasks)
+    try:
+        # Two turns of the loop: the members encode their calls, then the calls are written out.
+        for _ in range(2 if tasks else 0):
+            await asyncio.sleep(0)
+        results = await classical_members([_CLASSICAL[name] for name in classical], plans, horizon, deadline)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            results += [_result_of(task, *tasks[task]) for task in done]
+            results += [MemberResult(*tasks[task], "timeout", "no answer within the deadline") for task in pending]
+    finally:
         fleet.let_finish(pending)
-        results += [task.result() for task in done]
-        results += [MemberResult(*tasks[task], "timeout", "no answer within the deadline") for task in pending]
     order = list(tasks.values()) + [(name, None) for name in classical]
     return sorted(results, key=lambda r: order.index((r.name, r.service)))
+
+
+def _result_of(task: asyncio.Task[MemberResult], name: str, service: str) -> MemberResult:
+    if task.exception() is None:
+        return task.result()
+    error = task.exception()
+    logging.getLogger("chronotick.gateway").error("member %s of %s failed unexpectedly", name, service,
+                                                  exc_info=error)
+    return MemberResult(name, service, "failed", f"unexpected error: {type(error).__name__}: {error}")
 
 
 class StampArrival:

@@ -203,7 +203,7 @@ class Fleet:
             service.breaker.record_probe(healthy)
         if service.ready != was_ready:
             logger.info("service %s is %s", service.name, "ready" if service.ready else f"not ready ({error})")
-        self.metrics.observe_breaker(service.name, service.breaker.state)
+        self._observe_breaker(service)
 
     # --- calls ----------------------------------------------------------------------------------
 
@@ -254,29 +254,43 @@ class Fleet:
             if error.counts:
                 service.breaker.record_failure()
                 self.metrics.failures.labels(backend=member, status=error.status).inc()
-            self.metrics.observe_breaker(service.name, service.breaker.state)
+            self._observe_breaker(service)
             raise
         service.breaker.record_success()
-        self.metrics.observe_breaker(service.name, service.breaker.state)
+        self._observe_breaker(service)
         return CallResult(result, attempts - 1)
+
+    def _in_force(self, service: Service) -> bool:
+        """Still the service of that name: a call or check that outlived a reload must not bring
+        back the gauges of a service the reload removed or replaced."""
+        return self.services.get(service.name) is service
+
+    def _observe_breaker(self, service: Service) -> None:
+        if self._in_force(service):
+            self.metrics.observe_breaker(service.name, service.breaker.state)
+
+    def _observe_in_flight(self, service: Service) -> None:
+        if self._in_force(service):
+            self.metrics.in_flight.labels(service=service.name).set(service.load.in_flight)
 
     async def _attempt(self, service: Service, body: bytes, deadline: float) -> PredictResponse:
         loop = asyncio.get_running_loop()
         remaining_s = deadline - loop.time()
         if remaining_s <= 0:
-            raise BackendError("timeout", "no time left before the deadline")
+            raise BackendError("timeout", "no time left before the deadline", counts=False)  # ours, not its
         try:
             async with service.load.slot(remaining_s):
-                self.metrics.in_flight.labels(service=service.name).set(service.load.in_flight)
+                self._observe_in_flight(service)
                 if deadline - loop.time() <= 0:
-                    raise BackendError("timeout", "no time left before the deadline after waiting for a call slot")
+                    raise BackendError("timeout", "no time left before the deadline after waiting for a call slot",
+                                       counts=False)
                 response = await self._post(service, body, deadline - loop.time())
         except Overloaded as error:
             # Not sent: the service is not at fault, only busy. Retrying within this deadline
             # would only find it as busy.
             raise BackendError("overloaded", str(error), counts=False) from None
         finally:
-            self.metrics.in_flight.labels(service=service.name).set(service.load.in_flight)
+            self._observe_in_flight(service)
         if response.status_code in RETRYABLE_STATUS:
             raise _Retryable("failed", f"HTTP {response.status_code}: {_detail(response)}")
         if response.status_code >= 400:
@@ -303,12 +317,15 @@ class Fleet:
             raise _Retryable("timeout", f"no answer within the deadline ({type(error).__name__})") from error
         except httpx.TransportError as error:
             raise _Retryable("failed", f"connection failed: {type(error).__name__}: {error}") from error
+        except httpx.HTTPError as error:  # an answer httpx cannot read (bad encoding, redirects)
+            raise BackendError("failed", f"unreadable answer: {type(error).__name__}: {error}") from error
         service.load.observe(loop.time() - started)
         return response
 
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text[:200]))
+        body = response.json()
     except ValueError:
         return response.text[:200]
+    return str(body.get("detail", response.text[:200])) if isinstance(body, dict) else response.text[:200]

@@ -20,6 +20,8 @@ from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
 from chronotick_gateway.fusion import MemberForecast
 from chronotick_gateway.settings import GatewaySettings
 
+# The classical member that finishes every series, past the deadline too: the cheapest.
+ALWAYS_ANSWERS = "last-value"
 # A backend call stays well under the services' limits (256 series, 2 MB body).
 MAX_SERIES_PER_CALL = 256
 MAX_POINTS_PER_CALL = 120_000
@@ -137,7 +139,7 @@ async def remote_member(
 
 
 async def classical_members(
-    forecasters: list[ClassicalForecaster], plans: list[SeriesPlan], horizon: int
+    forecasters: list[ClassicalForecaster], plans: list[SeriesPlan], horizon: int, deadline: float
 ) -> list[MemberResult]:
     """The classical forecasters on every series and its backtests, on the event loop itself.
 
@@ -148,14 +150,21 @@ async def classical_members(
     series does not stall them. Each forecaster answers a series and all its backtest cuts in one
     call (``forecast_with_backtests``), which shares their work: about a third of the cost of a
     forecast per cut. A failure (a backtest context with no observed sample, say) fails that member
-    only.
+    only. Once the ``deadline`` (event-loop time) has passed, only ``ALWAYS_ANSWERS`` goes on (a
+    fraction of a millisecond per series), so even a request far too large for its deadline gets
+    an answer, about on time, and the loop is not held from the other requests.
     """
+    loop = asyncio.get_running_loop()
     elapsed_s = dict.fromkeys((f.name for f in forecasters), 0.0)
     forecasts: dict[str, list[MemberForecast]] = {f.name: [] for f in forecasters}
-    failures: dict[str, str] = {}
-    for plan in plans:
+    failures: dict[str, tuple[BackendStatus, str]] = {}
+    for index, plan in enumerate(plans):
+        late = loop.time() > deadline
         for forecaster in forecasters:
             if forecaster.name in failures:
+                continue
+            if late and forecaster.name != ALWAYS_ANSWERS:
+                failures[forecaster.name] = ("timeout", f"the deadline passed after {index} of {len(plans)} series")
                 continue
             started = time.perf_counter()
             try:
@@ -165,11 +174,11 @@ async def classical_members(
                 answers = [(result.mean_us, result.std_us) for result in results]
                 forecasts[forecaster.name].append(_member_forecast(plan, answers))
             except ValueError as error:
-                failures[forecaster.name] = str(error)
+                failures[forecaster.name] = ("failed", str(error))
             elapsed_s[forecaster.name] += time.perf_counter() - started
         await asyncio.sleep(0)
     return [
-        MemberResult(f.name, None, "failed", failures[f.name], elapsed_s[f.name]) if f.name in failures
+        MemberResult(f.name, None, *failures[f.name], elapsed_s[f.name]) if f.name in failures
         else MemberResult(f.name, None, "ok", None, elapsed_s[f.name], 0, forecasts[f.name])
         for f in forecasters
     ]

@@ -58,7 +58,6 @@ def test_a_task_that_keeps_failing_is_restarted_logged_and_counted(
 def test_a_hanging_health_poll_round_is_counted_the_view_goes_stale_and_polling_goes_on() -> None:
     metrics = GatewayMetrics()
     hang = asyncio.Event()
-    hang.set()
 
     async def health(request: httpx.Request) -> httpx.Response:
         while hang.is_set():  # a check that never returns (httpx's own timeout bypassed)
@@ -71,8 +70,14 @@ def test_a_hanging_health_poll_round_is_counted_the_view_goes_stale_and_polling_
         async with httpx.AsyncClient(transport=httpx.MockTransport(health)) as http:
             fleet = Fleet(FleetConfig(settings, "1"), http, http, metrics)
             poller = asyncio.create_task(fleet.poll_forever())
-            await asyncio.sleep(fleet.round_timeout_s() + 0.3)
-            assert fleet.view_is_stale() and not fleet.services["a"].ready
+            await asyncio.sleep(0.3)
+            assert not fleet.view_is_stale() and fleet.services["a"].ready  # rounds complete
+            hang.set()  # from now on every check hangs
+            stale_after_s = 3 * settings.health_interval_s + fleet.round_timeout_s()
+            await asyncio.sleep(0.5)
+            assert not fleet.view_is_stale()  # a round or two late is no reason to distrust the view
+            await asyncio.sleep(stale_after_s)
+            assert fleet.view_is_stale()
             hang.clear()  # the service answers again: the next round completes
             await asyncio.sleep(0.5)
             assert not fleet.view_is_stale() and fleet.services["a"].ready

@@ -4,6 +4,7 @@ the classical members answer each series and its backtest cuts in one call per f
 from __future__ import annotations
 
 import asyncio
+import math
 
 import httpx
 import numpy as np
@@ -15,7 +16,13 @@ from chronotick.grid import GridSeries
 from chronotick.kit import create_app as create_service
 from chronotick_gateway.app import create_app
 from chronotick_gateway.backtest import SeriesPlan, plan_series
-from chronotick_gateway.members import classical_members, member_bodies, member_covariates
+from chronotick_gateway.members import (
+    ALWAYS_ANSWERS,
+    MemberResult,
+    classical_members,
+    member_bodies,
+    member_covariates,
+)
 from chronotick_gateway.settings import GatewaySettings
 from support.servers import serve_in_thread
 
@@ -86,7 +93,7 @@ def test_a_classical_member_forecasts_the_real_origin_then_scores_each_backtest_
     offsets_us[rng.choice(300, 20, replace=False)] = np.nan
     grid = GridSeries(offsets_us=offsets_us, interval_s=2.0, past_covariates={}, future_covariates={})
     plan = plan_series(grid, 30, 6, "host")
-    results = asyncio.run(classical_members(list(CLASSICAL_FORECASTERS), [plan], 30))
+    results = asyncio.run(classical_members(list(CLASSICAL_FORECASTERS), [plan], 30, deadline=math.inf))
     for forecaster, result in zip(CLASSICAL_FORECASTERS, results):
         assert result.ok and result.name == forecaster.name
         (member,) = result.forecasts
@@ -98,3 +105,18 @@ def test_a_classical_member_forecasts_the_real_origin_then_scores_each_backtest_
         np.testing.assert_array_equal(member.backtest_errors_us,
                                       plan.truth() - np.stack([a.mean_us for a in answers[1:]]))
         np.testing.assert_array_equal(member.backtest_std_us, np.stack([a.std_us for a in answers[1:]]))
+
+
+def test_past_the_deadline_only_the_cheapest_classical_member_goes_on_so_a_huge_request_still_answers() -> None:
+    rng = np.random.default_rng(7)
+    plans = [plan_series(GridSeries(offsets_us=np.cumsum(rng.normal(0.0, 1.0, 200)), interval_s=1.0,
+                                    past_covariates={}, future_covariates={}), 10, 6, f"s{i}") for i in range(3)]
+
+    async def scenario() -> list[MemberResult]:
+        # The deadline has passed already: as if the request waited that long behind others.
+        return await classical_members(list(CLASSICAL_FORECASTERS), plans, 10, asyncio.get_running_loop().time())
+
+    results = {r.name: r for r in asyncio.run(scenario())}
+    assert results[ALWAYS_ANSWERS].ok and len(results[ALWAYS_ANSWERS].forecasts) == 3
+    for name in ("chrony-fit", "kalman"):
+        assert results[name].status == "timeout" and "after 0 of 3 series" in results[name].reason

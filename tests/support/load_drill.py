@@ -141,11 +141,13 @@ def run_drill(
     for thread in threads:
         thread.start()
     done: dict[str, float] = {}
+    if events:
+        stop_at[0] = float("inf")  # the clients go on while an event waits (for a container, say)
     for event in sorted(events, key=lambda e: e.at_s):
         time.sleep(max(0.0, started + event.at_s - time.monotonic()))
         event.action()
         done[event.name] = time.monotonic() - started
-    stop_at[0] = max(stop_at[0], time.monotonic() + after_events_s)
+    stop_at[0] = max(started + duration_s, time.monotonic() + after_events_s)
     for thread in threads:
         thread.join(timeout=max(0.0, stop_at[0] - time.monotonic()) + client_timeout_s + 30.0)
     with lock:
