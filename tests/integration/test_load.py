@@ -17,9 +17,12 @@ from support.load_drill import DrillResult, Event, run_drill, summarize
 CLIENTS = 32
 DURATION_S = 60.0
 DEADLINE_S = 1.0   # the gateway's default: the requests name none
-# What loopback HTTP, 32 client threads on the same 2 cores and the JSON of a fused answer may add
-# to the gateway's deadline, as seen from the client.
-MARGIN_S = 0.25
+# The gateway's own promise, from a request's arrival to its answer: the deadline, give or take a
+# late wake-up of its busy event loop.
+GATEWAY_MARGIN_S = 0.1
+# What the client sees on top: loopback HTTP, and 32 client threads at a low priority on the same
+# 2 cores as the fleet (scheduled late after their answer has arrived).
+MARGIN_S = 0.5
 REJOIN_S = 10.0
 
 
@@ -66,9 +69,8 @@ def test_a_backend_killed_and_started_and_one_paused_under_load_fail_no_request(
     ready_at = result.events["chronos ready"]
     failed = [a for a in result.answers if a.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {describe(result)}"
-    late = result.late(DEADLINE_S + MARGIN_S)
-    assert not late, f"{len(late)} answers after the deadline, slowest {max(a.elapsed_s for a in late):.2f} s; " \
-                     f"{describe(result)}"
+    late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S)
+    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; {describe(result)}"
     # Once chronos answers ready inside its container, the gateway fuses it again within 10 s.
     fused_at = result.first_answered_by("chronos", after_s=ready_at)
     assert fused_at is not None and fused_at - ready_at <= REJOIN_S, (ready_at, fused_at, describe(result))
@@ -109,8 +111,9 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     settled = [a for a in result.answers
                if unpaused + 2.0 <= a.sent_at < restarted - 2.0 or a.sent_at >= back + 2.0]
     assert settled and all(a.status == 200 for a in settled)
-    late = [a for a in settled if a.elapsed_s > DEADLINE_S + MARGIN_S]
-    assert not late, f"{len(late)} late answers after the gateway recovered; {describe(result)}"
+    late = [a for a in settled if a.elapsed_s > DEADLINE_S + MARGIN_S
+            or (a.gateway_s or 0.0) > DEADLINE_S + GATEWAY_MARGIN_S]
+    assert not late, f"{len(late)} late answers after the gateway recovered: {late[:3]}; {describe(result)}"
     fleet.wait_until(lambda: fleet_view_matches_the_services(fleet), REJOIN_S, "the gateway's view after the load")
 
 

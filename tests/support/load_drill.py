@@ -55,8 +55,11 @@ class DrillResult:
     def between(self, start_s: float, end_s: float) -> list[Answer]:
         return [a for a in self.answers if start_s <= a.sent_at < end_s]
 
-    def late(self, limit_s: float) -> list[Answer]:
-        return [a for a in self.answers if a.elapsed_s > limit_s]
+    def late(self, limit_s: float, gateway_limit_s: float | None = None) -> list[Answer]:
+        """Answers the client waited longer than ``limit_s`` for, or that the gateway itself says
+        took longer than ``gateway_limit_s`` (from its arrival to its answer, ``elapsed_ms``)."""
+        return [a for a in self.answers if a.elapsed_s > limit_s
+                or (gateway_limit_s is not None and a.gateway_s is not None and a.gateway_s > gateway_limit_s)]
 
     def first_answered_by(self, service: str, after_s: float) -> float | None:
         """When (sent_at) the first answer sent after ``after_s`` fused a member of ``service``."""
@@ -81,6 +84,7 @@ def summarize(answers: list[Answer]) -> dict[str, object]:
         "p99_ms": float(np.percentile(elapsed_ms, 99)),
         "max_ms": float(elapsed_ms.max()),
         "gateway_p99_ms": float(np.percentile([a.gateway_s for a in ok], 99)) * 1000.0 if ok else float("nan"),
+        "gateway_max_ms": max(a.gateway_s for a in ok) * 1000.0 if ok else float("nan"),
     }
 
 
