@@ -127,3 +127,22 @@ class ServiceLoad:
         latency = "unknown" if self.latency_s is None else f"{self.latency_s * 1000:.0f} ms"
         return (f"service busy: {self.in_flight} calls in flight, {self.waiting} waiting, recent calls took "
                 f"{latency}; {max(remaining_s, 0.0) * 1000:.0f} ms were left before the deadline")
+
+
+@dataclass
+class Finishing:
+    """The gateway's own work after a request's members: fusing, and writing the answer.
+
+    Requests that wait on the same deadline (all of them, when a backend hangs) finish together,
+    one after the other on the event loop: the last of 32 would be 32 answers late. So each
+    request keeps back from its members' time what finishing every request in flight would take.
+    """
+
+    in_flight: int = 0
+    answer_s: float = 0.005  # until measured: a fused answer of a few series and ten members
+
+    def reserve_s(self) -> float:
+        return self.in_flight * self.answer_s
+
+    def observe(self, duration_s: float) -> None:
+        self.answer_s += _LATENCY_SMOOTHING * (duration_s - self.answer_s)

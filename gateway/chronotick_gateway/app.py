@@ -40,6 +40,7 @@ from chronotick.grid import regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick.responses import model_json_response
+from chronotick_gateway.admission import Finishing
 from chronotick_gateway.background import LoopLag, supervise
 from chronotick_gateway.backtest import SeriesPlan, plan_series
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
@@ -222,6 +223,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     watched_file = config_file() if initial.version != NO_FILE_VERSION else None
     metrics = GatewayMetrics()
     loop_lag = LoopLag()
+    finishing = Finishing()
     state: dict[str, Fleet] = {}
 
     async def put_in_force(config: FleetConfig) -> None:
@@ -296,13 +298,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def predict(query: FusedPredictRequest, http: Request) -> Response:
         """Forecast every series with the requested backends (by default those configured for its
         horizon, else every ready one) and fuse them by calibrated inverse variance."""
+        finishing.in_flight += 1
+        try:
+            return await fused_answer(query, http)
+        finally:
+            finishing.in_flight -= 1
+
+    async def fused_answer(query: FusedPredictRequest, http: Request) -> Response:
         loop = asyncio.get_running_loop()
         started = getattr(http.state, "arrived_at", None) or loop.time()
         settings = fleet().config.settings  # this request's, to its end, whatever a reload does meanwhile
-        # The members' deadline: the client's, less the time to fuse and answer, and less how late the
-        # busy event loop has lately been in waking a request (it will be that late at the deadline too).
+        # The members' deadline: the client's, less the time to fuse and answer, less how late the busy
+        # event loop has lately been in waking a request (it will be that late at the deadline too),
+        # and less the time to finish the other requests in flight, should they all end together.
         deadline = (started + (query.deadline_s or settings.default_deadline_s) - settings.fusion_margin_s
-                    - loop_lag.recent_s())
+                    - loop_lag.recent_s() - finishing.reserve_s())
         _check_limits(query, settings)
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
@@ -311,6 +321,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             wanted = settings.default_backends(max(query.horizon * plan.grid.interval_s for plan in plans))
         remote, classical, absent = _select(fleet(), wanted, configured=query.backends is None)
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings)
+        members_done = loop.time()
         answered = [r for r in results if r.ok]
         if not answered:
             reasons = [f"{r.name}: {r.status}: {r.reason}" for r in results] + [
@@ -340,7 +351,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         failures = [b for b in backends if b.status not in ("ok", "skipped")]
         metrics.fused.labels(degraded=str(bool(failures)).lower()).inc()
         metrics.request_seconds.observe(loop.time() - started)
-        return model_json_response(FusedPredictResponse(
+        response = model_json_response(FusedPredictResponse(
             horizon=query.horizon,
             quantile_levels=query.quantile_levels,
             forecasts=fused_series,
@@ -351,6 +362,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],
             elapsed_ms=(loop.time() - started) * 1000.0,
         ))
+        finishing.observe(loop.time() - members_done)
+        return response
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from chronotick_gateway.admission import Overloaded, ServiceLoad
+from chronotick_gateway.admission import Finishing, Overloaded, ServiceLoad
 
 
 def run(scenario) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +117,13 @@ def test_cancelled_waiters_and_holders_leave_no_slot_behind() -> None:
             assert load.in_flight == 1
 
     run(scenario)
+
+
+def test_each_request_keeps_back_the_time_to_finish_every_request_in_flight() -> None:
+    finishing = Finishing()
+    finishing.in_flight = 32
+    for _ in range(50):
+        finishing.observe(0.004)  # fusing and writing one answer took 4 ms
+    assert finishing.reserve_s() == pytest.approx(32 * 0.004, rel=0.01)
+    finishing.in_flight = 1
+    assert finishing.reserve_s() == pytest.approx(0.004, rel=0.01)
