@@ -99,7 +99,7 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     finally:
         if _paused(fleet, "gateway"):
             fleet.compose("unpause", "gateway")
-    restarted, back = result.events["restart gateway"], result.events["gateway ready"]
+    restarted, back = result.began["restart gateway"], result.events["gateway ready"]
     # The only failures: connections refused or reset while the gateway process was restarting
     # (requests in flight when it stopped, or sent before it listened again). Never an HTTP error.
     failed = [a for a in result.answers if a.status != 200]

@@ -49,7 +49,8 @@ class Event:
 @dataclass
 class DrillResult:
     answers: list[Answer]
-    events: dict[str, float] = field(default_factory=dict)   # name -> when it was done (s)
+    events: dict[str, float] = field(default_factory=dict)   # name -> when its action returned (s)
+    began: dict[str, float] = field(default_factory=dict)    # name -> when its action started (s)
     duration_s: float = 0.0
 
     def between(self, start_s: float, end_s: float) -> list[Answer]:
@@ -145,10 +146,12 @@ def run_drill(
     for thread in threads:
         thread.start()
     done: dict[str, float] = {}
+    began: dict[str, float] = {}
     if events:
         stop_at[0] = float("inf")  # the clients go on while an event waits (for a container, say)
     for event in sorted(events, key=lambda e: e.at_s):
         time.sleep(max(0.0, started + event.at_s - time.monotonic()))
+        began[event.name] = time.monotonic() - started
         event.action()
         done[event.name] = time.monotonic() - started
     stop_at[0] = max(started + duration_s, time.monotonic() + after_events_s)
@@ -156,4 +159,4 @@ def run_drill(
         thread.join(timeout=max(0.0, stop_at[0] - time.monotonic()) + client_timeout_s + 30.0)
     with lock:
         result = sorted(answers, key=lambda a: a.sent_at)
-    return DrillResult(result, done, time.monotonic() - started)
+    return DrillResult(result, done, began, time.monotonic() - started)
