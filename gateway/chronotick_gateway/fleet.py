@@ -313,7 +313,7 @@ class Fleet:
             response = await self.http.post(f"{service.url}/predict", content=body, headers=headers,
                                             timeout=remaining_s)
         except httpx.TimeoutException as error:
-            service.load.observe(loop.time() - started)
+            service.load.observe_timeout(loop.time() - started)
             raise _Retryable("timeout", f"no answer within the deadline ({type(error).__name__})") from error
         except httpx.TransportError as error:
             raise _Retryable("failed", f"connection failed: {type(error).__name__}: {error}") from error

@@ -127,3 +127,21 @@ def test_each_request_keeps_back_the_time_to_finish_every_request_in_flight() ->
     assert finishing.reserve_s() == pytest.approx(32 * 0.004, rel=0.01)
     finishing.in_flight = 1
     assert finishing.reserve_s() == pytest.approx(0.004, rel=0.01)
+
+
+def test_a_service_that_keeps_timing_out_is_sent_one_call_at_a_time_until_it_is_fast_again() -> None:
+    async def scenario() -> None:
+        load = ServiceLoad(max_in_flight=8)
+        for _ in range(10):
+            load.observe_timeout(0.9)  # every call ran out of its 0.9 s
+        assert load.latency_s is not None and load.latency_s > 0.95
+        async with load.slot(remaining_s=0.95):  # idle: tried all the same
+            with pytest.raises(Overloaded):  # but not a second one beside it
+                async with load.slot(remaining_s=0.95):
+                    pass
+        for _ in range(3):
+            load.observe(0.1)  # it answers fast again
+        async with load.slot(remaining_s=0.95):
+            assert load.refuses(0.95) is None  # and calls flow beside each other again
+
+    run(scenario)
