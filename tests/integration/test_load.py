@@ -18,8 +18,8 @@ CLIENTS = 32
 DURATION_S = 60.0
 DEADLINE_S = 1.0   # the gateway's default: the requests name none
 # The gateway's own promise, from a request's arrival to its answer: the deadline, give or take a
-# late wake-up of its busy event loop.
-GATEWAY_MARGIN_S = 0.1
+# late wake-up of its busy event loop (up to 71 ms measured in the benchmark of the same drill).
+GATEWAY_MARGIN_S = 0.15
 # What the client sees on top: loopback HTTP, and 32 client threads at a low priority on the same
 # 2 cores as the fleet (scheduled late after their answer has arrived).
 MARGIN_S = 0.5
