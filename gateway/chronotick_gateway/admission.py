@@ -7,9 +7,9 @@ calls in flight from this gateway, and a call is only sent when the service's re
 says it can come back in time; otherwise the member is skipped at once with the reason, and the
 request is answered from the members that can answer.
 
-The bound also keeps the HTTP pool out of contention: with at most ``max_in_flight`` calls per
-service, a call never queues inside httpcore's pool, where a cancellation at the deadline can
-leak a connection slot for good (encode/httpcore#1093) until every call fails with PoolTimeout.
+The bound is also what limits the gateway's connections: its HTTP pools have no limit of their
+own, so that no call ever waits inside httpcore's pool, where a cancellation or a pool timeout
+can leave a connection slot taken for good (encode/httpcore#1093, #550).
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list
     return BackendResult(
         name=result.name, service=result.service, status=result.status, reason=result.reason,
         latency_ms=None if result.latency_s is None else result.latency_s * 1000.0, retries=result.retries,
-        covariates_used=list(result.covariates_used), calibration_scale=scales, weights=None if weights is None else [w.tolist() for w in weights],
+        covariates_used=list(result.covariates_used), calibration_scale=scales,
+        weights=None if weights is None else [w.tolist() for w in weights],
         forecasts=forecasts,
     )
 

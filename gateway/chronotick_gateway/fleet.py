@@ -43,7 +43,6 @@ logger = logging.getLogger("chronotick.gateway.fleet")
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 
 
-
 def encode_json(body: object) -> bytes:
     """A request body as JSON, with NaN written as ``null`` (the contract's missing sample).
 
@@ -212,8 +211,8 @@ class Fleet:
 
         They are never cancelled: a cancellation that lands while httpcore is between assigning a
         connection and using it leaves that connection in the pool for good (encode/httpcore#1093,
-        the cause of every call, health checks included, failing with PoolTimeout after a load
-        test). Every call carries a timeout that ends at its request's deadline, so they end
+        the likely cause of every call, health checks included, failing with PoolTimeout after a
+        load test). Every call carries a timeout that ends at its request's deadline, so they end
         about then, and they hold their admission slots until they do.
         """
         for task in tasks:
