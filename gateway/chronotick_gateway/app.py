@@ -9,16 +9,18 @@ even with every model backend down (marked degraded). The configuration is reloa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import httpx
 import numpy as np
-from fastapi import Depends, FastAPI, Request, Response, Security
+from fastapi import Depends, FastAPI, Path, Request, Response, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
@@ -27,26 +29,40 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import (
+    CLOCK_ID_PATTERN,
     BackendResult,
+    ClockObservations,
+    ClockReport,
     FleetModels,
     FusedPredictRequest,
     FusedPredictResponse,
     ModelInfo,
+    ObservationsScored,
     Problem,
     SeriesForecast,
     SeriesInput,
 )
-from chronotick.grid import regularize
+from chronotick.grid import as_array, regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick.responses import model_json_response
 from chronotick_gateway.admission import Finishing
 from chronotick_gateway.background import LoopLag, supervise
 from chronotick_gateway.backtest import SeriesPlan, plan_series
+from chronotick_gateway.clocks import (
+    ClockMemory,
+    RecalledClock,
+    SeriesFusion,
+    fuse_remembered,
+    handed_over,
+    series_memory,
+)
+from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import MemberResult, classical_members, remote_member
+from chronotick_gateway.memory import REPROBE_EVERY, Samples, remember, weightless_members
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
 
@@ -60,8 +76,12 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
 }
 _CLASSICAL = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
 # Read once, when the HTTP layer is built: a reload that changes them is told they wait for a restart.
-_AT_START_ONLY = ("api_key", "cors_origins", "max_body_bytes")
+_AT_START_ONLY = ("api_key", "cors_origins", "max_body_bytes", "clock_store_url", "clock_state_file", "max_clocks",
+                  "clock_idle_expiry_s", "warm_after_scored")
+# How often the number of clocks held is read from the store for its gauge.
+CLOCKS_HELD_EVERY_S = 5.0
 logger = logging.getLogger("chronotick.gateway.config")
+_T = TypeVar("_T")
 # Fewer observations than this leave every member, classical ones included, without a spread.
 MIN_OBSERVED_SAMPLES = 8
 
@@ -197,6 +217,44 @@ def _result_of(task: asyncio.Task[MemberResult], name: str, service: str) -> Mem
     return MemberResult(name, service, "failed", f"unexpected error: {type(error).__name__}: {error}")
 
 
+def _rest_weightless(
+    remote: list[tuple[Service, ModelInfo]], classical: list[str], clocks: list[RecalledClock], horizon: int,
+) -> tuple[list[tuple[Service, ModelInfo]], list[BackendResult]]:
+    """The remote members worth asking, and those left out: members that carry no remembered weight
+    at this forecast's horizons on any of the request's clocks (all of them warm) are not asked,
+    but on every REPROBE_EVERY-th request of a clock, which keeps their record current."""
+    if not clocks or not all(c.warm for c in clocks) or any(c.state.requests % REPROBE_EVERY == 0 for c in clocks):
+        return remote, []
+    names = [model.name for _, model in remote] + classical
+    resting = set.intersection(*(weightless_members(c.state, names, horizon) for c in clocks))
+    reason = (f"no remembered weight on this clock at these horizons; asked again every {REPROBE_EVERY}th "
+              "request")
+    return ([(service, model) for service, model in remote if model.name not in resting],
+            [BackendResult(name=model.name, service=service.name, status="skipped", reason=reason)
+             for service, model in remote if model.name in resting])
+
+
+def _samples_of(series: SeriesInput, plan: SeriesPlan) -> Samples:
+    """The series' grid with the time of its first slot (a clocked series has one: the contract)."""
+    start_s = series.timestamps_s[0] if series.timestamps_s else series.start_s
+    assert start_s is not None
+    return Samples.on_grid(start_s, plan.grid.interval_s, plan.grid.offsets_us)
+
+
+def _fuse_series(
+    clock: RecalledClock | None, answered: list[MemberResult], index: int, plan: SeriesPlan,
+    levels: list[float], weight_floor: float,
+) -> SeriesFusion:
+    """One series' fusion: from its clock's memory on the warm path, else on the request's own
+    backtests, its weights handed over towards the clock's remembered ones as their evidence grows."""
+    names = [r.name for r in answered]
+    means = np.stack([r.forecasts[index].mean_us for r in answered])
+    if clock is not None and clock.warm:
+        return fuse_remembered(clock, names, means, np.stack([r.forecasts[index].std_us for r in answered]), levels)
+    fused = fuse([r.forecasts[index] for r in answered], origins=plan.origins, weight_floor=weight_floor)
+    return handed_over(clock, fused, names, means)
+
+
 class StampArrival:
     """Notes in the request's state when it reached the gateway, before its body was read and
     parsed: its deadline counts from then (in a burst of clients, reading and validating the
@@ -226,6 +284,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     loop_lag = LoopLag()
     finishing = Finishing()
     state: dict[str, Fleet] = {}
+    memories: dict[str, ClockMemory] = {}
 
     async def put_in_force(config: FleetConfig) -> None:
         waiting = [key for key in _AT_START_ONLY if getattr(config.settings, key) != getattr(settings, key)]
@@ -244,11 +303,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with httpx.AsyncClient(limits=limits) as http, httpx.AsyncClient(limits=limits) as health_http:
             fleet = Fleet(initial, http, health_http, metrics)
             state["fleet"] = fleet
+            store = open_clock_store(url=settings.clock_store_url, max_clocks=settings.max_clocks,
+                                     idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
+            memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored)
             await fleet.poll_once()
             tasks = [asyncio.create_task(supervise("health-poller", fleet.poll_forever, metrics),
                                          name="health-poller"),
                      asyncio.create_task(supervise("loop-lag", lambda: loop_lag.watch(metrics), metrics),
-                                         name="loop-lag")]
+                                         name="loop-lag"),
+                     asyncio.create_task(supervise("clocks-held", count_clocks, metrics), name="clocks-held")]
             on_sighup = _nothing_to_reload
             if watched_file is not None:
                 watcher = ConfigWatcher(watched_file, initial, put_in_force)
@@ -262,6 +325,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             yield
             for task in tasks:
                 task.cancel()
+            await memories["memory"].close()
 
     app = FastAPIOffline(
         title="ChronoTick gateway",
@@ -294,6 +358,27 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     def fleet() -> Fleet:
         return state["fleet"]
 
+    async def count_clocks() -> None:
+        while True:
+            try:
+                metrics.clocks_held.set(await memories["memory"].store.count())
+            except StoreUnavailable:
+                metrics.memory_unavailable.inc()
+            await asyncio.sleep(CLOCKS_HELD_EVERY_S)
+
+    async def recall_clocks(query: FusedPredictRequest,
+                            plans: list[SeriesPlan]) -> tuple[dict[int, RecalledClock], str | None]:
+        """The request's clocks by series index, scored on its samples; or why none could be recalled."""
+        named = [(i, series.clock_id, _samples_of(series, plan))
+                 for i, (series, plan) in enumerate(zip(query.series, plans, strict=True)) if series.clock_id]
+        if not named:
+            return {}, None
+        recalled = await memories["memory"].recall([(clock_id, samples) for _, clock_id, samples in named],
+                                                   query.horizon)
+        if isinstance(recalled, str):
+            return {}, recalled
+        return {i: clock for (i, _, _), clock in zip(named, recalled, strict=True)}, None
+
     @app.post("/predict", response_model=FusedPredictResponse, responses=_PROBLEMS,
               dependencies=predict_dependencies)
     async def predict(query: FusedPredictRequest, http: Request) -> Response:
@@ -317,10 +402,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         _check_limits(query, settings)
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
+        clocks, memory_trouble = await recall_clocks(query, plans)
+        # The warm path: a clock with enough scored forecasts needs no backtests.
+        plans = [dataclasses.replace(plan, origins=()) if i in clocks and clocks[i].warm else plan
+                 for i, plan in enumerate(plans)]
         wanted = query.backends
         if wanted is None:
             wanted = settings.default_backends(max(query.horizon * plan.grid.interval_s for plan in plans))
         remote, classical, absent = _select(fleet(), wanted, configured=query.backends is None)
+        remote, resting = _rest_weightless(remote, classical, list(clocks.values()) if len(clocks) == len(plans)
+                                           else [], query.horizon)
+        absent += resting
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings)
         members_done = loop.time()
         answered = [r for r in results if r.ok]
@@ -333,24 +425,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         fused_series, dofs = [], []
         weights, member_std = {r.name: [] for r in answered}, {r.name: [] for r in answered}
         for index, plan in enumerate(plans):
-            fused = fuse([r.forecasts[index] for r in answered], origins=plan.origins,
-                         weight_floor=settings.weight_floor)
+            clock = clocks.get(index)
+            fused = _fuse_series(clock, answered, index, plan, query.quantile_levels, settings.weight_floor)
             dofs.append(fused.degrees_of_freedom.tolist())
             for row, result in enumerate(answered):
                 weights[result.name].append(fused.weights[row])
                 member_std[result.name].append(fused.member_std_us[row])
+            quantiles = fused.quantiles_us if fused.quantiles_us is not None else predictive_quantiles(
+                fused.mean_us, fused.std_us, query.quantile_levels, fused.degrees_of_freedom)
             fused_series.append(SeriesForecast(
                 id=plan.id, interval_s=plan.grid.interval_s, mean_us=fused.mean_us.tolist(),
-                quantiles_us=predictive_quantiles(
-                    fused.mean_us, fused.std_us, query.quantile_levels, fused.degrees_of_freedom
-                ).tolist(),
-                std_us=fused.std_us.tolist(),
+                quantiles_us=quantiles.tolist(), std_us=fused.std_us.tolist(),
             ))
+            if clock is not None:
+                remember(clock.state, clock.samples.last_s, {r.name: r.forecasts[index].mean_us for r in answered},
+                         fused.mean_us, fused.std_us, remembered=clock.warm)
+        memories["memory"].keep(list(clocks.values()))
         backends = absent + [
             _backend_result(r, plans, weights.get(r.name), member_std.get(r.name)) for r in results
         ]
         failures = [b for b in backends if b.status not in ("ok", "skipped")]
-        metrics.fused.labels(degraded=str(bool(failures)).lower()).inc()
+        reasons = [f"{b.name}: {b.status}: {b.reason}" for b in failures]
+        if memory_trouble is not None:
+            reasons.append(memory_trouble)
+        series_memories = [series_memory(s.clock_id, clocks.get(i)) for i, s in enumerate(query.series)]
+        for entry in series_memories:
+            metrics.series_memory.labels(state=entry.state).inc()
+        degraded = bool(reasons)
+        metrics.fused.labels(degraded=str(degraded).lower()).inc()
         metrics.request_seconds.observe(loop.time() - started)
         response = model_json_response(FusedPredictResponse(
             horizon=query.horizon,
@@ -359,8 +461,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             degrees_of_freedom=dofs,
             flagged_outliers=[plan.grid.flagged_outliers.tolist() for plan in plans],
             backends=backends,
-            degraded=bool(failures),
-            reasons=[f"{b.name}: {b.status}: {b.reason}" for b in failures],
+            memory=series_memories,
+            degraded=degraded,
+            reasons=reasons,
             elapsed_ms=(loop.time() - started) * 1000.0,
         ))
         finishing.observe(loop.time() - members_done)
@@ -391,6 +494,51 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         """Backends, their models and versions, breaker state, and the configuration version in force."""
         return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL),
                            config_version=fleet().config.version)
+
+    clock_path = Path(min_length=1, max_length=128, pattern=CLOCK_ID_PATTERN, description="The clock's id.")
+    clock_problems: dict[int | str, dict[str, object]] = {
+        status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+        for status, description in {404: "No clock of this id is remembered.",
+                                    503: "The clock memory cannot be reached."}.items()
+    } | _PROBLEMS
+
+    async def from_store(action: Awaitable[_T]) -> _T:
+        try:
+            return await action
+        except StoreUnavailable as error:
+            metrics.memory_unavailable.inc()
+            raise ProblemError(503, "Clock memory unavailable", str(error), headers={"Retry-After": "1"}) from error
+
+    def unknown_clock(clock_id: str) -> ProblemError:
+        return ProblemError(404, "Unknown clock", f"no clock {clock_id!r} is remembered here (never asked about, "
+                                                  "expired after being idle, or forgotten)")
+
+    @app.get("/clocks/{clock_id}", response_model=ClockReport, responses=clock_problems,
+             dependencies=predict_dependencies)
+    async def clock_report(clock_id: str = clock_path) -> ClockReport:
+        """What the gateway remembers of a clock, per scored horizon: each member's weight and realised
+        error, the fused error, and the realised coverage of the remembered 80 % and 95 % intervals."""
+        report = await from_store(memories["memory"].report(clock_id))
+        if report is None:
+            raise unknown_clock(clock_id)
+        return report
+
+    @app.delete("/clocks/{clock_id}", status_code=204, responses=clock_problems, dependencies=predict_dependencies)
+    async def forget_clock(clock_id: str = clock_path) -> Response:
+        """Forget a clock (after a hardware change, say): its next request starts it afresh."""
+        if not await from_store(memories["memory"].forget(clock_id)):
+            raise unknown_clock(clock_id)
+        return Response(status_code=204)
+
+    @app.post("/clocks/{clock_id}/observations", response_model=ObservationsScored, responses=clock_problems,
+              dependencies=predict_dependencies)
+    async def observe_clock(observations: ClockObservations, clock_id: str = clock_path) -> ObservationsScored:
+        """Measurements of a remembered clock that score its pending forecasts, without a forecast."""
+        clock = await from_store(memories["memory"].observe(
+            clock_id, np.asarray(observations.timestamps_s), as_array(observations.offsets_us)))
+        if clock is None:
+            raise unknown_clock(clock_id)
+        return ObservationsScored(clock_id=clock_id, scored=clock.newly_scored, pending=len(clock.state.pending))
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:

@@ -59,5 +59,32 @@ class GatewayMetrics:
             "chronotick_gateway_errors", "Error answers, by HTTP status.", ["status"], registry=self.registry,
         )
 
+        # The clock memory: aggregates only, never a label per clock (their number is unbounded).
+        self.clocks_held = Gauge(
+            "chronotick_gateway_clocks_held", "Clocks whose memory the store holds.", registry=self.registry,
+        )
+        self.series_memory = Counter(
+            "chronotick_gateway_series_memory", "Series answered, by what their clock's memory did "
+            "(stateless, cold-start, remembered, unavailable).", ["state"], registry=self.registry,
+        )
+        self.forecasts_scored = Counter(
+            "chronotick_gateway_forecasts_scored", "Remembered forecasts scored at one horizon by the truth.",
+            registry=self.registry,
+        )
+        self.interval_outcomes = Counter(
+            "chronotick_gateway_interval_outcomes", "Remembered central intervals scored, by level and whether "
+            "they covered the truth.", ["level", "outcome"], registry=self.registry,
+        )
+        self.clock_coverage = Histogram(
+            "chronotick_gateway_clock_coverage", "Each clock's realised coverage of a central interval, observed "
+            "when its forecasts are scored: the spread across clocks, which a total hides.", ["level"],
+            buckets=(0.5, 0.7, 0.75, 0.77, 0.8, 0.83, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99, 1.0),
+            registry=self.registry,
+        )
+        self.memory_unavailable = Counter(
+            "chronotick_gateway_clock_memory_unavailable", "Reads and writes of the clock memory that failed "
+            "(the series were answered statelessly meanwhile).", registry=self.registry,
+        )
+
     def observe_breaker(self, service: str, state: BreakerState) -> None:
         self.breaker.labels(service=service).set(STATE_VALUES[state])

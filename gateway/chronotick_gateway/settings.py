@@ -103,6 +103,27 @@ class GatewaySettings(BaseSettings):
     )
     weight_floor: float = Field(default=0.0, ge=0.0, lt=0.5)
 
+    # The clock memory (issue: the gateway remembers each clock). Read at start only.
+    clock_store_url: str | None = Field(
+        default=None, pattern=r"^(redis|rediss|unix)://",
+        description="Keep the clocks' memory in this Redis (redis://host:6379/0), shared by every gateway "
+        "worker and replica using it; unset: in this process (saved to clock_state_file on shutdown).",
+    )
+    clock_state_file: str | None = Field(
+        default=None, description="Without a Redis: where the in-process clock memory is saved on shutdown "
+        "and restored from on start; unset: it lasts as long as the process.",
+    )
+    max_clocks: int = Field(default=10_000, ge=1, le=10_000_000,
+                            description="Clocks the in-process memory holds at most (the least recently "
+                            "heard from is forgotten first); a Redis bounds its memory by its maxmemory.")
+    clock_idle_expiry_s: float = Field(default=86_400.0, gt=0.0,
+                                       description="A clock not heard from this long is forgotten.")
+    warm_after_scored: int = Field(
+        default=30, ge=1, le=100_000,
+        description="Scored forecasts a clock needs at every remembered horizon within a forecast before its "
+        "answer uses remembered weights and bounds alone and skips the backtests (the warm path).",
+    )
+
     @model_validator(mode="after")
     def _routes_do_not_overlap(self) -> GatewaySettings:
         if self.short_term and self.long_term and self.long_term.min_horizon_s <= self.short_term.max_horizon_s:

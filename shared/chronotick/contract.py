@@ -63,6 +63,10 @@ MaybeOffset = Offset | None
 CovariateValue = Annotated[float, Field(ge=-MAX_ABS_COVARIATE, le=MAX_ABS_COVARIATE)]
 Timestamp = Annotated[float, Field(ge=-MAX_ABS_TIMESTAMP_S, le=MAX_ABS_TIMESTAMP_S)]
 QuantileLevel = Annotated[float, Field(ge=MIN_QUANTILE_LEVEL, le=1.0 - MIN_QUANTILE_LEVEL)]
+# A clock's name: a host name, an interface (host.eth0), a PTP clock identity (00:1b:21:ff:fe:4a:5c:10)
+# all fit. Bounded, and of characters that need no escaping in a URL path segment, a log line or a Redis key.
+CLOCK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+ClockId = Annotated[str, Field(min_length=1, max_length=128, pattern=CLOCK_ID_PATTERN)]
 
 
 class Covariate(BaseModel):
@@ -85,6 +89,11 @@ class SeriesInput(BaseModel):
     Give either ``interval_s`` (the cadence) or ``timestamps_s`` (one per sample, strictly
     increasing); with timestamps, samples are placed on the grid of their median spacing (which
     must lie within the bounds of ``interval_s``) and the holes between them become missing samples.
+
+    A series that names its clock (``clock_id``) lets the gateway remember that clock: it scores its
+    earlier forecasts on the samples that have arrived since, and learns weights and bounds from
+    them. It then needs sample times to line the samples up with those forecasts: ``timestamps_s``,
+    or ``interval_s`` with ``start_s``, the time of the first sample (any epoch, the same every time).
     """
 
     model_config = _STRICT_NUMBERS
@@ -95,6 +104,15 @@ class SeriesInput(BaseModel):
     offsets_us: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
     interval_s: Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)] | None = None
     timestamps_s: Annotated[list[Timestamp], Field(max_length=MAX_POINTS_PER_SERIES)] | None = None
+    start_s: Timestamp | None = Field(
+        default=None, description="With interval_s: the time of the first sample, in seconds (any epoch, the "
+        "same from request to request). Needed with clock_id when there are no timestamps_s.",
+    )
+    clock_id: ClockId | None = Field(
+        default=None, description="The clock this series measures (a host name, say): the gateway remembers "
+        "it, scores its forecasts as the truth arrives and learns the fusion weights and bounds of this clock. "
+        "Needs sample times (timestamps_s, or interval_s with start_s).",
+    )
     covariates: Annotated[dict[str, Covariate], Field(max_length=16)] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -109,6 +127,10 @@ class SeriesInput(BaseModel):
                 )
             if any(b <= a for a, b in zip(self.timestamps_s, self.timestamps_s[1:])):
                 raise ValueError("timestamps_s must be strictly increasing")
+            if self.start_s is not None:
+                raise ValueError("give start_s with interval_s only: timestamps_s already say when each sample was")
+        if self.clock_id is not None and self.timestamps_s is None and self.start_s is None:
+            raise ValueError("a series with a clock_id needs sample times: timestamps_s, or start_s with interval_s")
         if all(v is None for v in self.offsets_us):
             raise ValueError("offsets_us holds no observed value (all null)")
         for name, covariate in self.covariates.items():
@@ -340,6 +362,31 @@ class BackendResult(BaseModel):
     )
 
 
+# How a series' answer used its clock's memory:
+#   stateless   the series named no clock;
+#   cold-start  its clock has too few scored forecasts: bounds from the request's own backtests, weights
+#               from them too, handing over to the remembered ones as the clock's scored forecasts accrue;
+#   remembered  weights and bounds learned from the clock's scored forecasts, no backtests (the warm path);
+#   unavailable the clock memory could not be reached: answered as stateless, and the answer is degraded.
+MemoryState = Literal["stateless", "cold-start", "remembered", "unavailable"]
+
+
+class SeriesMemory(BaseModel):
+    """What a series' clock memory did for its answer."""
+
+    clock_id: str | None = None
+    state: MemoryState
+    scored: int = Field(
+        default=0, description="The fewest scored forecasts of this clock at any remembered horizon within this "
+        "forecast: the evidence behind its remembered weights and bounds.",
+    )
+    newly_scored: int = Field(default=0, description="Earlier forecasts of this clock that this request's samples scored.")
+    handover: float = Field(
+        default=0.0, description="The share of the remembered weights in the fusion (0: the request's backtests "
+        "alone; 1: the memory alone, the warm path).",
+    )
+
+
 class FusedPredictResponse(BaseModel):
     """The fused forecast: ``std_us`` is the calibrated scale and the quantiles are Student-t with
     ``degrees_of_freedom`` (see the gateway's fusion module)."""
@@ -358,9 +405,66 @@ class FusedPredictResponse(BaseModel):
         "missing (empty lists when the request had clean=false).",
     )
     backends: list[BackendResult]
-    degraded: bool = Field(description="True when a backend that should have answered did not.")
+    memory: list[SeriesMemory] = Field(
+        default_factory=list, description="Per series: whether its weights and bounds came from its clock's "
+        "memory (remembered) or from the request's own backtests (stateless, cold-start)."
+    )
+    degraded: bool = Field(description="True when a backend that should have answered did not, or the clock "
+                                       "memory could not be reached.")
     reasons: list[str] = Field(default_factory=list)
     elapsed_ms: float
+
+
+class ClockObservations(BaseModel):
+    """Measurements of a remembered clock, sent without asking for a forecast: they score its
+    pending forecasts (a client that measures every second but asks every minute sends them here)."""
+
+    model_config = _STRICT_NUMBERS
+
+    offsets_us: Annotated[list[MaybeOffset], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
+    timestamps_s: Annotated[list[Timestamp], Field(min_length=1, max_length=MAX_POINTS_PER_SERIES)]
+
+    @model_validator(mode="after")
+    def _check_alignment(self) -> Self:
+        if len(self.timestamps_s) != len(self.offsets_us):
+            raise ValueError(f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {len(self.offsets_us)}")
+        if any(b <= a for a, b in zip(self.timestamps_s, self.timestamps_s[1:])):
+            raise ValueError("timestamps_s must be strictly increasing")
+        return self
+
+
+class ObservationsScored(BaseModel):
+    clock_id: str
+    scored: int = Field(description="Pending forecasts these observations scored.")
+    pending: int = Field(description="Forecasts of this clock still waiting for their truth.")
+
+
+class HorizonMemory(BaseModel):
+    """What a clock's memory learned at one scored horizon."""
+
+    horizon_s: float
+    scored: int = Field(description="Forecasts scored at this horizon.")
+    rule: str = Field(description="The combination rule in use here (the one with the smaller recent loss).")
+    weights: dict[str, float] = Field(description="Each member's remembered weight.")
+    mae_us: dict[str, float] = Field(description="Realised mean absolute error of each member and of 'fused'.")
+    coverage: dict[str, float] = Field(
+        description="Realised coverage of the fused central intervals, by level ('0.8', '0.95'), over the "
+        "forecasts answered with remembered bounds."
+    )
+    error_scale_us: float = Field(description="The clock's recent mean absolute fused error here: the unit of "
+                                              "its conformal scores.")
+
+
+class ClockReport(BaseModel):
+    """GET /clocks/{clock_id}: what the gateway remembers of one clock."""
+
+    clock_id: str
+    interval_s: float
+    last_sample_s: float | None
+    requests: int
+    pending_forecasts: int
+    state_bytes: int = Field(description="The size of this clock's stored state.")
+    horizons: list[HorizonMemory]
 
 
 class ServiceStatus(BaseModel):

@@ -1,4 +1,5 @@
-"""Live processes for the gateway tests: the real chronos and ttm services and a backend that misbehaves."""
+"""Live processes for the gateway tests: the real chronos and ttm services, a backend that misbehaves
+and a Redis for the clock memory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.redis_server import RedisServer, run_redis_server
 from support.servers import serve_in_process, venv_python
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -32,6 +34,13 @@ def flaky_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("flaky") / "service.log"
     with serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)}, log_path=log) as url:
         yield url
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (tests stop, pause and restart it)."""
+    with run_redis_server(tmp_path) as server:
+        yield server
 
 
 def set_mode(flaky_url: str, mode: str) -> None:

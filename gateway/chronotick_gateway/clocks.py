@@ -1,0 +1,239 @@
+"""The gateway's clock memory at work: recall a request's clocks, fuse with what they taught, keep.
+
+``memory`` holds the rules (pure); ``clockstore`` holds the bytes; this module joins them to a
+request. A request's clocks are loaded once, before the members are asked (scoring their pending
+forecasts on the request's samples decides whether the warm path applies); they are saved once,
+after the answer is fused, in the background: the client never waits for the store. A store that
+cannot be reached costs a request at most the store's own bound (``redis_store``), then the series are
+answered statelessly and the answer says why.
+
+Two requests for one clock at the same moment (two agents misconfigured with one clock id, or
+one agent's retry racing its original) each score and save; the later save wins and the other's
+new pending forecast is lost. Nothing is scored twice, and an agent asks one request at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chronotick.contract import ClockReport, HorizonMemory, MemoryState, SeriesMemory
+from chronotick_gateway.clockstore import ClockStore, StoreUnavailable
+from chronotick_gateway.fusion import FusedForecast
+from chronotick_gateway.memory import (
+    REPORTED_INTERVALS,
+    ClockState,
+    Outcome,
+    Samples,
+    UnreadableState,
+    anchor_weights,
+    decode,
+    encode,
+    evidence,
+    remembered_bounds,
+    rule_in_use,
+    score,
+    step_weights,
+)
+from chronotick_gateway.metrics import GatewayMetrics
+
+logger = logging.getLogger("chronotick.gateway.memory")
+
+
+@dataclass
+class RecalledClock:
+    """One series' clock, recalled and scored on the series' samples."""
+
+    clock_id: str
+    state: ClockState
+    samples: Samples
+    newly_scored: int
+    scored: int  # evidence at this forecast's anchors
+    warm_after: int
+
+    @property
+    def warm(self) -> bool:
+        return self.scored >= self.warm_after
+
+    @property
+    def handover(self) -> float:
+        """The share of the remembered weights: grows with the evidence, all of it once warm."""
+        return min(1.0, self.scored / self.warm_after)
+
+
+class ClockMemory:
+    """The clocks' states in ``store``, read and written for requests."""
+
+    def __init__(self, store: ClockStore, metrics: GatewayMetrics, *, warm_after: int) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.warm_after = warm_after
+        self._saves: set[asyncio.Task[None]] = set()
+
+    async def recall(self, series: Sequence[tuple[str, Samples]], horizon: int) -> list[RecalledClock] | str:
+        """Each (clock id, samples)'s clock with its pending forecasts scored on the samples, in
+        order; or why the store could not say (the series are then answered statelessly)."""
+        try:
+            stored = await self.store.load(sorted({c for c, _ in series}))
+        except StoreUnavailable as error:
+            self.metrics.memory_unavailable.inc()
+            return f"clock memory unavailable ({self.store.name}): {error}"
+        states: dict[str, ClockState] = {}
+        recalled = []
+        for clock_id, samples in series:
+            state = states.get(clock_id) or self._state_of(clock_id, stored.get(clock_id), samples.interval_s)
+            states[clock_id] = state
+            outcomes = score(state, samples)
+            self._count(state, outcomes)
+            recalled.append(RecalledClock(clock_id, state, samples, len(outcomes), evidence(state, horizon),
+                                          self.warm_after))
+        return recalled
+
+    def keep(self, clocks: Sequence[RecalledClock]) -> None:
+        """Save the clocks' states in the background (the answer does not wait for the store)."""
+        states = {clock.clock_id: encode(clock.state) for clock in clocks}
+        if not states:
+            return
+        task = asyncio.create_task(self._save(states))
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
+
+    async def _save(self, states: dict[str, bytes]) -> None:
+        try:
+            await self.store.save(states)
+        except StoreUnavailable as error:
+            self.metrics.memory_unavailable.inc()
+            logger.warning("clock memory: %d clock states not saved: %s", len(states), error)
+
+    async def observe(self, clock_id: str, times_s: np.ndarray, offsets_us: np.ndarray) -> RecalledClock | None:
+        """Score a known clock's pending forecasts on these observations (no forecast); None: a clock
+        not remembered (or unreadable), whose cadence is unknown."""
+        stored = await self.store.load([clock_id])
+        if clock_id not in stored:
+            return None
+        try:
+            state = decode(stored[clock_id])
+        except UnreadableState:
+            return None
+        samples = Samples(times_s, offsets_us, state.interval_s)
+        outcomes = score(state, samples)
+        self._count(state, outcomes)
+        clock = RecalledClock(clock_id, state, samples, len(outcomes), 0, self.warm_after)
+        await self.store.save({clock_id: encode(state)})
+        return clock
+
+    async def report(self, clock_id: str) -> ClockReport | None:
+        stored = await self.store.load([clock_id])
+        if clock_id not in stored:
+            return None
+        try:
+            state = decode(stored[clock_id])
+        except UnreadableState:
+            return None
+        return clock_report(clock_id, state, len(stored[clock_id]))
+
+    async def forget(self, clock_id: str) -> bool:
+        return await self.store.delete(clock_id)
+
+    async def close(self) -> None:
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
+        await self.store.close()
+
+    def _state_of(self, clock_id: str, stored: bytes | None, interval_s: float) -> ClockState:
+        """The stored state, or a new one: for a new clock, an unreadable state (logged) or a clock
+        whose cadence changed (its horizons in seconds no longer line up with its steps)."""
+        if stored is not None:
+            try:
+                state = decode(stored)
+            except UnreadableState as error:
+                logger.warning("clock memory: the state of %s is discarded: %s", clock_id, error)
+            else:
+                if abs(state.interval_s - interval_s) <= 1e-9 * interval_s:
+                    return state
+                logger.info("clock memory: %s changed cadence from %g s to %g s; starting it afresh",
+                            clock_id, state.interval_s, interval_s)
+        return ClockState(interval_s=interval_s)
+
+    def _count(self, state: ClockState, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        self.metrics.forecasts_scored.inc(len(outcomes))
+        for outcome in outcomes:
+            for level, hit in (outcome.covered or {}).items():
+                self.metrics.interval_outcomes.labels(level=level, outcome="covered" if hit else "missed").inc()
+        remembered = sum(anchor.remembered_scored for anchor in state.anchors)
+        if any(outcome.covered for outcome in outcomes) and remembered:
+            for level in REPORTED_INTERVALS:
+                hits = sum(anchor.covered[level] for anchor in state.anchors)
+                self.metrics.clock_coverage.labels(level=level).observe(hits / remembered)
+
+
+@dataclass(frozen=True)
+class SeriesFusion:
+    """A series' fused forecast, whichever way it was made."""
+
+    mean_us: np.ndarray  # (H,)
+    std_us: np.ndarray  # (H,)
+    quantiles_us: np.ndarray | None  # (levels, H); None: Student-t from std_us and degrees_of_freedom
+    degrees_of_freedom: np.ndarray  # (H,)
+    weights: np.ndarray  # (M, H)
+    member_std_us: np.ndarray  # (M, H)
+
+
+def fuse_remembered(clock: RecalledClock, names: Sequence[str], means: np.ndarray, own_std: np.ndarray,
+                    levels: Sequence[float]) -> SeriesFusion:
+    """The warm path: the clock's remembered weights and conformal bounds, no backtests."""
+    horizon = means.shape[1]
+    weights = step_weights(clock.state, names, horizon)
+    mean = np.sum(weights * means, axis=0)
+    bounds = remembered_bounds(clock.state, levels, horizon)
+    return SeriesFusion(mean, bounds.std_us, mean[None, :] + bounds.quantiles_us,
+                        np.full(horizon, float(clock.scored)), weights, own_std)
+
+
+def handed_over(clock: RecalledClock | None, fused: FusedForecast, names: Sequence[str],
+                means: np.ndarray) -> SeriesFusion:
+    """The in-context fusion; for a cold clock, its weights moved towards the remembered ones by the
+    clock's ``handover`` share, and the bounds, the in-context ones, centred on the new mean."""
+    share = 0.0 if clock is None else clock.handover
+    weights = fused.weights
+    if share > 0:
+        weights = (1.0 - share) * fused.weights + share * step_weights(clock.state, names, means.shape[1])
+    return SeriesFusion(np.sum(weights * means, axis=0), fused.std_us, None, fused.degrees_of_freedom, weights,
+                        fused.member_std_us)
+
+
+def series_memory(clock_id: str | None, clock: RecalledClock | None) -> SeriesMemory:
+    """What a series' clock memory did: ``clock`` is None for a series that named no clock
+    (``clock_id`` None), or whose clock could not be recalled."""
+    if clock is None:
+        return SeriesMemory(clock_id=clock_id, state="stateless" if clock_id is None else "unavailable")
+    state: MemoryState = "remembered" if clock.warm else "cold-start"
+    return SeriesMemory(clock_id=clock.clock_id, state=state, scored=clock.scored, newly_scored=clock.newly_scored,
+                        handover=clock.handover)
+
+
+def clock_report(clock_id: str, state: ClockState, state_bytes: int) -> ClockReport:
+    horizons = []
+    for anchor in state.anchors:
+        names = sorted(anchor.members)
+        weights = anchor_weights(anchor, names)
+        mae = {name: anchor.members[name].abs_error_sum / anchor.members[name].scored
+               for name in names if anchor.members[name].scored}
+        if anchor.scored:
+            mae["fused"] = anchor.fused_abs_error_sum / anchor.scored
+        coverage = ({level: hits / anchor.remembered_scored for level, hits in anchor.covered.items()}
+                    if anchor.remembered_scored else {})
+        horizons.append(HorizonMemory(
+            horizon_s=anchor.horizon_s, scored=anchor.scored, rule=rule_in_use(anchor),
+            weights={name: float(w) for name, w in zip(names, weights, strict=True)}, mae_us=mae,
+            coverage=coverage, error_scale_us=anchor.error_scale_us or 0.0,
+        ))
+    return ClockReport(clock_id=clock_id, interval_s=state.interval_s, last_sample_s=state.last_sample_s,
+                       requests=state.requests, pending_forecasts=len(state.pending), state_bytes=state_bytes,
+                       horizons=horizons)

@@ -1,0 +1,128 @@
+"""The clock memory in Redis: one key per clock, the idle expiry as its TTL.
+
+Every gateway worker and replica that names the same Redis shares the clocks. A Redis that is down
+or slow must cost requests nothing: every call is bounded (``CALL_DEADLINE_S``), and after a failure
+the store answers ``StoreUnavailable`` at once, without touching the network, for ``BACKOFF_S``;
+then it tries the server again, and redis-py's pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from chronotick_gateway.clockstore import StoreUnavailable
+
+KEY_PREFIX = "chronotick:clock:"
+# One socket operation (connect, or one reply): a healthy Redis beside the gateway answers in well
+# under a millisecond, so a tenth of a second means it is gone or stuck.
+SOCKET_TIMEOUT_S = 0.1
+# A whole call, its one retry included: what a request waits for its clocks at most, taken from
+# the members' time (a stuck Redis costs one request this, then the backoff answers at once).
+CALL_DEADLINE_S = 0.1
+# count() walks every key (SCAN); only the metrics gauge and the memory report ask for it.
+COUNT_DEADLINE_S = 5.0
+SCAN_BATCH = 10_000
+# After a failure, how long the store answers StoreUnavailable at once before it tries again.
+BACKOFF_S = 1.0
+
+T = TypeVar("T")
+
+
+class RedisClockStore:
+    """Clock states as ``chronotick:clock:<id>`` keys in the Redis at ``url``, each saved with the
+    idle expiry (whole seconds, at least 1) as its TTL. Redis bounds its memory itself
+    (``maxmemory`` with ``volatile-lru``: every key here has a TTL, so all of them may be evicted)."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, idle_expiry_s: float) -> None:
+        self.idle_expiry_s = idle_expiry_s
+        # Rounded up: a clock is never forgotten sooner than configured.
+        self._expiry_s = max(1, math.ceil(idle_expiry_s))
+        self._where = _without_credentials(url)
+        pool = ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            # The pool reconnects a connection it finds closed (a restarted server) when it hands it
+            # out; one that breaks after that fails once with a ConnectionError: one immediate retry
+            # on a fresh connection. Timeouts are not retried: a stuck server would only double the wait.
+            retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
+        )
+        self._redis = Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+        self._down_until = 0.0  # time.monotonic() until which the last failure is believed
+        self._last_failure = ""
+
+    async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
+        if not clock_ids:
+            return {}
+        keys = [_key(clock_id) for clock_id in clock_ids]
+        values = await self._call(lambda: self._redis.mget(keys), CALL_DEADLINE_S)
+        # (bytes, as the client does not decode; None for a clock with no state)
+        return {clock_id: value for clock_id, value in zip(clock_ids, values, strict=True) if isinstance(value, bytes)}
+
+    async def save(self, states: Mapping[str, bytes]) -> None:
+        if not states:
+            return
+
+        async def write() -> None:
+            # One round trip for every clock of a request; no MULTI: each key stands alone.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for clock_id, state in states.items():
+                    pipe.set(_key(clock_id), state, ex=self._expiry_s)
+                await pipe.execute()
+
+        await self._call(write, CALL_DEADLINE_S)
+
+    async def delete(self, clock_id: str) -> bool:
+        deleted = await self._call(lambda: self._redis.delete(_key(clock_id)), CALL_DEADLINE_S)
+        return bool(deleted)
+
+    async def count(self) -> int:
+        async def scan() -> int:
+            return sum([1 async for _ in self._redis.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_BATCH)])
+
+        return await self._call(scan, COUNT_DEADLINE_S)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, operation: Callable[[], Awaitable[T]], deadline_s: float) -> T:
+        """``operation`` within ``deadline_s``; any failure becomes StoreUnavailable and starts the
+        backoff, during which calls fail at once."""
+        remaining_s = self._down_until - time.monotonic()
+        if remaining_s > 0:
+            raise StoreUnavailable(f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): "
+                                   f"{self._last_failure}")
+        try:
+            return await asyncio.wait_for(operation(), deadline_s)
+        except TimeoutError:
+            failure = f"no answer within {deadline_s:g} s"
+        except (RedisError, OSError) as error:
+            failure = f"{type(error).__name__}: {error}"
+        self._last_failure = failure
+        self._down_until = time.monotonic() + BACKOFF_S
+        raise StoreUnavailable(f"redis at {self._where} is unavailable: {failure}")
+
+
+def _key(clock_id: str) -> str:
+    return KEY_PREFIX + clock_id
+
+
+def _without_credentials(url: str) -> str:
+    """The URL for messages: the password (if any) stays out of logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()

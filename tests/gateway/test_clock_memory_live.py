@@ -1,0 +1,238 @@
+"""The gateway remembering clocks, over real HTTP: a real uvicorn gateway with the real chronos
+service (real model code) and its classical members, its memory in process or in a real
+redis-server. A clock is streamed in time order as an agent would send it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from chronotick.synthetic import generate_clock
+from chronotick_gateway.app import create_app
+from chronotick_gateway.settings import GatewaySettings
+from support.redis_server import RedisServer
+from support.servers import serve_in_thread
+
+CONTEXT = 300
+EVERY = 5  # an agent asking every 5 s
+HORIZON = 10
+WARM_AFTER = 8
+CHRONOS_MODELS = 3
+
+
+def settings_for(**extra: object) -> GatewaySettings:
+    return GatewaySettings(health_interval_s=0.2, warm_after_scored=WARM_AFTER, **extra)  # type: ignore[arg-type]
+
+
+class ClockStream:
+    """One synthetic clock, asked about every ``EVERY`` seconds of its own time."""
+
+    def __init__(self, clock_id: str, seed: int = 21) -> None:
+        clock = generate_clock("server_load", 4000, seed=seed, missing_rate=0.0)
+        self.clock_id = clock_id
+        self.offsets = clock.observed_offset_us
+        self.end = CONTEXT
+
+    def body(self, end: int | None = None, **series: object) -> dict[str, object]:
+        end = self.end if end is None else end
+        window = self.offsets[end - CONTEXT: end]
+        return {"series": [{"offsets_us": window.tolist(), "interval_s": 1.0, "start_s": float(end - CONTEXT),
+                            "clock_id": self.clock_id, **series}],
+                "horizon": HORIZON, "quantile_levels": [0.025, 0.1, 0.5, 0.9, 0.975], "deadline_s": 10.0}
+
+    def ask(self, gateway: str, **extra: object) -> dict[str, object]:
+        response = httpx.post(f"{gateway}/predict", json=self.body(**extra), timeout=30.0)
+        assert response.status_code == 200, response.text
+        self.end += EVERY
+        return response.json()
+
+    def until_warm(self, gateway: str, limit: int = 40) -> list[dict[str, object]]:
+        answers = []
+        for _ in range(limit):
+            answers.append(self.ask(gateway))
+            if answers[-1]["memory"][0]["state"] == "remembered":
+                return answers
+        raise AssertionError(f"not warm after {limit} answers: {answers[-1]['memory']}")
+
+
+def series_forecast_by_chronos(chronos_url: str) -> float:
+    """Series the chronos service has forecast so far, over its models (its batch-size histogram)."""
+    text = httpx.get(f"{chronos_url}/metrics").text
+    return sum(float(v) for v in re.findall(r"^chronotick_batch_series_sum(?:\{[^}]*\})? (\S+)$", text, re.M))
+
+
+@pytest.fixture(scope="module")
+def gateway(chronos_url: str) -> Iterator[str]:
+    with serve_in_thread(create_app(settings_for(services={"chronos": chronos_url}))) as url:
+        yield url
+
+
+def test_a_clock_hands_over_from_its_backtests_to_its_memory_and_then_skips_the_backtests(
+    gateway: str, chronos_url: str
+) -> None:
+    stream = ClockStream("host-handover")
+    before = series_forecast_by_chronos(chronos_url)
+    first = stream.ask(gateway)
+    cold_series = series_forecast_by_chronos(chronos_url) - before
+    assert first["memory"][0] == {"clock_id": "host-handover", "state": "cold-start", "scored": 0,
+                                  "newly_scored": 0, "handover": 0.0}
+    assert first["degraded"] is False, first["reasons"]
+    answers = stream.until_warm(gateway)
+    handovers = [a["memory"][0]["handover"] for a in answers]
+    assert handovers == sorted(handovers) and 0 < handovers[len(handovers) // 2] < 1  # it grows, gradually
+    assert sum(a["memory"][0]["newly_scored"] for a in answers) >= WARM_AFTER * 4  # four anchors in 10 s
+    warm = answers[-1]
+    assert warm["memory"][0]["scored"] >= WARM_AFTER
+    # The warm path: each model forecast the live context only, no backtest cuts.
+    before = series_forecast_by_chronos(chronos_url)
+    warm = stream.ask(gateway)
+    assert warm["memory"][0]["state"] == "remembered"
+    warm_series = series_forecast_by_chronos(chronos_url) - before
+    assert cold_series >= 4 * CHRONOS_MODELS  # the real origin and its backtest cuts
+    assert warm_series == CHRONOS_MODELS
+    forecast = warm["forecasts"][0]
+    quantiles = np.array(forecast["quantiles_us"])
+    assert np.all(np.diff(quantiles, axis=0) > 0)  # 2.5 % < 10 % < 50 % < 90 % < 97.5 %, every step
+    weights = np.array([b["weights"][0] for b in warm["backends"] if b["status"] == "ok"])
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+
+
+def test_the_clock_report_says_what_the_memory_learned_per_horizon(gateway: str) -> None:
+    stream = ClockStream("host-report", seed=22)
+    stream.until_warm(gateway)
+    for _ in range(4):
+        stream.ask(gateway)
+    report = httpx.get(f"{gateway}/clocks/host-report").json()
+    assert report["clock_id"] == "host-report" and report["interval_s"] == 1.0
+    assert report["pending_forecasts"] > 0 and 0 < report["state_bytes"] < 64_000
+    reached = [h for h in report["horizons"] if h["horizon_s"] <= HORIZON]
+    assert [h["horizon_s"] for h in reached] == [1.0, 2.0, 5.0, 10.0]
+    for horizon in reached:
+        assert horizon["scored"] >= WARM_AFTER
+        assert sum(horizon["weights"].values()) == pytest.approx(1.0)
+        assert {"fused", "last-value", "kalman", "chronos-bolt"} <= set(horizon["mae_us"])
+        assert horizon["rule"] in ("ml-poly", "inverse-mse") and horizon["error_scale_us"] > 0
+    assert set(reached[0]["coverage"]) == {"0.8", "0.95"}  # answers with remembered bounds were scored
+    assert all(h["scored"] == 0 for h in report["horizons"] if h["horizon_s"] > HORIZON)
+
+
+def test_observations_score_pending_forecasts_without_a_forecast(gateway: str) -> None:
+    stream = ClockStream("host-observed", seed=23)
+    stream.ask(gateway)
+    origin = stream.end - EVERY  # the last sample of that answer's window is at origin - 1
+    times = [float(origin - 1 + k) for k in range(1, 11)]
+    response = httpx.post(f"{gateway}/clocks/host-observed/observations",
+                          json={"timestamps_s": times, "offsets_us": stream.offsets[origin: origin + 10].tolist()})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"clock_id": "host-observed", "scored": 4, "pending": 0}  # 1, 2, 5 and 10 s
+    unknown = httpx.post(f"{gateway}/clocks/nobody/observations", json={"timestamps_s": [1.0], "offsets_us": [0.0]})
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+
+
+def test_a_forgotten_clock_starts_afresh(gateway: str) -> None:
+    stream = ClockStream("host-forgotten", seed=24)
+    for _ in range(6):
+        stream.ask(gateway)
+    assert httpx.delete(f"{gateway}/clocks/host-forgotten").status_code == 204
+    assert httpx.get(f"{gateway}/clocks/host-forgotten").status_code == 404
+    assert httpx.delete(f"{gateway}/clocks/host-forgotten").status_code == 404
+    assert stream.ask(gateway)["memory"][0]["scored"] == 0
+
+
+@pytest.mark.parametrize(("series", "field"), [
+    ({"clock_id": "no-times", "start_s": None}, "series.0"),
+    ({"clock_id": "has space"}, "series.0.clock_id"),
+    ({"clock_id": "x" * 129}, "series.0.clock_id"),
+])
+def test_a_clock_without_sample_times_or_with_a_bad_id_is_refused(gateway: str, series: dict[str, object],
+                                                                   field: str) -> None:
+    body = ClockStream("refused").body(**series)
+    response = httpx.post(f"{gateway}/predict", json=body)
+    assert response.status_code == 422
+    assert any(e["field"].startswith(field) for e in response.json()["errors"]), response.json()
+    assert httpx.get(f"{gateway}/clocks/bad%2Fid").status_code in (404, 422)
+
+
+def test_the_memory_survives_a_gateway_restart_through_its_state_file(chronos_url: str, tmp_path: Path) -> None:
+    settings = settings_for(services={"chronos": chronos_url}, clock_state_file=str(tmp_path / "clocks.json"))
+    stream = ClockStream("host-restarted", seed=25)
+    with serve_in_thread(create_app(settings)) as gateway:
+        stream.until_warm(gateway)
+        before = httpx.get(f"{gateway}/clocks/host-restarted").json()
+    with serve_in_thread(create_app(settings)) as gateway:
+        assert httpx.get(f"{gateway}/clocks/host-restarted").json() == before
+        assert stream.ask(gateway)["memory"][0]["state"] == "remembered"
+
+
+def test_a_state_file_that_cannot_be_read_is_discarded_with_a_log_line(
+    chronos_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "clocks.json"
+    path.write_text("{not json")
+    settings = settings_for(services={"chronos": chronos_url}, clock_state_file=str(path))
+    with caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"), \
+            serve_in_thread(create_app(settings)) as gateway:
+        assert ClockStream("host-fresh", seed=26).ask(gateway)["memory"][0]["state"] == "cold-start"
+    assert any("unreadable" in record.getMessage() for record in caplog.records)
+
+
+# --- In Redis ----------------------------------------------------------------------------------
+
+
+def test_two_gateways_on_one_redis_share_a_clock(chronos_url: str, redis_server: RedisServer) -> None:
+    settings = settings_for(services={"chronos": chronos_url}, clock_store_url=redis_server.url)
+    stream = ClockStream("host-shared", seed=27)
+    with serve_in_thread(create_app(settings)) as first, serve_in_thread(create_app(settings)) as second:
+        scored = []
+        for k in range(14):
+            answer = stream.ask(first if k % 2 == 0 else second)
+            scored.append(answer["memory"][0]["scored"])
+        assert scored == sorted(scored) and scored[-1] >= WARM_AFTER  # each went on from the other's state
+        time.sleep(0.2)  # the last save runs after the answer
+        assert httpx.get(f"{first}/clocks/host-shared").json() == httpx.get(f"{second}/clocks/host-shared").json()
+    assert redis_server.client().ttl("chronotick:clock:host-shared") > 0
+
+
+def test_without_redis_the_gateway_answers_statelessly_and_comes_back_on_its_own(
+    chronos_url: str, redis_server: RedisServer
+) -> None:
+    settings = settings_for(services={"chronos": chronos_url}, clock_store_url=redis_server.url)
+    stream = ClockStream("host-outage", seed=28)
+    with serve_in_thread(create_app(settings)) as gateway:
+        for _ in range(5):
+            stream.ask(gateway)
+        time.sleep(0.2)
+        redis_server.stop()
+        outage = [stream.ask(gateway) for _ in range(3)]
+        for answer in outage:
+            assert answer["memory"][0] == {"clock_id": "host-outage", "state": "unavailable", "scored": 0, "newly_scored": 0,
+                                           "handover": 0.0}
+            assert answer["degraded"] is True
+            assert any("clock memory unavailable" in r for r in answer["reasons"]), answer["reasons"]
+        assert httpx.get(f"{gateway}/clocks/host-outage").status_code == 503
+        redis_server.start()  # its append-only file brings the clock back
+        deadline = time.monotonic() + 5.0
+        while (answer := stream.ask(gateway))["memory"][0]["state"] == "unavailable":
+            assert time.monotonic() < deadline, "the gateway did not reconnect to Redis"
+            time.sleep(0.2)
+        assert answer["degraded"] is False
+        assert answer["memory"][0]["clock_id"] == "host-outage" and answer["memory"][0]["newly_scored"] > 0
+
+
+def test_a_state_in_redis_that_cannot_be_read_is_discarded(
+    chronos_url: str, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_server.client().set("chronotick:clock:host-garbled", b"\x00not a state")
+    settings = settings_for(services={"chronos": chronos_url}, clock_store_url=redis_server.url)
+    with caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"), \
+            serve_in_thread(create_app(settings)) as gateway:
+        answer = ClockStream("host-garbled", seed=29).ask(gateway)
+    assert answer["memory"][0]["state"] == "cold-start" and answer["degraded"] is False
+    assert any("host-garbled" in r.getMessage() and "discarded" in r.getMessage() for r in caplog.records)
