@@ -25,11 +25,13 @@ from chronotick_gateway.clockstore import StoreUnavailable
 
 KEY_PREFIX = "chronotick:clock:"
 # One socket operation (connect, or one reply): a healthy Redis beside the gateway answers in well
-# under a millisecond, so a tenth of a second means it is gone or stuck.
-SOCKET_TIMEOUT_S = 0.1
-# A whole call, its one retry included: what a request waits for its clocks at most, taken from
-# the members' time (a stuck Redis costs one request this, then the backoff answers at once).
-CALL_DEADLINE_S = 0.1
+# under a millisecond, so a quarter second means it is gone or stuck.
+SOCKET_TIMEOUT_S = 0.25
+# A whole call, its one retry included: what a request waits for its clocks at most, taken from its
+# members' time (a stuck Redis costs one request a second this much; the backoff answers the others
+# at once). Not less: the time counts the gateway's own event loop too, which at 32 clients is late
+# by tens of milliseconds, and a tenth of a second took a healthy Redis for a dead one (measured).
+CALL_DEADLINE_S = 0.5
 # count() walks every key (SCAN); only the metrics gauge and the memory report ask for it.
 COUNT_DEADLINE_S = 5.0
 SCAN_BATCH = 10_000

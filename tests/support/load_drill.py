@@ -37,6 +37,7 @@ class Answer:
     reasons: tuple[str, ...] = ()
     error: str | None = None
     gateway_s: float | None = None   # the time the gateway itself says it took (its elapsed_ms)
+    memory: tuple[str, ...] = ()     # per series, what its clock memory did (stateless, remembered ...)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _answer(client: int, sent_at: float, elapsed_s: float, response: httpx.Respo
     body = json.loads(response.content)
     answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
     return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
-                  gateway_s=body["elapsed_ms"] / 1000.0)
+                  gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])))
 
 
 def run_drill(

@@ -1,0 +1,79 @@
+"""The clock memory in the live containers: the gateway's state in the compose Redis outlives a
+restart of the gateway, and Redis stopped and started under realistic load fails no request."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+
+from chronotick.synthetic import generate_clock
+from support.containers import ComposeFleet
+from support.load_drill import Event, run_drill, summarize
+from test_load import CLIENTS, DEADLINE_S, DURATION_S, GATEWAY_MARGIN_S, MARGIN_S
+
+CONTEXT = 512
+HORIZON = 60
+EVERY_S = 5  # an agent asking every 5 s
+WINDOWS = 64
+
+
+def windows(clock_id: str, seed: int, count: int, *, horizon: int = HORIZON) -> list[dict[str, object]]:
+    """``count`` requests for one clock, each EVERY_S seconds after the one before, as an agent sends them."""
+    offsets = generate_clock("mixed", CONTEXT + EVERY_S * count, seed=seed).observed_offset_us
+    bodies = []
+    for k in range(count):
+        end = CONTEXT + EVERY_S * k
+        window = offsets[end - CONTEXT: end]
+        bodies.append({"series": [{"offsets_us": [None if np.isnan(v) else float(v) for v in window],
+                                   "interval_s": 1.0, "start_s": float(end - CONTEXT), "clock_id": clock_id}],
+                       "horizon": horizon})
+    return bodies
+
+
+def test_the_memory_outlives_a_gateway_restart(fleet: ComposeFleet) -> None:
+    asks = iter(windows("it-restarted", seed=7, count=12, horizon=10))
+    for body in [next(asks) for _ in range(8)]:
+        assert fleet.predict({**body, "deadline_s": 5.0}).status_code == 200
+    clock = f"{fleet.url}/clocks/it-restarted"
+    fleet.wait_until(lambda: httpx.get(clock, headers=fleet.headers).json()["requests"] == 8, 5.0, "the last save")
+    before = httpx.get(clock, headers=fleet.headers).json()
+    assert before["horizons"][0]["scored"] > 0
+    fleet.compose("restart", "--timeout", "5", "gateway", timeout_s=60.0)
+    fleet.wait_until(lambda: httpx.get(f"{fleet.url}/health/ready", timeout=1.0).status_code == 200, 60.0,
+                     "gateway back")
+    assert httpx.get(clock, headers=fleet.headers).json() == before
+    answer = fleet.predict({**next(asks), "deadline_s": 5.0}).json()
+    memory = answer["memory"][0]
+    assert memory["state"] == "cold-start" and memory["newly_scored"] > 0  # its pending forecasts survived
+
+
+def test_redis_stopped_and_started_under_load_fails_no_request(fleet: ComposeFleet) -> None:
+    """32 agents, each its own clock, at the default deadline; Redis goes away for 15 s. Every
+    request is answered on time; meanwhile statelessly (degraded, saying why); afterwards from the
+    memory again, which Redis's append-only file kept."""
+    per_clock = [windows(f"it-load-{i}", seed=100 + i, count=WINDOWS) for i in range(CLIENTS)]
+    # The drill gives client i the bodies i, i + CLIENTS, i + 2 CLIENTS ...: its own clock, in time order.
+    bodies = [json.dumps(per_clock[i][k]).encode() for k in range(WINDOWS) for i in range(CLIENTS)]
+    events = [Event(15.0, "stop redis", lambda: fleet.compose("stop", "redis")),
+              Event(30.0, "start redis", lambda: fleet.compose("start", "redis"))]
+    try:
+        result = run_drill(fleet.url, bodies, clients=CLIENTS, duration_s=DURATION_S, events=events,
+                           headers=fleet.headers, after_events_s=15.0)
+    finally:
+        fleet.compose("start", "redis")
+    described = f"{summarize(result.answers)}; events at {result.events}"
+    failed = [a for a in result.answers if a.status != 200]
+    assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {described}"
+    late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S)
+    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; {described}"
+    before = result.between(2.0, result.began["stop redis"])
+    away = result.between(result.events["stop redis"] + 1.0, result.began["start redis"])
+    back = result.between(result.events["start redis"] + 3.0, result.duration_s)
+    assert before and all(a.memory == ("cold-start",) or a.memory == ("remembered",) for a in before)
+    assert away and all(a.memory == ("unavailable",) and a.degraded for a in away)
+    assert all(any("clock memory unavailable" in r for r in a.reasons) for a in away)
+    assert back and all(a.memory in (("cold-start",), ("remembered",)) for a in back), described
+    report = httpx.get(f"{fleet.url}/clocks/it-load-0", headers=fleet.headers).json()
+    assert report["requests"] > 0 and report["horizons"][0]["scored"] > 0
