@@ -77,3 +77,37 @@ def test_redis_stopped_and_started_under_load_fails_no_request(fleet: ComposeFle
     assert back and all(a.memory in (("cold-start",), ("remembered",)) for a in back), described
     report = httpx.get(f"{fleet.url}/clocks/it-load-0", headers=fleet.headers).json()
     assert report["requests"] > 0 and report["horizons"][0]["scored"] > 0
+
+
+def worker_processes(fleet: ComposeFleet) -> int:
+    """uvicorn's worker processes in the gateway container (the image has no ps: /proc)."""
+    count = ("import os, pathlib; print(sum(b'spawn_main' in (p / 'cmdline').read_bytes() "
+             "for p in pathlib.Path('/proc').glob('[0-9]*') if p.name != str(os.getpid())))")
+    return int(fleet.compose("exec", "-T", "gateway", "python", "-c", count, timeout_s=30.0).strip())
+
+
+def test_two_gateway_workers_serving_one_clock_agree(fleet: ComposeFleet) -> None:
+    """The gateway with two uvicorn workers (each request may reach either): the clock's memory
+    goes on from one answer to the next whichever worker gave it, and both report the same."""
+    def gateway_with(workers: int) -> None:
+        fleet.compose("up", "-d", "--no-deps", "gateway", env={"CHRONOTICK_GATEWAY_WORKERS": str(workers)},
+                      timeout_s=120.0)
+        fleet.wait_until(lambda: fleet.ready_services() == {"chronos", "ttm", "toto", "timemoe"}, 120.0,
+                         f"the gateway with {workers} workers fusing every backend")
+
+    gateway_with(2)
+    try:
+        assert worker_processes(fleet) == 2
+        scored = []
+        for body in windows("it-workers", seed=9, count=16, horizon=10):
+            # A new connection each time: the kernel hands it to either worker.
+            answer = httpx.post(f"{fleet.url}/predict", json={**body, "deadline_s": 5.0}, headers=fleet.headers,
+                                timeout=30.0).json()
+            scored.append(answer["memory"][0]["scored"])
+        assert scored == sorted(scored) and scored[-1] > 0, scored
+        clock = f"{fleet.url}/clocks/it-workers"
+        fleet.wait_until(lambda: httpx.get(clock, headers=fleet.headers).json()["requests"] == 16, 5.0, "last save")
+        reports = [httpx.get(clock, headers=fleet.headers).json() for _ in range(8)]
+        assert all(report == reports[0] for report in reports)
+    finally:
+        gateway_with(1)

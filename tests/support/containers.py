@@ -43,8 +43,10 @@ class ComposeFleet:
     def predict(self, body: dict[str, object], timeout_s: float = 30.0) -> httpx.Response:
         return httpx.post(f"{self.url}/predict", json=body, headers=self.headers, timeout=timeout_s)
 
-    def compose(self, *args: str, timeout_s: float = 120.0) -> str:
-        env = {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "CHRONOTICK_GATEWAY_PORT": str(self.port)}
+    def compose(self, *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> str:
+        """``scripts/compose ARGS`` for this fleet; ``env`` adds variables (e.g. CHRONOTICK_GATEWAY_WORKERS)."""
+        env = {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "CHRONOTICK_GATEWAY_PORT": str(self.port),
+               **(env or {})}
         env.pop("CHRONOTICK_GATEWAY_API_KEY", None)
         if self.api_key:
             env["CHRONOTICK_GATEWAY_API_KEY"] = self.api_key
