@@ -11,14 +11,24 @@ Needs the ``client`` extra of chronotick-shared (httpx, tenacity).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from chronotick.contract import FleetModels, FusedPredictRequest, FusedPredictResponse, Problem
+from chronotick.contract import (
+    ClockId,
+    ClockObservations,
+    ClockReport,
+    FleetModels,
+    FusedPredictRequest,
+    FusedPredictResponse,
+    ObservationsScored,
+    Problem,
+)
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 API_KEY_HEADER = "X-API-Key"
@@ -68,8 +78,21 @@ def _checked(response: httpx.Response) -> httpx.Response:
     return response
 
 
-def _body(request: FusedPredictRequest) -> dict[str, Any]:
+def _body(request: FusedPredictRequest | ClockObservations) -> dict[str, Any]:
     return request.model_dump(mode="json", exclude_none=True)
+
+
+_CLOCK_ID = TypeAdapter(ClockId)
+
+
+def _clock_path(clock_id: str) -> str:
+    """``/clocks/{clock_id}``, the id checked first: one the contract refuses ('/', '..') never
+    reaches a URL."""
+    return f"/clocks/{_CLOCK_ID.validate_python(clock_id)}"
+
+
+def _observations(timestamps_s: Sequence[float], offsets_us: Sequence[float | None]) -> dict[str, Any]:
+    return _body(ClockObservations(timestamps_s=list(timestamps_s), offsets_us=list(offsets_us)))
 
 
 class _Settings:
@@ -130,6 +153,22 @@ class Client:
         """The gateway's readiness and the services it counts as ready."""
         return dict(self._send("GET", "/health/ready").json())
 
+    def clock(self, clock_id: str) -> ClockReport:
+        """What the gateway remembers of one clock; a clock it does not know raises GatewayError 404."""
+        return ClockReport.model_validate_json(self._send("GET", _clock_path(clock_id)).content)
+
+    def forget_clock(self, clock_id: str) -> None:
+        """Forget a clock, so that its next request starts cold; one it does not know raises GatewayError 404."""
+        self._send("DELETE", _clock_path(clock_id))
+
+    def observe(self, clock_id: str, timestamps_s: Sequence[float],
+                offsets_us: Sequence[float | None]) -> ObservationsScored:
+        """Send measurements of a remembered clock without asking for a forecast: they score its pending
+        forecasts (for a client that measures more often than it asks)."""
+        body = _observations(timestamps_s, offsets_us)
+        response = self._send("POST", f"{_clock_path(clock_id)}/observations", body)
+        return ObservationsScored.model_validate_json(response.content)
+
     def close(self) -> None:
         self._http.close()
 
@@ -175,6 +214,22 @@ class AsyncClient:
     async def ready(self) -> dict[str, Any]:
         """The gateway's readiness and the services it counts as ready."""
         return dict((await self._send("GET", "/health/ready")).json())
+
+    async def clock(self, clock_id: str) -> ClockReport:
+        """What the gateway remembers of one clock; a clock it does not know raises GatewayError 404."""
+        return ClockReport.model_validate_json((await self._send("GET", _clock_path(clock_id))).content)
+
+    async def forget_clock(self, clock_id: str) -> None:
+        """Forget a clock, so that its next request starts cold; one it does not know raises GatewayError 404."""
+        await self._send("DELETE", _clock_path(clock_id))
+
+    async def observe(self, clock_id: str, timestamps_s: Sequence[float],
+                      offsets_us: Sequence[float | None]) -> ObservationsScored:
+        """Send measurements of a remembered clock without asking for a forecast: they score its pending
+        forecasts (for a client that measures more often than it asks)."""
+        body = _observations(timestamps_s, offsets_us)
+        response = await self._send("POST", f"{_clock_path(clock_id)}/observations", body)
+        return ObservationsScored.model_validate_json(response.content)
 
     async def aclose(self) -> None:
         await self._http.aclose()

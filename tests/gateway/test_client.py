@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from chronotick.cli import app
 from chronotick.client import AsyncClient, Client, GatewayError, GatewayUnreachable
-from chronotick.contract import FleetModels, FusedPredictRequest, SeriesInput
+from chronotick.contract import ClockReport, FleetModels, FusedPredictRequest, ObservationsScored, SeriesInput
 from chronotick.synthetic import generate_clock
+from support.clock_memory import ClockMemoryStandIn, clock_memory_app
 from support.servers import free_port, serve_in_process, serve_in_thread
 
 API_KEY = "client-test-key"
@@ -171,3 +172,63 @@ def test_a_read_timeout_is_unreachable_at_once_never_sent_again() -> None:
         waited = time.monotonic() - started
     assert len(calls) == 1
     assert 0.3 <= waited < 1.5
+
+
+def test_the_clock_calls_report_score_and_forget_a_remembered_clock() -> None:
+    """GET, POST .../observations and DELETE /clocks/{id}, against a stand-in that answers the contract's
+    shapes; a clock the gateway does not know is a 404 GatewayError, like every other error answer."""
+    stand_in = ClockMemoryStandIn(clocks={"host-a.eth0": 7})
+    with serve_in_thread(clock_memory_app(stand_in)) as url, Client(url, attempts=1) as client:
+        report = client.clock("host-a.eth0")
+        scored = client.observe("host-a.eth0", [1_700_000_100.0, 1_700_000_101.0], [4.5, None])
+        client.forget_clock("host-a.eth0")
+        with pytest.raises(GatewayError) as forgotten:
+            client.clock("host-a.eth0")
+        with pytest.raises(GatewayError) as twice:
+            client.forget_clock("host-a.eth0")
+    assert isinstance(report, ClockReport) and report.requests == 7 and report.horizons[0].rule == "weights"
+    assert scored == ObservationsScored(clock_id="host-a.eth0", scored=1, pending=4)
+    assert forgotten.value.status == twice.value.status == 404
+    assert "host-a.eth0" in forgotten.value.problem.detail
+    assert [(method, path) for method, path, _ in stand_in.requests] == [
+        ("GET", "/clocks/host-a.eth0"), ("POST", "/clocks/host-a.eth0/observations"), ("DELETE", "/clocks/host-a.eth0"),
+        ("GET", "/clocks/host-a.eth0"), ("DELETE", "/clocks/host-a.eth0")]
+    assert stand_in.requests[1][2] == {"timestamps_s": [1_700_000_100.0, 1_700_000_101.0], "offsets_us": [4.5, None]}
+
+
+def test_the_async_clock_calls_match_the_sync_ones() -> None:
+    stand_in = ClockMemoryStandIn(clocks={"ptp:00:1b:21:ff:fe:4a:5c:10": 2})
+    clock_id = "ptp:00:1b:21:ff:fe:4a:5c:10"
+
+    async def calls(url: str) -> tuple[ClockReport, ObservationsScored, int]:
+        async with AsyncClient(url, attempts=1) as client:
+            report = await client.clock(clock_id)
+            scored = await client.observe(clock_id, [10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+            await client.forget_clock(clock_id)
+            with pytest.raises(GatewayError) as forgotten:
+                await client.observe(clock_id, [13.0], [4.0])
+        return report, scored, forgotten.value.status
+
+    with serve_in_thread(clock_memory_app(stand_in)) as url:
+        report, scored, status = asyncio.run(calls(url))
+    assert report.clock_id == clock_id and report.pending_forecasts == 3
+    assert (scored.scored, scored.pending, status) == (3, 2, 404)
+
+
+@pytest.mark.parametrize("clock_id", ["../models", "host/a", "", "-leading-dash", "x" * 129])
+def test_a_clock_id_the_contract_refuses_is_never_sent(clock_id: str) -> None:
+    stand_in = ClockMemoryStandIn()
+    with serve_in_thread(clock_memory_app(stand_in)) as url, Client(url, attempts=1) as client:
+        for call in (lambda: client.clock(clock_id), lambda: client.forget_clock(clock_id),
+                     lambda: client.observe(clock_id, [1.0], [2.0])):
+            with pytest.raises(ValueError, match="String should"):
+                call()
+    assert stand_in.requests == []
+
+
+def test_observations_are_checked_before_they_are_sent() -> None:
+    stand_in = ClockMemoryStandIn(clocks={"host-a": 1})
+    with serve_in_thread(clock_memory_app(stand_in)) as url, Client(url, attempts=1) as client, \
+            pytest.raises(ValueError, match="strictly increasing"):
+        client.observe("host-a", [2.0, 1.0], [0.0, 0.0])
+    assert stand_in.requests == []

@@ -11,9 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from chronotick.cli import app
+from chronotick.cli.app import out as cli_out
 from chronotick.cli.forecast import NotForecastable, prepare_request
 from chronotick.clockdata import read_clock_log
-from support.servers import free_port
+from support.clock_memory import ClockMemoryStandIn, clock_memory_app
+from support.servers import free_port, serve_in_thread
 
 runner = CliRunner()
 COMMANDS = ("predict", "status", "bench", "train", "finetune", "agent")
@@ -49,6 +51,60 @@ def test_context_keeps_the_newest_samples(tmp_path: Path) -> None:
     series = read_clock_log(write_csv(tmp_path / "clock.csv", [i * 1e-6 for i in range(50)]))
     request = prepare_request(series, horizon_s=2.0, context=16, deadline_s=1.0).request
     assert request.series[0].offsets_us == pytest.approx([float(i) for i in range(34, 50)])
+
+
+def test_a_named_clock_sends_the_time_of_its_first_sent_sample(tmp_path: Path) -> None:
+    series = read_clock_log(write_csv(tmp_path / "clock.csv", [i * 1e-6 for i in range(50)]))
+    named = prepare_request(series, horizon_s=2.0, context=16, deadline_s=1.0, clock_id="host-a.eth0").request
+    assert named.series[0].clock_id == "host-a.eth0"
+    assert named.series[0].start_s == 1_700_000_000 + 34 * 2.0  # the newest 16 of 50 samples, 2 s apart
+    unnamed = prepare_request(series, horizon_s=2.0, context=16, deadline_s=1.0).request
+    assert unnamed.series[0].clock_id is None and unnamed.series[0].start_s is None
+
+
+def test_predict_names_the_clock_on_the_wire_and_shows_what_its_memory_did(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "clock.csv", [i * 1e-6 for i in range(30)])
+    stand_in = ClockMemoryStandIn()
+    with serve_in_thread(clock_memory_app(stand_in)) as url:
+        first = runner.invoke(app, ["predict", str(csv), "--clock-id", "host-a", "--horizon-s", "4", "--gateway", url])
+        second = runner.invoke(app, ["predict", str(csv), "--clock-id", "host-a", "--horizon-s", "4", "--gateway", url])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    sent = stand_in.requests[0][2]["series"][0]
+    assert sent["clock_id"] == "host-a" and sent["start_s"] == 1_700_000_000.0 and sent["interval_s"] == 2.0
+    assert "clock host-a: cold-start" in first.output
+    assert "clock host-a: remembered, 1 scored forecasts" in second.output
+
+
+def test_predict_refuses_a_clock_id_the_contract_refuses(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "clock.csv", [i * 1e-6 for i in range(30)])
+    result = runner.invoke(app, ["predict", str(csv), "--clock-id", "host/a", "--gateway", "http://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "clock_id" in result.output
+
+
+def test_status_of_a_clock_shows_its_memory_per_horizon(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_out, "width", 200)  # the whole table on one line per horizon
+    stand_in = ClockMemoryStandIn(clocks={"host-a": 12})
+    with serve_in_thread(clock_memory_app(stand_in)) as url:
+        result = runner.invoke(app, ["status", "--clock", "host-a", "--gateway", url])
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert ("clock host-a: interval 1 s, last sample 1700000099.000 s, 12 requests, 3 pending forecasts, "
+            "state 2048 bytes") in output
+    assert "kalman 0.60, chrony-fit 0.30, last-value 0.10" in output
+    assert "kalman 1.500, chrony-fit 2.000, last-value 4.000" in output
+    assert "81.0 %" in output and "95.2 %" in output and "1.250" in output
+    rows = [line for line in output.splitlines() if "weights" in line and "kalman" in line]
+    assert [row.split()[1] for row in rows] == ["1", "10"]  # one row per horizon, shortest first
+
+
+def test_status_of_an_unknown_clock_says_so_and_fails() -> None:
+    with serve_in_thread(clock_memory_app(ClockMemoryStandIn())) as url:
+        unknown = runner.invoke(app, ["status", "--clock", "host-b", "--gateway", url])
+        invalid = runner.invoke(app, ["status", "--clock", "host/b", "--gateway", url])
+    assert unknown.exit_code == 1
+    assert "remembers no clock 'host-b'" in " ".join(unknown.output.split())
+    assert invalid.exit_code == 2 and "not a clock id" in invalid.output
 
 
 def test_a_horizon_beyond_the_contract_is_refused_with_the_step_count(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ def create_app(settings: AgentSettings) -> FastAPI:
         return {
             "source": agent.source.name,
             "gateway": agent.client.base_url,
+            "clock_id": settings.clock_id,
             "window_slots": len(agent.window),
             "window_observed": agent.window.observed,
             "last_measurement": None if last is None else {

@@ -158,7 +158,7 @@ class Agent:
         """Ask for one forecast; the extra wait before the next one (0 unless the gateway fails)."""
         horizon_s = self.settings.short_horizon_s if kind == "short" else self.settings.long_horizon_s
         prepared = self.window.request(self.settings.horizon_steps(horizon_s), self.settings.deadline_s,
-                                       self.settings.covariates)
+                                       self.settings.covariates, self.settings.clock_id)
         if prepared is None:
             self.metrics.forecast_requests.labels(kind, "too_few_measurements").inc()
             return 0.0

@@ -7,21 +7,30 @@ A wrong value stops the agent at start with the setting's name and the reason (s
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from typing import Literal, Self
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chronotick.clockid import clock_id_from
 from chronotick.contract import (
     MAX_DEADLINE_S,
     MAX_HORIZON_STEPS,
     MAX_POINTS_PER_SERIES,
     MIN_DEADLINE_S,
     MIN_INTERVAL_S,
+    ClockId,
 )
 
 ENV_PREFIX = "CHRONOTICK_AGENT_"
+
+
+def default_clock_id() -> str:
+    """This host's name as a clock id (see ``chronotick.clockid``); "" when it has no letter or
+    digit, which the setting refuses, so that such a host names its clock explicitly."""
+    return clock_id_from(socket.gethostname())
 
 
 class AgentSettings(BaseSettings):
@@ -51,6 +60,12 @@ class AgentSettings(BaseSettings):
 
     # --- the fleet --------------------------------------------------------------------------
     gateway_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8000"))
+    clock_id: ClockId = Field(
+        default_factory=default_clock_id,
+        description="The clock the requests name, so that the gateway remembers it (scores its forecasts as the "
+        "measurements arrive, learns its fusion weights and bounds). Default: the host name, characters outside "
+        "the contract's CLOCK_ID_PATTERN replaced with '-'. Give each clock its own: two agents sharing an id "
+        "would mix their clocks' memories.")
     api_key: SecretStr | None = None
     short_horizon_s: float = Field(default=10.0, gt=0.0)
     short_every_s: float = Field(default=1.0, gt=0.0, description="How often the short forecast is asked for.")

@@ -67,10 +67,13 @@ class Window:
     def observed(self) -> int:
         return sum(slot.offset_us is not None for slot in self._slots)
 
-    def request(self, horizon: int, deadline_s: float,
-                with_covariates: bool) -> tuple[FusedPredictRequest, float] | None:
+    def request(self, horizon: int, deadline_s: float, with_covariates: bool,
+                clock_id: str) -> tuple[FusedPredictRequest, float] | None:
         """The gateway request for ``horizon`` steps past the newest slot, and that slot's time;
-        None while too few real measurements are in the window."""
+        None while too few real measurements are in the window.
+
+        The series names ``clock_id`` and starts at the oldest slot's time (``start_s``), so that the
+        gateway lines its samples up with the forecasts it remembers for this clock."""
         if self.observed < MIN_OBSERVED_SAMPLES:
             return None
         slots = self.slots()
@@ -81,8 +84,9 @@ class Window:
                 past = [slot.covariates.get(name) for slot in slots]
                 if any(value is not None for value in past):
                     covariates[name] = Covariate(past=past)
-        series = SeriesInput(id="local-clock", interval_s=self.interval_s,
-                             offsets_us=[slot.offset_us for slot in slots], covariates=covariates)
+        series = SeriesInput(id="local-clock", interval_s=self.interval_s, start_s=slots[0].time_s,
+                             clock_id=clock_id, offsets_us=[slot.offset_us for slot in slots],
+                             covariates=covariates)
         request = FusedPredictRequest(series=[series], horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS,
                                       deadline_s=deadline_s)
         return request, slots[-1].time_s

@@ -4,6 +4,9 @@ Both answer a batch of contexts with, per method, (B, K) means and interval boun
 evaluated horizons (``metrics.Forecasts``). From the gateway come the fused forecast (its
 intervals from the quantiles it returns) and every member's own forecast with the std the
 gateway calibrated for it; in process, the classical forecasters' own, uncalibrated std.
+
+Only the gateway remembers clocks: ``forecast_clock`` asks for one origin of a named clock (the
+replay mode, ``bench.replay``), and ``forget_clock`` makes the clock start cold.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from chronotick.bench.metrics import Forecasts
 from chronotick.cleaning import without_spikes
 
 FUSED = "fused"
+# In replay mode, the fused forecast of the same origin asked for without naming the clock.
+FUSED_STATELESS = "fused-stateless"
 QUANTILE_LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
 # Indices of the 95 % and 80 % bounds in QUANTILE_LEVELS.
 _LOWER95, _LOWER80, _UPPER80, _UPPER95 = 0, 1, 3, 4
@@ -27,7 +32,8 @@ CLASSICAL_NAMES = tuple(f.name for f in CLASSICAL_FORECASTERS)
 
 @dataclass
 class BatchAnswer:
-    """Per method (B, K) forecasts; the fused full path (B, H) mean and (B, 5, H) quantiles."""
+    """Per method (B, K) forecasts; the fused full path (B, H) mean and (B, 5, H) quantiles; per series,
+    what its clock's memory did (the gateway's ``SeriesMemory``, empty from a gateway without memory)."""
 
     methods: dict[str, Forecasts]
     classical: set[str]
@@ -35,6 +41,7 @@ class BatchAnswer:
     path_mean_us: np.ndarray | None = None
     path_quantiles_us: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)
+    memory: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _optional(values: np.ndarray) -> list[float | None]:
@@ -73,6 +80,10 @@ class InProcessForecaster:
         return BatchAnswer(methods, set(methods))
 
 
+class GatewayRefused(RuntimeError):
+    """The gateway refused a call the benchmark cannot go on without; the message says which and why."""
+
+
 class GatewayForecaster:
     """One POST /predict per batch of contexts (each context one series of the request)."""
 
@@ -96,8 +107,28 @@ class GatewayForecaster:
 
     def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
                  columns: np.ndarray) -> BatchAnswer:
+        return self._predict([{"offsets_us": _optional(c), "interval_s": interval_s} for c in contexts], horizon,
+                             columns)
+
+    def forecast_clock(self, context: np.ndarray, interval_s: float, horizon: int, columns: np.ndarray, *,
+                       clock_id: str, start_s: float) -> BatchAnswer:
+        """One origin of a remembered clock: the series names it and says when its first sample was."""
+        series = {"offsets_us": _optional(context), "interval_s": interval_s, "start_s": start_s, "clock_id": clock_id}
+        return self._predict([series], horizon, columns)
+
+    def forget_clock(self, clock_id: str) -> None:
+        """DELETE /clocks/{clock_id}: its next request starts cold (a clock it does not know is forgotten already)."""
+        try:
+            response = self._client.delete(f"/clocks/{clock_id}")
+        except self._error as error:
+            raise GatewayRefused(f"forgetting clock {clock_id!r} failed: {error!r}") from error
+        if response.status_code not in (200, 204, 404):
+            raise GatewayRefused(f"forgetting clock {clock_id!r}: the gateway answered {response.status_code}: "
+                                 f"{response.text[:300]}")
+
+    def _predict(self, series: list[dict[str, Any]], horizon: int, columns: np.ndarray) -> BatchAnswer:
         body = {
-            "series": [{"offsets_us": _optional(c), "interval_s": interval_s} for c in contexts],
+            "series": series,
             "horizon": horizon,
             "quantile_levels": QUANTILE_LEVELS,
             "deadline_s": self._deadline_s,
@@ -145,4 +176,4 @@ def parse_answer(answer: dict[str, Any], columns: np.ndarray, latency_s: float |
         )
         if backend.get("service") is None:
             classical.add(backend["name"])
-    return BatchAnswer(methods, classical, latency_s, mean, quantiles, problems)
+    return BatchAnswer(methods, classical, latency_s, mean, quantiles, problems, answer.get("memory", []))

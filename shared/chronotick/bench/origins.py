@@ -52,6 +52,21 @@ def horizon_steps(horizons_s: list[float], interval_s: float) -> dict[float, int
     return steps
 
 
+def candidate_origins(n: int, *, interval_s: float, context: int, horizon: int, stride_s: float,
+                      skip_start_s: float) -> np.ndarray:
+    """Every ``stride_s`` (at least one sample) from the first origin whose context lies after the
+    start-up transient to the last whose horizon ends on the grid, before any rule is applied."""
+    stride = max(1, int(round(stride_s / interval_s)))
+    first = context + int(math.ceil(skip_start_s / interval_s - 1e-9))
+    return np.arange(first, n - horizon + 1, stride, dtype=np.int64)
+
+
+def observed_counts(offsets_us: np.ndarray, origins: np.ndarray, length: int) -> np.ndarray:
+    """Observed samples in the ``length`` samples before each origin (its context, for ``length`` = context)."""
+    observed = np.concatenate([[0], np.cumsum(np.isfinite(offsets_us))])
+    return observed[origins] - observed[origins - length]
+
+
 def select_origins(
     offsets_us: np.ndarray,
     step_indices: list[int],
@@ -64,10 +79,8 @@ def select_origins(
     first_origin: int = 0,
 ) -> OriginPlan:
     """Origins every ``stride_s`` (at least one sample), none before ``first_origin``, that satisfy the rules above."""
-    n = int(offsets_us.size)
-    stride = max(1, int(round(stride_s / interval_s)))
-    first = context + int(math.ceil(skip_start_s / interval_s - 1e-9))
-    candidates = np.arange(first, n - horizon + 1, stride, dtype=np.int64)
+    candidates = candidate_origins(int(offsets_us.size), interval_s=interval_s, context=context, horizon=horizon,
+                                   stride_s=stride_s, skip_start_s=skip_start_s)
     skipped: Counter[str] = Counter()
     tuned = candidates < first_origin
     skipped["at or before the fine-tuning cut"] = int(tuned.sum())
@@ -79,9 +92,8 @@ def select_origins(
     low = np.searchsorted(steps, candidates - context, side="right")
     high = np.searchsorted(steps, candidates + horizon, side="left")
     crosses = high > low
-    observed = np.concatenate([[0], np.cumsum(np.isfinite(offsets_us))])
-    context_observed = observed[candidates] - observed[candidates - context]
-    truth_observed = observed[candidates + horizon] - observed[candidates]
+    context_observed = observed_counts(offsets_us, candidates, context)
+    truth_observed = observed_counts(offsets_us, candidates + horizon, horizon)
     thin = ~crosses & (context_observed < MIN_CONTEXT_OBSERVATIONS)
     no_truth = ~crosses & ~thin & (truth_observed == 0)
     skipped["crosses a clock step"] = int(crosses.sum())

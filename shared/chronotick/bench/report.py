@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from chronotick.bench.forecasters import FUSED
+from chronotick.bench.forecasters import FUSED, FUSED_STATELESS
 from chronotick.bench.run import SeriesResult
 from chronotick.bench.sources import SYNTHETIC_FIRST_SEED
 from chronotick.textplot import DEFAULT_WIDTH, Line, line_chart
@@ -35,10 +35,11 @@ def _percent(value: float) -> str:
 
 
 def _method_order(metrics: dict[str, Any], classical: list[str]) -> list[str]:
-    """Fused first, then the models, then the classical forecasters."""
+    """Fused first (with memory, then stateless, in replay mode), then the models, then the classical forecasters."""
     names = list(metrics)
-    models = sorted(n for n in names if n != FUSED and n not in classical)
-    return ([FUSED] if FUSED in names else []) + models + sorted(n for n in names if n in classical)
+    fused = [n for n in (FUSED, FUSED_STATELESS) if n in names]
+    models = sorted(n for n in names if n not in fused and n not in classical)
+    return fused + models + sorted(n for n in names if n in classical)
 
 
 def metrics_table(metrics: dict[str, Any], classical: list[str]) -> str:
@@ -81,6 +82,57 @@ def comparison_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> 
     return "\n".join(lines)
 
 
+def _replay_rows(replay: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None, dict[str, Any]]]:
+    """(source, clock id, memory states, comparison by horizon): pooled first, then each clock."""
+    overall = replay["overall"]
+    rows = [("overall (pooled)", "-", overall["memory_states"], overall["comparison"])]
+    return rows + [(Path(f["source"]).name, f["clock_id"], f["memory_states"], f["comparison"])
+                   for f in replay["files"]]
+
+
+def _states(states: dict[str, int] | None) -> str:
+    return ", ".join(f"{state} {count}" for state, count in sorted(states.items())) if states else "-"
+
+
+def replay_table(results: dict[str, Any]) -> str:
+    """Stateless against with memory, per clock and horizon: fused MAE / best classical MAE, coverage."""
+    replay = results["replay"]
+    lines = ["| source | clock id | horizon (s) | best classical (MAE us) | fused/best stateless | fused/best memory "
+             "| cov 80 % stateless | cov 80 % memory | cov 95 % stateless | cov 95 % memory | n | memory states |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for source, clock_id, states, comparison in _replay_rows(replay):
+        for horizon, c in comparison.items():
+            stateless, memory = c["stateless"], c["memory"]
+            lines.append(
+                f"| {source} | {clock_id} | {horizon} | {c['best_classical'] or '-'} "
+                f"({_number(c['best_classical_mae_us'])}) | {_number(stateless['ratio'])} | {_number(memory['ratio'])} "
+                f"| {_percent(stateless['coverage80'])} | {_percent(memory['coverage80'])} "
+                f"| {_percent(stateless['coverage95'])} | {_percent(memory['coverage95'])} | {memory['n']} "
+                f"| {_states(states)} |")
+    for horizon, mean in replay["overall"]["mean_of_clock_ratios"].items():
+        lines.append(f"| mean of the clocks' ratios | - | {horizon} | - | {_number(mean['stateless'])} "
+                     f"| {_number(mean['memory'])} | | | | | | |")
+    return "\n".join(lines)
+
+
+def replay_description(results: dict[str, Any]) -> str:
+    replay = results["replay"]
+    latency = replay["latency_ms"]
+    text = (f"Replay: each log streamed to the gateway in time order as an agent would, {replay['streamed_origins']} "
+            f"requests in all, an origin every {replay['every_s']:g} s, each request naming its clock (a clock id per "
+            "log, forgotten before the run so that it starts cold) and sent after the clock's previous one was "
+            "answered. Each scored origin was asked for twice from the same gateway: once naming the clock "
+            "(memory: the gateway's weights and bounds learned from the clock's scored forecasts) and once naming "
+            f"none (stateless). Only origins after each clock's first {replay['score_after_s']:g} s (its warm-up) "
+            "are scored. The best classical method is the classical member with the lowest MAE on the same origins, "
+            "per clock and horizon; memory states count the answers of the scored origins by how they used the memory.")
+    if latency["memory"].get("calls") and latency["stateless"].get("calls"):
+        text += (f" Latency per request: with memory p50 {latency['memory']['p50']:.0f} ms, p95 "
+                 f"{latency['memory']['p95']:.0f} ms; stateless p50 {latency['stateless']['p50']:.0f} ms, p95 "
+                 f"{latency['stateless']['p95']:.0f} ms.")
+    return text
+
+
 def _files_summary(results: dict[str, Any]) -> str:
     lines = ["| source | format | cadence (s) | samples (observed) | steps | gaps | bad lines | origins | skipped | problems |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -105,7 +157,11 @@ def tables_markdown(results: dict[str, Any]) -> str:
     for name in _method_order(mean_mae, classical):
         mean_lines.append(f"| {name} | " + " | ".join(_number(v) for v in mean_mae[name].values()) + " |")
     latency = results["latency_ms"]
-    parts = [
+    parts = []
+    if "replay" in results:
+        parts += [f"### Replay: stateless vs with memory (origins after each clock's first "
+                  f"{results['replay']['score_after_s']:g} s)", replay_description(results), replay_table(results)]
+    parts += [
         "### Fused vs best classical (targets: ratio <= 0.8; coverage 75-85 % / 92-97 %)",
         "The best classical method is chosen per source and per horizon by its MAE (an oracle choice).",
         comparison_table(rows),
@@ -116,7 +172,7 @@ def tables_markdown(results: dict[str, Any]) -> str:
     ]
     for f in results["files"]:
         parts += [f"### {f['source']} ({f['origins']} origins)", metrics_table(f["metrics"], classical)]
-    if latency.get("calls"):
+    if latency.get("calls") and "replay" not in results:
         parts.append(f"Gateway latency per call ({latency['calls']} calls, up to {results['config']['batch']} "
                      f"origins each): p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms.")
     return "\n\n".join(parts)
@@ -126,15 +182,20 @@ def results_markdown(results: dict[str, Any], header: str) -> str:
     config = results["config"]
     failures = results["failures"]
     synthetic = any(f["format"] == "synthetic" for f in results["files"])
+    kind = "Replay" if "replay" in results else "Rolling-origin backtest"
     parts = [
         "# Accuracy benchmark", header,
-        f"Rolling-origin backtest: an origin every {config['stride_s']:g} s, context {config['context']} samples "
+        f"{kind}: an origin every {config['stride_s']:g} s, context {config['context']} samples "
         f"(missing samples sent as null), horizons {', '.join(f'{h:g}' for h in config['horizons_s'])} s. "
         f"Origins whose context starts within the first {config['skip_start_s']:g} s of a source (start-up "
         "transient), or whose context or truth window crosses a detected clock step, are skipped. "
         "Truth is the observed offset at origin + horizon (missing truths are not scored). Fused intervals are "
         "the gateway's quantiles; members' are mean +- 1.2816 / 1.96 x their calibrated std.",
     ]
+    if "replay" in results:
+        parts.append("In this replay (see Results), origins skipped by these rules are still streamed, as an agent "
+                     "would send them, but not scored; fused is the forecast with the clock's memory, fused-stateless "
+                     "the one without, and the members are scored as the stateless answers gave them.")
     if synthetic:
         parts.append(f"Synthetic clocks use seeds from {SYNTHETIC_FIRST_SEED} up (one per scenario); training uses "
                      "seeds below 20000, so no synthetic clock evaluated here was seen in training.")
@@ -159,6 +220,26 @@ def terminal_table(results: dict[str, Any]) -> Any:
         for horizon, m in overall["metrics"][name].items():
             table.add_row(label, horizon, _number(m["mae_us"]), _number(m["rmse_us"]), _number(m["p95_abs_error_us"]),
                           _percent(m["coverage80"]), _percent(m["coverage95"]), str(m["n"]))
+    return table
+
+
+def replay_terminal_table(results: dict[str, Any]) -> Any:
+    """The replay's side-by-side figures as a rich table (``--report`` in replay mode)."""
+    from rich.table import Table
+
+    replay = results["replay"]
+    table = Table(title=f"Replay: stateless vs with memory, origins after each clock's first "
+                        f"{replay['score_after_s']:g} s")
+    for header in ("source", "horizon (s)", "best classical", "fused/best stateless", "fused/best memory",
+                   "cov 80 % stateless", "cov 80 % memory", "cov 95 % stateless", "cov 95 % memory", "n"):
+        table.add_column(header, justify="left" if header in ("source", "best classical") else "right")
+    for source, _, _, comparison in _replay_rows(replay):
+        for horizon, c in comparison.items():
+            stateless, memory = c["stateless"], c["memory"]
+            table.add_row(source, horizon, f"{c['best_classical'] or '-'} ({_number(c['best_classical_mae_us'])} us)",
+                          _number(stateless["ratio"]), _number(memory["ratio"]), _percent(stateless["coverage80"]),
+                          _percent(memory["coverage80"]), _percent(stateless["coverage95"]),
+                          _percent(memory["coverage95"]), str(memory["n"]))
     return table
 
 

@@ -67,11 +67,11 @@ class SeriesResult:
     trace: dict[str, Any] | None = None
 
 
-def _empty(shape: tuple[int, int]) -> Forecasts:
+def empty_forecasts(shape: tuple[int, int]) -> Forecasts:
     return Forecasts(*(np.full(shape, np.nan) for _ in range(5)))
 
 
-def _store(target: Forecasts, rows: slice, values: Forecasts) -> None:
+def store_rows(target: Forecasts, rows: slice, values: Forecasts) -> None:
     for name in ("mean_us", "lower80_us", "upper80_us", "lower95_us", "upper95_us"):
         getattr(target, name)[rows] = getattr(values, name)
 
@@ -90,6 +90,15 @@ def plan_series(series: EvalSeries, config: BenchConfig) -> tuple[np.ndarray, in
         first_origin=first_origin_after(series, config.after_time_s))
 
 
+def truth_at(series: EvalSeries, origins: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(O, K) observed offsets at each origin's horizons (NaN: missing, or a horizon not on the grid)."""
+    truth = np.full((origins.size, columns.size), np.nan)
+    for k, column in enumerate(columns):
+        if column >= 0:
+            truth[:, k] = series.offsets_us[origins + column]
+    return truth
+
+
 def evaluate_series(series: EvalSeries, forecaster: Forecaster, config: BenchConfig,
                     progress: Callable[[int], None] = lambda _: None) -> SeriesResult:
     """Forecast every kept origin of one series and collect truth and forecasts at the horizons."""
@@ -98,10 +107,7 @@ def evaluate_series(series: EvalSeries, forecaster: Forecaster, config: BenchCon
         return SeriesResult(series, plan.origins, plan.skipped, np.empty((0, len(config.horizons_s))),
                             {}, set(), [], Counter())
     origins = plan.origins
-    truth = np.full((origins.size, len(config.horizons_s)), np.nan)
-    for k, column in enumerate(columns):
-        if column >= 0:
-            truth[:, k] = series.offsets_us[origins + column]
+    truth = truth_at(series, origins, columns)
     methods: dict[str, Forecasts] = {}
     classical: set[str] = set()
     latencies: list[float] = []
@@ -117,7 +123,7 @@ def evaluate_series(series: EvalSeries, forecaster: Forecaster, config: BenchCon
         classical |= answer.classical
         rows = slice(start, start + batch.size)
         for name, values in answer.methods.items():
-            _store(methods.setdefault(name, _empty(truth.shape)), rows, values)
+            store_rows(methods.setdefault(name, empty_forecasts(truth.shape)), rows, values)
         if trace is None and answer.path_mean_us is not None:
             trace = _trace(series, batch, config.context, horizon, answer)
         progress(batch.size)
@@ -189,7 +195,7 @@ def summarize(results: list[SeriesResult], failures: list[SourceFailure], config
     pooled_truth = np.concatenate([r.truth_us for r in results]) if results else np.empty((0, len(horizons)))
     for name in names:
         pooled_methods[name] = Forecasts.concatenate(
-            [r.methods.get(name, _empty(r.truth_us.shape)) for r in results])
+            [r.methods.get(name, empty_forecasts(r.truth_us.shape)) for r in results])
     classical = set().union(*(r.classical for r in results)) if results else set()
     overall = _metrics_table(pooled_truth, pooled_methods, horizons)
     mean_file_mae = {
@@ -205,7 +211,7 @@ def summarize(results: list[SeriesResult], failures: list[SourceFailure], config
         "files": files,
         "overall": {"origins": int(pooled_truth.shape[0]), "classical": sorted(classical), "metrics": overall,
                     "comparison": comparison(overall, classical, horizons), "mean_of_file_mae_us": mean_file_mae},
-        "latency_ms": _latency(latencies),
+        "latency_ms": latency_summary(latencies),
         "failures": [{"path": f.path, "reason": f.reason} for f in failures],
     }
 
@@ -215,7 +221,7 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _latency(latencies_s: list[float]) -> dict[str, float | int]:
+def latency_summary(latencies_s: list[float]) -> dict[str, float | int]:
     if not latencies_s:
         return {"calls": 0}
     ms = np.asarray(latencies_s) * 1000.0

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from chronotick.cli.clock import clock_table, memory_line, report_header
 from chronotick.cli.family import FAMILIES, FamilyUnavailable, run_family_module
 from chronotick.cli.forecast import NotForecastable, forecast_plot, forecast_table, members_table, prepare_request
-from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError
+from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError, GatewayError
 from chronotick.clockdata import FORMAT_NAMES, UnsupportedFormat, read_clock_log
 from chronotick.contract import MAX_DEADLINE_S, MIN_DEADLINE_S
 from chronotick.textplot import DEFAULT_WIDTH
@@ -56,6 +58,9 @@ def predict(
     plot: Annotated[bool, typer.Option("--plot", help="Also draw the recent history, the forecast and its "
                                        "80 % and 95 % bands as a text chart.")] = False,
     clean: Annotated[bool, typer.Option(help="Let the gateway set spikes aside as missing samples.")] = True,
+    clock_id: Annotated[str | None, typer.Option(help="Name the clock, so that the gateway remembers it: it scores "
+                                                 "the clock's earlier forecasts on this log's newer samples and "
+                                                 "learns its weights and bounds (see status --clock).")] = None,
     gateway: Gateway = DEFAULT_GATEWAY_URL,
     api_key: ApiKey = None,
     timeout_s: TimeoutS = 40.0,
@@ -64,14 +69,15 @@ def predict(
 
     The log's last continuous stretch (after its last clock step or gap) is sent; the answer is a
     table of the fused forecast per step with 80 % and 95 % intervals, and the members that took part;
-    with --plot, a text chart of it too (for a terminal over ssh).
+    with --plot, a text chart of it too (for a terminal over ssh). With --clock-id the request names
+    the clock and the times of its samples, and the gateway's memory of it is shown.
 
     Example: chronotick predict /var/log/chrony/tracking.log --horizon-s 30 --plot
     """
     try:
         series = read_clock_log(log, format=log_format)
         prepared = prepare_request(series, horizon_s=horizon_s, context=context, deadline_s=deadline_s,
-                                   backends=backend, clean=clean)
+                                   backends=backend, clean=clean, clock_id=clock_id)
     except (UnsupportedFormat, NotForecastable, ValueError) as error:
         raise _fail(str(error), 2) from error
     try:
@@ -89,19 +95,34 @@ def predict(
                   f"(indices into the {prepared.used_samples} sent): {answer.flagged_outliers[0]}", highlight=False)
     out.print(forecast_table(answer))
     out.print(members_table(answer))
+    if answer.memory and answer.memory[0].clock_id is not None:
+        out.print(memory_line(answer.memory[0]), highlight=False)
     if plot:
         out.print(Text.from_ansi(forecast_plot(prepared, answer, width=min(DEFAULT_WIDTH, out.width), color=out.is_terminal)))
 
 
 @app.command()
-def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeout_s: TimeoutS = 5.0) -> None:
+def status(
+    clock: Annotated[str | None, typer.Option(help="Show what the gateway remembers of this clock instead of "
+                                              "the fleet.")] = None,
+    gateway: Gateway = DEFAULT_GATEWAY_URL,
+    api_key: ApiKey = None,
+    timeout_s: TimeoutS = 5.0,
+) -> None:
     """Show the fleet: the gateway's readiness, each service with its models, versions and breaker,
     and the version of the gateway's configuration in force (after a hot reload, the new one's).
 
-    Exits with 1 when the gateway does not answer.
+    With --clock ID, the gateway's memory of that clock instead: per scored horizon, how many
+    forecasts were scored, the combination rule, the heaviest weights, the realised MAE of the fused
+    forecast and of the members, the coverage of the 80 % and 95 % intervals and the error scale.
 
-    Example: chronotick status --gateway http://127.0.0.1:8000
+    Exits with 1 when the gateway does not answer, or does not know the clock.
+
+    Example: chronotick status --gateway http://127.0.0.1:8000 --clock host-a
     """
+    if clock is not None:
+        _clock_status(clock, gateway, api_key, timeout_s)
+        return
     try:
         with Client(gateway, api_key=api_key, timeout_s=timeout_s, attempts=1) as client:
             ready = client.ready()
@@ -121,6 +142,23 @@ def status(gateway: Gateway = DEFAULT_GATEWAY_URL, api_key: ApiKey = None, timeo
     out.print(table)
     out.print(f"classical members (always answer): {', '.join(fleet.classical)}", highlight=False)
     out.print(f"configuration in force: {fleet.config_version or 'not reported'}", highlight=False)
+
+
+def _clock_status(clock_id: str, gateway: str, api_key: str | None, timeout_s: float) -> None:
+    try:
+        with Client(gateway, api_key=api_key, timeout_s=timeout_s, attempts=1) as client:
+            report = client.clock(clock_id)
+    except ValidationError as error:  # an id the contract refuses: never sent
+        raise _fail(f"--clock {clock_id!r} is not a clock id: {error.errors()[0]['msg']}", 2) from error
+    except GatewayError as error:
+        if error.status == 404:
+            raise _fail(f"gateway {gateway} remembers no clock {clock_id!r} (never named in a request, forgotten, "
+                        "or expired after its idle time)") from error
+        raise _fail(str(error)) from error
+    except ClientError as error:
+        raise _fail(str(error)) from error
+    out.print(report_header(report), highlight=False)
+    out.print(clock_table(report))
 
 
 @app.command(context_settings=PASS_THROUGH)
@@ -171,7 +209,7 @@ def finetune(context: typer.Context, family: Family) -> None:
 
 # The agent's settings its command-line options set, as the user types them (for error messages).
 _AGENT_OPTIONS = {"source": "--source", "ntp_server": "--ntp-server", "ntp_port": "--ntp-port",
-                  "gateway_url": "--gateway", "host": "--host", "port": "--port"}
+                  "gateway_url": "--gateway", "clock_id": "--clock-id", "host": "--host", "port": "--port"}
 
 
 @app.command()
@@ -180,6 +218,8 @@ def agent(
     ntp_server: Annotated[str | None, typer.Option(help="NTP server (env CHRONOTICK_AGENT_NTP_SERVER).")] = None,
     ntp_port: Annotated[int | None, typer.Option(help="NTP port (env CHRONOTICK_AGENT_NTP_PORT).")] = None,
     gateway: Annotated[str | None, typer.Option(help="Gateway URL (env CHRONOTICK_AGENT_GATEWAY_URL).")] = None,
+    clock_id: Annotated[str | None, typer.Option(help="The clock's name at the gateway, which remembers it (env "
+                                                 "CHRONOTICK_AGENT_CLOCK_ID; default: the host name).")] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (env CHRONOTICK_AGENT_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (env CHRONOTICK_AGENT_PORT).")] = None,
 ) -> None:
@@ -197,14 +237,15 @@ def agent(
 
     try:
         settings = load_settings(_AGENT_OPTIONS, source=source, ntp_server=ntp_server, ntp_port=ntp_port,
-                                 gateway_url=gateway, host=host, port=port)
+                                 gateway_url=gateway, clock_id=clock_id, host=host, port=port)
     except SettingsInvalid as error:
         raise _fail(str(error), 2) from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forecast request is noise
     logging.getLogger("chronotick.agent").info(
-        "agent on http://%s:%d: source %s every %g s, gateway %s, max drift %g ppm", settings.host, settings.port,
-        settings.source, settings.measure_interval_s, settings.gateway_url, settings.max_drift_ppm)
+        "agent on http://%s:%d: source %s every %g s, gateway %s as clock %s, max drift %g ppm", settings.host,
+        settings.port, settings.source, settings.measure_interval_s, settings.gateway_url, settings.clock_id,
+        settings.max_drift_ppm)
     run_agent(settings)
 
 

@@ -39,8 +39,12 @@ class PreparedLog:
 
 
 def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, deadline_s: float,
-                    backends: list[str] | None = None, clean: bool = True) -> PreparedLog:
-    """The gateway request forecasting ``horizon_s`` ahead of the log's last sample."""
+                    backends: list[str] | None = None, clean: bool = True, clock_id: str | None = None) -> PreparedLog:
+    """The gateway request forecasting ``horizon_s`` ahead of the log's last sample.
+
+    With ``clock_id`` the series names its clock, and ``start_s`` is the time of its first sample as the
+    log wrote it, so that the gateway lines it up with that clock's earlier forecasts.
+    """
     stretches = list(series.segments(min_length=MIN_OBSERVED_SAMPLES))
     if not stretches:
         raise NotForecastable(f"{series.source}: no stretch of {MIN_OBSERVED_SAMPLES} samples between steps and gaps "
@@ -55,8 +59,9 @@ def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, dea
     if not 1 <= horizon <= MAX_HORIZON_STEPS:
         raise NotForecastable(f"--horizon-s {horizon_s:g} is {horizon} steps of the log's {stretch.interval_s:g} s "
                               f"cadence; between 1 and {MAX_HORIZON_STEPS} are possible")
+    start_s = float(stretch.time_s[-offsets_us.size]) if clock_id is not None else None
     request = FusedPredictRequest(
-        series=[SeriesInput(id=series.source, interval_s=stretch.interval_s,
+        series=[SeriesInput(id=series.source, interval_s=stretch.interval_s, clock_id=clock_id, start_s=start_s,
                             offsets_us=[None if math.isnan(v) else float(v) for v in offsets_us])],
         horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS, deadline_s=deadline_s, backends=backends,
         clean=clean,

@@ -1,5 +1,6 @@
 """The agent's measuring step against a real UDP NTP server: rejected replies are counted and never
-become measurements, and a failing source is left alone until its backoff has passed."""
+become measurements, and a failing source is left alone until its backoff has passed. Its forecast
+step against a real HTTP stand-in of the gateway: the request names the agent's clock."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import asyncio
 from chronotick.agent.metrics import AgentMetrics
 from chronotick.agent.runner import Agent, Backoff, build_source
 from chronotick.agent.settings import AgentSettings
+from chronotick.agent.state import Slot
 from chronotick.client import AsyncClient
+from support.clock_memory import ClockMemoryStandIn, clock_memory_app
 from support.ntp_server import Reply, ntp_server, server_reply
-from support.servers import free_port
+from support.servers import free_port, serve_in_thread
 
 
 def test_rejected_replies_are_counted_never_measured_and_the_source_backs_off() -> None:
@@ -40,3 +43,24 @@ def test_backoff_doubles_up_to_its_cap_and_says_when_it_grew() -> None:
     assert [backoff.failed() for _ in range(5)] == [(1.0, True), (2.0, True), (4.0, True), (5.0, True), (5.0, False)]
     assert backoff.succeeded() == 5
     assert backoff.failed() == (1.0, True)
+
+
+def test_the_forecast_request_names_the_agents_clock_and_when_its_window_starts() -> None:
+    async def scenario(url: str) -> Agent:
+        settings = AgentSettings(source="ntp", covariates=False, gateway_url=url, clock_id="host-a.eth0")
+        async with AsyncClient(url) as client:
+            agent = Agent(settings, build_source(settings), client, AgentMetrics())
+            for i in range(10):
+                agent.window.append(Slot(1_700_000_000.0 + i, float(i), {}))
+            await agent.forecast_once("short", Backoff(1.0, 5.0))
+        return agent
+
+    stand_in = ClockMemoryStandIn()
+    with serve_in_thread(clock_memory_app(stand_in)) as url:
+        agent = asyncio.run(scenario(url))
+    [(_, path, body)] = stand_in.requests
+    assert path == "/predict"
+    assert body["series"][0]["clock_id"] == "host-a.eth0"
+    assert body["series"][0]["start_s"] == 1_700_000_000.0 and body["series"][0]["interval_s"] == 1.0
+    assert stand_in.clocks == {"host-a.eth0": 1}
+    assert len(agent.forecasts) == 1 and agent.forecasts[0].origin_s == 1_700_000_009.0

@@ -3,6 +3,9 @@ keeps, and its settings refusing what cannot run."""
 
 from __future__ import annotations
 
+import re
+import socket
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +15,7 @@ from chronotick.agent.scoring import Scoreboard
 from chronotick.agent.sources import Measurement
 from chronotick.agent.state import Forecast, Slot, Window, estimate
 from chronotick.cli import app
+from chronotick.contract import CLOCK_ID_PATTERN
 
 
 def forecast(origin_s: float, mean_us: list[float], half_width95_us: float = 4.0, kind: str = "short") -> Forecast:
@@ -27,17 +31,20 @@ def test_window_waits_for_enough_measurements_and_keeps_failed_slots_missing() -
     window = Window(max_slots=12, interval_s=1.0)
     for i in range(7):
         window.append(Slot(float(i), float(i), {"cpu_load": 0.5}))
-    assert window.request(horizon=5, deadline_s=1.0, with_covariates=True) is None
+    assert window.request(horizon=5, deadline_s=1.0, with_covariates=True, clock_id="host-a") is None
     window.append(Slot(7.0, None, {"cpu_load": None}))  # a failed measurement
     window.append(Slot(8.0, 8.0, {"cpu_load": 0.25}))
-    request, origin_s = window.request(horizon=5, deadline_s=1.0, with_covariates=True)
+    request, origin_s = window.request(horizon=5, deadline_s=1.0, with_covariates=True, clock_id="host-a")
     series = request.series[0]
     assert origin_s == 8.0 and series.interval_s == 1.0
+    assert series.clock_id == "host-a" and series.start_s == 0.0  # the gateway remembers the clock by it
     assert series.offsets_us == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, None, 8.0]
     assert series.covariates["cpu_load"].past[-2:] == [None, 0.25]
     for i in range(9, 20):  # bounded: the oldest slots leave
         window.append(Slot(float(i), float(i), {}))
     assert len(window) == 12
+    request, _ = window.request(horizon=5, deadline_s=1.0, with_covariates=False, clock_id="host-a")
+    assert request.series[0].start_s == 8.0  # the oldest slot still held
 
 
 def test_ticks_skipped_by_a_slow_measurement_become_missing_slots() -> None:
@@ -45,7 +52,7 @@ def test_ticks_skipped_by_a_slow_measurement_become_missing_slots() -> None:
     for i in range(8):
         window.append(Slot(float(i), 1.0, {}))
     window.append(Slot(10.02, 2.0, {}))  # ticks 8 and 9 never ran
-    request, origin_s = window.request(horizon=1, deadline_s=1.0, with_covariates=False)
+    request, origin_s = window.request(horizon=1, deadline_s=1.0, with_covariates=False, clock_id="host-a")
     assert request.series[0].offsets_us[-3:] == [None, None, 2.0]
     assert origin_s == 10.02
 
@@ -101,7 +108,35 @@ def test_a_measurement_never_scores_a_forecast_made_after_it() -> None:
     assert board.record(Measurement(100.0, 10.0, 1.0, 3), [forecast(100.0, [1.0, 2.0])]) == []
 
 
+@pytest.mark.parametrize(("host_name", "clock_id"), [
+    ("ntp-client-3", "ntp-client-3"),
+    ("build box/7.example.org", "build-box-7.example.org"),
+    ("_gateway.local", "gateway.local"),
+    ("h" * 200, "h" * 128),
+])
+def test_the_clock_id_defaults_to_the_host_name_made_valid(monkeypatch: pytest.MonkeyPatch, host_name: str,
+                                                          clock_id: str) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: host_name)
+    settings = load_settings()
+    assert settings.clock_id == clock_id
+    assert re.fullmatch(CLOCK_ID_PATTERN, settings.clock_id)
+
+
+def test_the_clock_id_setting_overrides_the_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "host-a")
+    monkeypatch.setenv("CHRONOTICK_AGENT_CLOCK_ID", "host-a.eth0")
+    assert load_settings().clock_id == "host-a.eth0"
+    assert load_settings(clock_id="ptp:00:1b:21:ff:fe:4a:5c:10").clock_id == "ptp:00:1b:21:ff:fe:4a:5c:10"
+
+
+def test_a_host_name_that_gives_no_clock_id_asks_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "___")
+    with pytest.raises(SettingsInvalid, match="CHRONOTICK_AGENT_CLOCK_ID"):
+        load_settings()
+
+
 @pytest.mark.parametrize(("variable", "value", "named"), [
+    ("CHRONOTICK_AGENT_CLOCK_ID", "host/a", "CHRONOTICK_AGENT_CLOCK_ID"),
     ("CHRONOTICK_AGENT_MEASURE_INTERVAL_S", "0", "CHRONOTICK_AGENT_MEASURE_INTERVAL_S"),
     ("CHRONOTICK_AGENT_SOURCE", "gps", "CHRONOTICK_AGENT_SOURCE"),
     ("CHRONOTICK_AGENT_GATEWAY_URL", "not a url", "CHRONOTICK_AGENT_GATEWAY_URL"),
