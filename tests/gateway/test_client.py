@@ -174,6 +174,30 @@ def test_a_read_timeout_is_unreachable_at_once_never_sent_again() -> None:
     assert 0.3 <= waited < 1.5
 
 
+def test_the_gateway_remembers_a_named_clock_reports_it_scores_observations_and_forgets_it(gateway: str) -> None:
+    clock = generate_clock("server_load", 400, seed=11)
+    offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
+
+    def window(start: int) -> FusedPredictRequest:
+        series = SeriesInput(id="host-c", clock_id="client-test.host-c", interval_s=1.0,
+                             start_s=1_700_000_000.0 + start, offsets_us=offsets[start : start + 200])
+        return FusedPredictRequest(series=[series], horizon=10, quantile_levels=[0.1, 0.5, 0.9], deadline_s=10.0)
+
+    with Client(gateway, api_key=API_KEY) as client:
+        first = client.predict(window(0))
+        second = client.predict(window(5))  # its samples score the first forecast's first steps
+        report = client.clock("client-test.host-c")
+        scored = client.observe("client-test.host-c", [1_700_000_000.0 + t for t in range(205, 215)], offsets[205:215])
+        client.forget_clock("client-test.host-c")
+        with pytest.raises(GatewayError) as forgotten:
+            client.clock("client-test.host-c")
+    assert first.memory[0].clock_id == "client-test.host-c" and first.memory[0].state == "cold-start"
+    assert second.memory[0].newly_scored > 0
+    assert report.clock_id == "client-test.host-c" and report.requests == 2 and report.interval_s == 1.0
+    assert scored.clock_id == "client-test.host-c" and scored.scored > 0
+    assert forgotten.value.status == 404
+
+
 def test_the_clock_calls_report_score_and_forget_a_remembered_clock() -> None:
     """GET, POST .../observations and DELETE /clocks/{id}, against a stand-in that answers the contract's
     shapes; a clock the gateway does not know is a 404 GatewayError, like every other error answer."""
