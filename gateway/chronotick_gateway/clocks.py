@@ -112,29 +112,29 @@ class ClockMemory:
     async def observe(self, clock_id: str, times_s: np.ndarray, offsets_us: np.ndarray) -> RecalledClock | None:
         """Score a known clock's pending forecasts on these observations (no forecast); None: a clock
         not remembered (or unreadable), whose cadence is unknown."""
-        stored = await self.store.load([clock_id])
-        if clock_id not in stored:
+        found = await self._stored(clock_id)
+        if found is None:
             return None
-        try:
-            state = decode(stored[clock_id])
-        except UnreadableState:
-            return None
+        state = found[0]
         samples = Samples(times_s, offsets_us, state.interval_s)
         outcomes = score(state, samples)
         self._count(state, outcomes)
-        clock = RecalledClock(clock_id, state, samples, len(outcomes), 0, self.warm_after)
         await self.store.save({clock_id: encode(state)})
-        return clock
+        return RecalledClock(clock_id, state, samples, len(outcomes), 0, self.warm_after)
 
     async def report(self, clock_id: str) -> ClockReport | None:
-        stored = await self.store.load([clock_id])
-        if clock_id not in stored:
+        found = await self._stored(clock_id)
+        return None if found is None else clock_report(clock_id, *found)
+
+    async def _stored(self, clock_id: str) -> tuple[ClockState, int] | None:
+        """A remembered clock's state and its stored size; None for one unknown or unreadable."""
+        stored = (await self.store.load([clock_id])).get(clock_id)
+        if stored is None:
             return None
         try:
-            state = decode(stored[clock_id])
+            return decode(stored), len(stored)
         except UnreadableState:
             return None
-        return clock_report(clock_id, state, len(stored[clock_id]))
 
     async def forget(self, clock_id: str) -> bool:
         return await self.store.delete(clock_id)

@@ -13,9 +13,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import set_mode
 
 from chronotick.synthetic import generate_clock
 from chronotick_gateway.app import create_app
+from chronotick_gateway.memory import REPROBE_EVERY
 from chronotick_gateway.settings import GatewaySettings
 from support.redis_server import RedisServer
 from support.servers import serve_in_thread
@@ -102,6 +104,30 @@ def test_a_clock_hands_over_from_its_backtests_to_its_memory_and_then_skips_the_
     assert np.all(np.diff(quantiles, axis=0) > 0)  # 2.5 % < 10 % < 50 % < 90 % < 97.5 %, every step
     weights = np.array([b["weights"][0] for b in warm["backends"] if b["status"] == "ok"])
     np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+
+
+def test_a_member_that_is_always_wrong_is_left_out_on_a_warm_clock_but_asked_now_and_then(
+    chronos_url: str, flaky_url: str
+) -> None:
+    """The line models answer 10 ms off the truth: once the clock is warm they carry no weight, so
+    they are not asked, but on every 10th request of the clock (which keeps their record current)."""
+    set_mode(flaky_url, "biased")
+    try:
+        with serve_in_thread(create_app(settings_for(services={"chronos": chronos_url, "flaky": flaky_url}))) as url:
+            stream = ClockStream("host-biased", seed=30)
+            stream.until_warm(url)
+            calls_before = httpx.get(f"{flaky_url}/control").json()["predict_calls"]
+            answers = [stream.ask(url) for _ in range(2 * REPROBE_EVERY)]
+            calls = httpx.get(f"{flaky_url}/control").json()["predict_calls"] - calls_before
+    finally:
+        set_mode(flaky_url, "ok")
+    lines = [{b["name"]: b for b in answer["backends"]}["line"] for answer in answers]
+    asked = [line for line in lines if line["status"] == "ok"]
+    left_out = [line for line in lines if line["status"] == "skipped"]
+    assert len(asked) == 2 and len(left_out) == 2 * REPROBE_EVERY - 2, [line["status"] for line in lines]
+    assert all("no remembered weight" in line["reason"] for line in left_out)
+    assert calls == 2 * 2  # line and line-cov, on the two re-probes only
+    assert all(not answer["degraded"] for answer in answers)  # left out is not a failure
 
 
 def test_the_clock_report_says_what_the_memory_learned_per_horizon(gateway: str) -> None:

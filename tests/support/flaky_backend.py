@@ -2,7 +2,8 @@
 
 ``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
 ok, slow (answers after 0.3 s), fail (503), reject (422), hang (never answers), garbage (not JSON),
-nan (NaN in the forecast), down (``/health/ready`` and ``/predict`` both 503).
+nan (NaN in the forecast), biased (valid forecasts BIAS_US off the line's: a member that is always
+wrong), down (``/health/ready`` and ``/predict`` both 503).
 ``GET /control`` says how many predict calls came.
 Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
 """
@@ -10,6 +11,7 @@ Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from fastapi import Request, Response
@@ -19,7 +21,8 @@ from chronotick.kit import create_app
 from support.line_family import LineFamily
 
 SLOW_S = 0.3
-MODES = ("ok", "slow", "fail", "reject", "hang", "garbage", "nan", "down")
+BIAS_US = 1e4
+MODES = ("ok", "slow", "fail", "reject", "hang", "garbage", "nan", "biased", "down")
 _state: dict[str, object] = {"mode": "ok", "predict_calls": 0}
 
 app = create_app(LineFamily())
@@ -49,6 +52,12 @@ async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def
         body = b"".join([chunk async for chunk in response.body_iterator])
         poisoned = re.sub(rb'"mean_us":\[[-0-9.eE+]+', b'"mean_us":[NaN', body, count=1)
         return Response(poisoned, media_type="application/json")
+    if mode == "biased":
+        answer = json.loads(b"".join([chunk async for chunk in response.body_iterator]))
+        for forecast in answer.get("forecasts", []):
+            forecast["mean_us"] = [value + BIAS_US for value in forecast["mean_us"]]
+            forecast["quantiles_us"] = [[value + BIAS_US for value in row] for row in forecast["quantiles_us"]]
+        return JSONResponse(answer, status_code=response.status_code)
     return response
 
 
