@@ -1,0 +1,414 @@
+"""Issue 16's speed targets: the fused /predict of clocks the gateway remembers (the warm path).
+
+Starts the four family services (each in its own environment) and the gateway as processes, as
+``gateway_speed`` does, with the gateway's settings as shipped: a clock is warm after 30 scored
+forecasts at every horizon its forecast reaches, and the default 1 s deadline, which no request
+names. A pool of synthetic clocks ("mixed", a seed each) is streamed to it as agents stream theirs:
+each request the next 512-sample window of a clock, ending 5 s after the last (``clock_id`` and
+``start_s``), so that every answer is remembered and scored by the requests after it. The clocks
+are warmed up first, a few at a time, each until its answer says ``remembered`` (with a 10 s
+deadline, for the warm-up only: the cold answers fuse every member). Then:
+
+1. One client: p50/p99 of remembered answers, in turn over a few clocks, each request paired with
+   the same window without ``clock_id`` (today's stateless path) sent right after it; and the
+   fleet's CPU time per request of each kind, by process (their sum divided by the cores is a floor
+   under the latency).
+   Target: warm p50 <= 60 ms.
+2. Capacity: 1 to 32 closed-loop clients (each posts its next request when it has the answer:
+   ``support.load_drill.run_drill``) for some seconds at each count, stateless and warm (each
+   client streaming its own clocks forward in time): requests per second, the share of answers
+   degraded (or failed), p50/p99 and the share remembered; the highest rate with at most 5 %
+   degraded of each, and their ratio. Target >= 5x.
+3. The classical members alone (``backends``) at 32 clients, warm and stateless. Target: warm
+   p99 <= 20 ms.
+
+Every body is made before its request's clock starts: no figure holds the client's JSON encoding.
+
+    .venvs/gateway/bin/python benchmarks/warm_clocks.py --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+from gateway_speed import FAMILIES, cpu_s, server_process
+from record import CONTEXT, HORIZON, percentile_ms, provenance, write_section
+
+from chronotick.baselines import CLASSICAL_FORECASTERS
+from chronotick.synthetic import generate_clock
+from chronotick_gateway.memory import REMEMBER_EVERY_S
+from chronotick_gateway.settings import GatewaySettings
+from support.load_drill import run_drill, summarize
+from support.servers import serve_in_process, venv_python, wait_for
+
+INTERVAL_S = 1.0
+# Samples between the ends of a clock's consecutive windows: an agent asking as often as the memory
+# keeps an answer, so that every answer is remembered and scored.
+STEP = int(REMEMBER_EVERY_S / INTERVAL_S)
+# Windows each clock has: far more than a run sends to one clock (a few hundred at 20 s a step).
+WINDOWS_PER_CLOCK = 20_000
+CLASSICAL = [forecaster.name for forecaster in CLASSICAL_FORECASTERS]
+DEGRADED_AT_MOST = 0.05
+# Between two closed-loop runs: the member calls an overloaded run left to finish end first.
+SETTLE_S = 3.0
+SERVICES_BACK_S = 60.0
+_JSON = {"content-type": "application/json"}
+
+
+@dataclass
+class Clock:
+    """A synthetic clock streamed forward in time: its window k is its samples from k * STEP on."""
+
+    clock_id: str
+    offsets_us: np.ndarray
+    next_window: int = 0  # the next window a request naming the clock sends: the clock only moves forward
+
+    @classmethod
+    def generate(cls, seed: int) -> Clock:
+        offsets = generate_clock("mixed", CONTEXT + STEP * WINDOWS_PER_CLOCK, interval_s=INTERVAL_S, seed=seed)
+        return cls(f"bench-clock-{seed}", offsets.observed_offset_us)
+
+    def body(self, window: int, *, remembered: bool, backends: list[str] | None = None,
+             deadline_s: float | None = None) -> bytes:
+        """The request for ``window``: naming the clock and the time of its first sample
+        (``remembered``), or as a stateless client sends it."""
+        first = window * STEP
+        if first + CONTEXT > self.offsets_us.size:
+            raise IndexError(f"{self.clock_id} has no window {window}: raise WINDOWS_PER_CLOCK")
+        series: dict[str, object] = {"offsets_us": self.offsets_us[first:first + CONTEXT].tolist(),
+                                     "interval_s": INTERVAL_S}
+        if remembered:
+            series |= {"clock_id": self.clock_id, "start_s": first * INTERVAL_S}
+        query: dict[str, object] = {"series": [series], "horizon": HORIZON}
+        if backends is not None:
+            query["backends"] = backends
+        if deadline_s is not None:
+            query["deadline_s"] = deadline_s
+        # json writes a missing sample as NaN; the contract's JSON has null.
+        return json.dumps(query).replace("NaN", "null").encode()
+
+    def next_body(self, *, backends: list[str] | None = None, deadline_s: float | None = None) -> bytes:
+        """The clock's next window, naming it."""
+        body = self.body(self.next_window, remembered=True, backends=backends, deadline_s=deadline_s)
+        self.next_window += 1
+        return body
+
+
+class ClientStreams:
+    """The bodies ``run_drill`` posts, in the order it takes them: client i's k-th request is
+    ``bodies[i + k * clients]``. Each client streams its own clocks (``clocks[i::clients]``), in
+    turn, each request the next window of one: named, each clock moves forward (so its memory keeps
+    scoring); stateless, the same clocks' windows ahead, which leaves the clocks where they are. A
+    body is made when the client asks for it, in its own thread, before its request's clock starts;
+    no two clients share a clock."""
+
+    def __init__(self, clocks: list[Clock], clients: int, *, remembered: bool,
+                 backends: list[str] | None = None) -> None:
+        self.clients = clients
+        self.owned = [clocks[i::clients] for i in range(clients)]
+        self.sent = [0] * clients
+        self.remembered = remembered
+        self.backends = backends
+
+    def __len__(self) -> int:
+        return self.clients * WINDOWS_PER_CLOCK
+
+    def __getitem__(self, position: int) -> bytes:
+        client = position % self.clients
+        count = self.sent[client]
+        self.sent[client] += 1
+        clocks = self.owned[client]
+        clock = clocks[count % len(clocks)]
+        if self.remembered:
+            return clock.next_body(backends=self.backends)
+        return clock.body(clock.next_window + count // len(clocks), remembered=False, backends=self.backends)
+
+
+def warm_up(url: str, clocks: list[Clock], clients: int, deadline_s: float, most: int) -> list[int]:
+    """Stream every clock until its answer says ``remembered``, ``clients`` at a time (each client
+    its own clocks, in turn); the requests each clock took. Fails for a clock not remembered after
+    ``most`` requests, or for any answer that is not a 200."""
+    taken: dict[str, int] = {}
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def client(mine: list[Clock]) -> None:
+        try:
+            with httpx.Client(timeout=deadline_s + 30.0, headers=_JSON, trust_env=False) as http:
+                waiting = deque(mine)
+                while waiting and not stop.is_set():
+                    clock = waiting.popleft()
+                    response = http.post(f"{url}/predict", content=clock.next_body(deadline_s=deadline_s))
+                    response.raise_for_status()
+                    if json.loads(response.content)["memory"][0]["state"] == "remembered":
+                        taken[clock.clock_id] = clock.next_window
+                    elif clock.next_window >= most:
+                        raise RuntimeError(f"{clock.clock_id}: no remembered answer after {most} requests")
+                    else:
+                        waiting.append(clock)
+        except Exception as error:  # handed to the main thread
+            errors.append(error)
+            stop.set()
+
+    threads = [threading.Thread(target=client, args=(clocks[i::clients],), daemon=True) for i in range(clients)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
+    if errors:
+        raise errors[0]
+    return [taken[clock.clock_id] for clock in clocks]
+
+
+@dataclass
+class OneClient:
+    """One kind of request at one client: latencies (s), what the memory did, degraded flags, and
+    each process's CPU time (s) over all of them."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    degraded: list[bool] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms(self) -> dict[str, float]:
+        """CPU time per request by process."""
+        return {name: cpu / len(self.latencies_s) * 1000.0 for name, cpu in self.cpu_s.items()}
+
+    def row(self, name: str, cores: int) -> str:
+        fleet_ms = sum(self.cpu_ms().values())
+        by_process = ", ".join(f"{process} {ms:.0f}" for process, ms in self.cpu_ms().items())
+        return (f"| {name} | {percentile_ms(self.latencies_s, 50):.1f} | {percentile_ms(self.latencies_s, 99):.1f} | "
+                f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.degraded):.0%} | "
+                f"{fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |")
+
+
+def share(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def one_client(url: str, clocks: list[Clock], requests: int,
+               fleet: dict[str, psutil.Process]) -> dict[str, OneClient]:
+    """``requests`` windows, in turn from ``clocks``: each sent naming its clock, then at once
+    without (today's stateless path): paired, both under the same state of the machine. The CPU
+    time is read around each request (it includes the gateway's health polling, a few ms a second)."""
+    kinds = {"remembered": OneClient(), "stateless": OneClient()}
+    with httpx.Client(timeout=30.0, headers=_JSON, trust_env=False) as http:
+        for index in range(requests):
+            clock = clocks[index % len(clocks)]
+            window = clock.next_window
+            clock.next_window += 1
+            for name, remembered in (("remembered", True), ("stateless", False)):
+                body = clock.body(window, remembered=remembered)
+                before = {process: cpu_s(server) for process, server in fleet.items()}
+                started = time.perf_counter()
+                response = http.post(f"{url}/predict", content=body)
+                elapsed_s = time.perf_counter() - started
+                kind = kinds[name]
+                for process, server in fleet.items():
+                    kind.cpu_s[process] = kind.cpu_s.get(process, 0.0) + cpu_s(server) - before[process]
+                response.raise_for_status()
+                answer = json.loads(response.content)
+                kind.latencies_s.append(elapsed_s)
+                kind.states.append(answer["memory"][0]["state"])
+                kind.degraded.append(answer["degraded"])
+    return kinds
+
+
+@dataclass(frozen=True)
+class Step:
+    """One closed-loop run: answers per second and the share degraded, or with no fused answer at all."""
+
+    rate: float
+    degraded: float
+    remembered: float
+    p50_ms: float
+    p99_ms: float
+    gateway_cpu_ms: float  # the gateway process's CPU time per request (one event loop: at most one core)
+    failed: dict[int, int]  # status (0: no answer) -> answers, for those that were not a 200
+
+
+def closed_loop(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Process) -> Step:
+    """``streams.clients`` clients for ``seconds``: the answers to the requests sent in that time."""
+    gateway_before = cpu_s(gateway)
+    result = run_drill(url, streams, clients=streams.clients, duration_s=seconds)
+    gateway_cpu_ms = (cpu_s(gateway) - gateway_before) / len(result.answers) * 1000.0
+    answers = result.between(0.0, seconds)
+    stats = summarize(answers)
+    return Step(
+        rate=len(answers) / seconds,
+        degraded=share(a.status != 200 or a.degraded for a in answers),
+        remembered=share(a.memory == ("remembered",) for a in answers),
+        p50_ms=stats["p50_ms"],
+        p99_ms=stats["p99_ms"],
+        gateway_cpu_ms=gateway_cpu_ms,
+        failed={code: n for code, n in stats["statuses"].items() if code != 200},
+    )
+
+
+def settle(url: str) -> None:
+    """Between two closed-loop runs: the calls the last one left end, and every service is back in
+    the fusion (ready, its breaker not open), so that no run inherits the one before it."""
+    time.sleep(SETTLE_S)
+
+    def every_service_back() -> bool:
+        services = httpx.get(f"{url}/models", timeout=5.0, trust_env=False).json()["services"]
+        return all(service["ready"] and service["breaker"] != "open" for service in services)
+
+    wait_for(every_service_back, SERVICES_BACK_S, "every service ready, its breaker not open", poll_s=0.5)
+
+
+def best_rate(steps: dict[int, Step]) -> tuple[float, int] | None:
+    """The highest rate, and its clients, among the runs with at most DEGRADED_AT_MOST degraded."""
+    within = [(step.rate, clients) for clients, step in steps.items() if step.degraded <= DEGRADED_AT_MOST]
+    return max(within) if within else None
+
+
+def met(holds: bool) -> str:
+    return "met" if holds else "**not met**"
+
+
+def count_of(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,2,4,8,16,32", help="client counts of the capacity runs")
+    parser.add_argument("--seconds-per-step", type=float, default=20.0, help="length of each closed-loop run")
+    parser.add_argument("--requests", type=int, default=200, help="windows sent by the one client (each twice)")
+    parser.add_argument("--one-client-clocks", type=int, default=8, help="clocks the one client takes in turn")
+    parser.add_argument("--classical-clients", type=int, default=32)
+    parser.add_argument("--warm-up-clients", type=int, default=4)
+    parser.add_argument("--warm-up-deadline-s", type=float, default=10.0)
+    parser.add_argument("--write", type=Path, help="record the tables in this Markdown file")
+    args = parser.parse_args()
+    counts = [int(count) for count in args.clients.split(",")]
+    seconds = args.seconds_per_step
+    crowd = count_of(args.classical_clients, "client")
+
+    load_before = os.getloadavg()[0]  # the cores are shared: say how busy they were
+    warm_after = GatewaySettings().warm_after_scored  # the gateway below reads the same environment
+    # A clock's 60 s forecasts are scored 12 requests later; 30 of them make it warm, if no truth is missing.
+    expected = HORIZON * INTERVAL_S / REMEMBER_EVERY_S + warm_after
+    clocks = [Clock.generate(seed) for seed in range(max(args.one_client_clocks, *counts, args.classical_clients))]
+    warm_up_clients = min(args.warm_up_clients, len(clocks))
+    with contextlib.ExitStack() as stack:
+        progress("starting the fleet")
+        urls = {
+            family: stack.enter_context(serve_in_process(f"chronotick_{family}.main:app", python=venv_python(family)))
+            for family in FAMILIES
+        }
+        gateway = stack.enter_context(
+            serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": json.dumps(urls)})
+        )
+        fleet = {name: server_process(url) for name, url in {**urls, "gateway": gateway}.items()}
+        gateway_process = fleet["gateway"]
+        progress(f"warming up {count_of(len(clocks), 'clock')}, {warm_up_clients} at a time")
+        started = time.monotonic()
+        taken = warm_up(gateway, clocks, warm_up_clients, args.warm_up_deadline_s, most=int(3 * expected))
+        warm_up_s = time.monotonic() - started
+        progress(f"one client, {args.requests} windows")
+        single = one_client(gateway, clocks[: args.one_client_clocks], args.requests, fleet)
+        stateless: dict[int, Step] = {}
+        warm: dict[int, Step] = {}
+        for count in counts:
+            progress(f"{count_of(count, 'client')}, stateless then warm, {seconds:g} s each")
+            stateless[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=False), seconds,
+                                           gateway_process)
+            settle(gateway)
+            warm[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=True), seconds,
+                                      gateway_process)
+            settle(gateway)
+        progress(f"the classical members alone, {crowd}")
+        classical = {}
+        for name, remembered in (("stateless", False), ("warm", True)):
+            streams = ClientStreams(clocks, args.classical_clients, remembered=remembered, backends=CLASSICAL)
+            classical[name] = closed_loop(gateway, streams, seconds, gateway_process)
+        progress("stopping the fleet")
+
+    cores = os.cpu_count() or 1
+    lines = [
+        f"{count_of(len(clocks), 'synthetic clock')} warmed up in {warm_up_s:.0f} s, "
+        f"{count_of(warm_up_clients, 'client')} at a time with a {args.warm_up_deadline_s:g} s deadline: each "
+        f"clock's first remembered answer was its request {min(taken)} to {max(taken)} (a clock is warm after "
+        f"{warm_after} scored forecasts at every horizon: about {expected:.0f} requests {REMEMBER_EVERY_S:g} s apart).",
+        "",
+        f"**One client**, {count_of(args.one_client_clocks, 'warm clock')} in turn, {args.requests} windows; each "
+        "request naming its clock is followed at once by the same window without `clock_id`:",
+        "",
+        f"| request | p50 ms | p99 ms | remembered | degraded | fleet CPU ms per request (floor on {cores} cores) | "
+        "by process |",
+        "|---|---|---|---|---|---|---|",
+        single["remembered"].row("warm clock (remembered)", cores),
+        single["stateless"].row("the same window, stateless (backtests)", cores),
+        "",
+        f"**Capacity**: closed-loop clients, {seconds:g} s at each count; degraded counts the answers that were not "
+        "a 200 too.",
+        "",
+        "| clients | stateless req/s | degraded | p50 ms | p99 ms | warm req/s | degraded | remembered | p50 ms | "
+        "p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for count in counts:
+        a, b = stateless[count], warm[count]
+        lines.append(f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | {b.rate:.1f} | "
+                     f"{b.degraded:.0%} | {b.remembered:.0%} | {b.p50_ms:.0f} | {b.p99_ms:.0f} |")
+    best = {"stateless": best_rate(stateless), "warm": best_rate(warm)}
+    said = {name: "none" if rate is None else f"{rate[0]:.1f} req/s at {count_of(rate[1], 'client')}"
+            for name, rate in best.items()}
+    ratio = best["warm"][0] / best["stateless"][0] if best["warm"] and best["stateless"] else float("nan")
+    lines += [
+        "",
+        f"The highest request rate with at most {DEGRADED_AT_MOST:.0%} degraded: stateless {said['stateless']}, "
+        f"warm {said['warm']}; ratio {ratio:.1f}x (target >= 5x).",
+        "",
+        f"**The classical members alone** (`backends`: {', '.join(CLASSICAL)}), {crowd}, {seconds:g} s:",
+        "",
+        "| request | req/s | degraded | remembered | p50 ms | p99 ms | gateway CPU ms per request |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {name} | {step.rate:.1f} | {step.degraded:.0%} | {step.remembered:.0%} | {step.p50_ms:.1f} | "
+          f"{step.p99_ms:.1f} | {step.gateway_cpu_ms:.1f} |" for name, step in classical.items()],
+    ]
+    runs = [*[(f"stateless, {count_of(count, 'client')}", step) for count, step in stateless.items()],
+            *[(f"warm, {count_of(count, 'client')}", step) for count, step in warm.items()],
+            *[(f"classical members {name}, {crowd}", step) for name, step in classical.items()]]
+    failed = [f"{name}: {step.failed}" for name, step in runs if step.failed]
+    if failed:
+        lines += ["", "Answers that were not a 200 (status: count; 0 is no answer): " + "; ".join(failed) + "."]
+    warm_p50, classical_p99 = percentile_ms(single["remembered"].latencies_s, 50), classical["warm"].p99_ms
+    lines += [
+        "",
+        f"Targets: warm p50 at one client {warm_p50:.1f} ms (<= 60: {met(warm_p50 <= 60)}); capacity ratio "
+        f"{ratio:.1f}x (>= 5x: {met(ratio >= 5)}); the classical members alone, warm, p99 at {crowd} "
+        f"{classical_p99:.1f} ms (<= 20: {met(classical_p99 <= 20)}).",
+    ]
+    load = f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    text = f"{provenance('warm_clocks.py', sys.argv[1:])}; {load}.\n\n" + "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, "warm_clocks", f"### Warm clocks (issue 16)\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
