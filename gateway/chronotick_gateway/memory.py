@@ -68,6 +68,8 @@ MAX_PENDING = 16
 # every REPROBE_EVERY-th request of that clock, which keeps its losses (and a way back) current.
 WEIGHTLESS_BELOW = 0.01
 REPROBE_EVERY = 10
+# A forecast reaches an anchor when one of its steps lies within this share of a cadence of it.
+ANCHOR_TOLERANCE = 0.25
 # Version of the stored state: a state written by another version is discarded, never misread.
 STATE_VERSION = 1
 _MEAN_ABS_PER_STD = math.sqrt(2.0 / math.pi)  # E|e| / sd of a normal error
@@ -305,8 +307,11 @@ def anchor_weights(anchor: AnchorState, members: Sequence[str]) -> np.ndarray:
 
 
 def anchors_within(interval_s: float, horizon: int) -> list[int]:
-    """Indices of the anchors a forecast of ``horizon`` steps of ``interval_s`` reaches."""
-    return [a for a, h in enumerate(ANCHOR_HORIZONS_S) if interval_s * (1 - 1e-9) <= h <= horizon * interval_s * (1 + 1e-9)]
+    """Indices of the anchors a forecast of ``horizon`` steps of ``interval_s`` reaches: those its
+    steps span, give or take ``ANCHOR_TOLERANCE`` of a cadence (a logger's cadence is rarely exactly
+    1 s: 1.00027 s on the scion clocks, whose first step must still count as the 1 s anchor)."""
+    slack_s = ANCHOR_TOLERANCE * interval_s
+    return [a for a, h in enumerate(ANCHOR_HORIZONS_S) if interval_s - slack_s <= h <= horizon * interval_s + slack_s]
 
 
 def evidence(state: ClockState, horizon: int) -> int:
@@ -315,19 +320,23 @@ def evidence(state: ClockState, horizon: int) -> int:
     return min((state.anchors[a].scored for a in reached), default=0)
 
 
-def _per_step(values: np.ndarray, interval_s: float, horizon: int) -> np.ndarray:
-    """(..., A) values at the anchors -> (..., H) at each step, linear in the horizon in seconds and
-    held beyond the first and last anchor."""
+def _per_step(values: np.ndarray, usable: Sequence[bool], interval_s: float, horizon: int) -> np.ndarray:
+    """(..., A) values at the anchors -> (..., H) at each step, from the ``usable`` anchors only (those
+    with evidence: one the clock's steps never reach holds none), linear in the horizon in seconds
+    and held beyond the first and last of them."""
     steps_s = interval_s * np.arange(1, horizon + 1)
-    flat = values.reshape(-1, values.shape[-1])
-    out = np.stack([np.interp(steps_s, ANCHOR_HORIZONS_S, row) for row in flat])
+    mask = np.asarray(usable, dtype=bool)
+    mask = mask if mask.any() else np.ones_like(mask)
+    anchors_s = np.asarray(ANCHOR_HORIZONS_S)[mask]
+    flat = values[..., mask].reshape(-1, anchors_s.size)
+    out = np.stack([np.interp(steps_s, anchors_s, row) for row in flat])
     return out.reshape(values.shape[:-1] + (horizon,))
 
 
 def step_weights(state: ClockState, members: Sequence[str], horizon: int) -> np.ndarray:
     """(M, H) remembered weights of ``members`` at each step, columns summing to 1."""
     at_anchors = np.stack([anchor_weights(anchor, members) for anchor in state.anchors], axis=1)  # (M, A)
-    weights = _per_step(at_anchors, state.interval_s, horizon)
+    weights = _per_step(at_anchors, [anchor.scored > 0 for anchor in state.anchors], state.interval_s, horizon)
     total = weights.sum(axis=0, keepdims=True)
     return np.divide(weights, total, out=np.full_like(weights, 1.0 / max(len(members), 1)), where=total > 0)
 
@@ -354,7 +363,8 @@ def remembered_bounds(state: ClockState, levels: Sequence[float], horizon: int) 
     tracked = np.stack([np.sort(a.quantiles) for a in state.anchors])  # (A, L): quantiles never cross
     wanted = [*levels, 0.15865525393145707, 0.8413447460685429]  # and +-1 sd, for std_us
     at_anchors = np.stack([_at_levels(row, wanted) for row in tracked], axis=1) * scales  # (levels, A)
-    per_step = _per_step(at_anchors, state.interval_s, horizon)
+    per_step = _per_step(at_anchors, [a.error_scale_us is not None for a in state.anchors], state.interval_s,
+                         horizon)
     quantiles, (low, high) = per_step[: len(levels)], per_step[len(levels):]
     return RememberedBounds(std_us=np.maximum((high - low) / 2.0, 0.0), quantiles_us=quantiles)
 

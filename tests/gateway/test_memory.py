@@ -190,10 +190,36 @@ def test_remembered_quantiles_are_ordered_across_levels_and_extend_beyond_the_tr
 
 def test_anchors_are_those_a_forecast_reaches_at_its_cadence() -> None:
     assert [ANCHOR_HORIZONS_S[a] for a in anchors_within(1.0, 10)] == [1.0, 2.0, 5.0, 10.0]
+    # A logger's cadence is rarely exactly 1 s: its first step is still the 1 s anchor.
+    assert [ANCHOR_HORIZONS_S[a] for a in anchors_within(1.00027, 10)] == [1.0, 2.0, 5.0, 10.0]
+    assert [ANCHOR_HORIZONS_S[a] for a in anchors_within(0.9997, 10)] == [1.0, 2.0, 5.0, 10.0]
     assert [ANCHOR_HORIZONS_S[a] for a in anchors_within(2.0, 30)] == [2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0]
-    assert anchors_within(64.0, 10) == []  # an NTP-paced clock: nothing remembered at these horizons
-    state = ClockState(interval_s=64.0)
+    assert [ANCHOR_HORIZONS_S[a] for a in anchors_within(64.0, 10)] == [60.0]  # its first step, near enough
+    assert anchors_within(128.0, 10) == []  # an NTP-paced clock: nothing remembered at these horizons
+    state = ClockState(interval_s=128.0)
     assert evidence(state, 10) == 0
+
+
+@pytest.mark.parametrize("interval_s", [1.00027, 1.5])
+def test_at_a_cadence_off_the_anchors_the_first_steps_get_bounds_and_weights_from_anchors_with_evidence(
+    interval_s: float,
+) -> None:
+    """At 1.5 s the 1 s anchor is never reached: the first step (1.5 s) must not be read half from an
+    anchor without evidence (no scale, no weights), which would narrow its bounds to nothing."""
+    rng = np.random.default_rng(8)
+    horizon = 20
+    state = ClockState(interval_s=interval_s)
+    truth = np.zeros(3000)
+    errors = rng.normal(0.0, 1.0, (truth.size, horizon))
+    for t in range(5, truth.size - horizon, 5):
+        score(state, Samples.on_grid(0.0, interval_s, truth[: t + 1]))
+        origin_s = t * interval_s
+        remember(state, origin_s, {"m": -errors[t], "n": 3.0 - errors[t]}, -errors[t], np.ones(horizon),
+                 remembered=True)
+    bounds = remembered_bounds(state, [0.1, 0.9], horizon)
+    assert np.all(bounds.quantiles_us[1] - bounds.quantiles_us[0] > 1.5)  # about 2 x 1.28 sd, every step
+    weights = step_weights(state, ["m", "n"], horizon)
+    assert np.all(weights[0] > 0.9)  # the unbiased member, at the first step too
 
 
 def test_a_state_round_trips_and_one_of_another_version_or_garbage_is_refused() -> None:
