@@ -388,7 +388,8 @@ def _at_anchors(values_per_step: np.ndarray, interval_s: float) -> list[float | 
     """(H,) per-step values at each anchor the forecast reaches (linear between steps), None elsewhere."""
     horizon = values_per_step.size
     steps_s = interval_s * np.arange(1, horizon + 1)
-    return [float(np.interp(h, steps_s, values_per_step)) if a in anchors_within(interval_s, horizon) else None
+    reached = set(anchors_within(interval_s, horizon))
+    return [float(np.interp(h, steps_s, values_per_step)) if a in reached else None
             for a, h in enumerate(ANCHOR_HORIZONS_S)]
 
 
