@@ -249,6 +249,11 @@ class PredictResponse(BaseModel):
     timings: Timings
 
 
+# How a service hands a model its context (``chronotick.kit.scaling``): "anchored", relative to the last observed
+# value; "last-value-mad", also divided by the context's mean absolute step.
+InputScaling = Literal["anchored", "last-value-mad"]
+
+
 class ModelInfo(BaseModel):
     name: str
     model_id: str
@@ -265,6 +270,11 @@ class ModelInfo(BaseModel):
         description="For a model that takes covariates (past_covariates), the ones it knows: null = any name "
         "(it takes them as generic drivers); a list = only those it was trained with, and a request carrying "
         "another is refused (422). The gateway sends each model only the covariates it knows.",
+    )
+    input_scaling: InputScaling = Field(
+        default="anchored",
+        description="What the model sees: every context relative to its last observed value (anchored), or also "
+        "divided by its mean absolute step (last-value-mad), as the checkpoint was trained; answers are mapped back.",
     )
 
     @model_validator(mode="after")

@@ -278,7 +278,7 @@ def finetune(
             "seconds": round(time.monotonic() - started, 1),
         },
         "validation_mae_us": {
-            "before": before[model_row], "after": after[model_row], "last_value": after["last_value_forecast"],
+            "before": before[model_row], "after": after[model_row], "last_value": after["last-value"],
         },
         "load": f"{model_id_env}={out_dir.resolve()}",
         "command": command,

@@ -3,8 +3,8 @@
 Every model family (`services/<family>/chronotick_<family>/train.py`) builds its library's real class with small
 dimensions, trains it on `chronotick.synthetic` clocks and saves it in the library's own format, so the service
 loads it with the library's real loader. What does not depend on the library lives here, once: window sampling,
-the relative-to-last-value transform, the pinball loss, the learning-rate schedule, the training loop with its
-wall-clock or step budget, the held-back validation set, the MAE-by-horizon comparison with
+the relative-to-last-value transform and the kit's input scaling, the pinball loss and step weights, the
+learning-rate schedule, the training loop with its wall-clock or step budget, the held-back validation set, the MAE-by-horizon comparison with
 `chronotick.baselines`, the model card and the command line. A family's `train.py` holds only its `ModelSpec`s
 (build, loss, save, forecast) and calls `main`.
 
@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chronotick.baselines import last_value_forecast, linear_fit_forecast
+from chronotick.baselines import CLASSICAL_FORECASTERS, forecast_all
+from chronotick.contract import InputScaling
+from chronotick.kit.scaling import scale_windows, step_scale_us
 from chronotick.synthetic import SCENARIOS, generate_clock, training_windows
 
 EVAL_HORIZONS = (1, 10, 30, 60)  # the steps the service is asked about; every family is scored on the same ones
@@ -51,6 +53,9 @@ class Windows:
     future_clip: float | None = 20.0  # training targets, in context standard deviations (clips about 2 % of windows)
     # Options for families whose recipe differs from the default (the default is Chronos's):
     relative: bool = True  # False: raw crops, for models that normalise by the last value themselves
+    # "last-value-mad": relative crops also in units of their context's mean absolute step, exactly as the kit hands
+    # them to a checkpoint whose config says so (chronotick.kit.scaling).
+    scaling: InputScaling = "anchored"
     empty_context: str = "drop"  # a context with nothing observed: "drop" it, "keep" it, or "zero_last" (ctx[-1] = 0)
     short_history_covariates: bool = False  # short histories blank the covariates' past too
     # (p future covariates unknown, p no covariates at all) per augmented covariate crop, NaN = not given.
@@ -63,6 +68,8 @@ class Windows:
         # Augmented short histories keep at least 64 observed steps (`Pool.sample`).
         if self.context <= 65 or self.future < max(EVAL_HORIZONS):
             raise ValueError(f"need context > 65 and future >= {max(EVAL_HORIZONS)}, got {self}")
+        if self.scaling != "anchored" and not self.relative:
+            raise ValueError(f"scaling {self.scaling!r} needs relative crops")
         if self.series_len < self.crop:
             raise ValueError(f"series_len {self.series_len} is shorter than a crop ({self.crop})")
 
@@ -73,16 +80,24 @@ class Windows:
 
 @dataclasses.dataclass
 class Batch:
-    """Relative windows (raw if not `Windows.relative`): `past` (B, context) and `future` (B, future), NaN where
-    missing.
+    """Relative windows (raw if not `Windows.relative`; scaled if `Windows.scaling` says so): `past` (B, context) and
+    `future` (B, future), NaN where missing.
 
-    `cov_past` (B, K, context) / `cov_future` (B, K, future) are the raw covariates, or None.
+    `cov_past` (B, K, context) / `cov_future` (B, K, future) are the raw covariates, or None. `scale_us` (B,) maps
+    scaled windows back to microseconds (None: they are in microseconds).
     """
 
     past: torch.Tensor
     future: torch.Tensor
     cov_past: torch.Tensor | None = None
     cov_future: torch.Tensor | None = None
+    scale_us: torch.Tensor | None = None
+
+    def in_us(self, values: np.ndarray) -> np.ndarray:
+        """(B, ...) values in this batch's units -> microseconds relative to each context's last value."""
+        if self.scale_us is None:
+            return values
+        return values * self.scale_us.numpy().astype(np.float64).reshape(-1, *([1] * (values.ndim - 1)))
 
 
 @dataclasses.dataclass
@@ -139,6 +154,11 @@ class Pool:
                 # clipped, they cannot dominate a quantile loss in any of the models' normalised spaces.
                 bound = windows.future_clip * np.maximum(np.nanstd(past, axis=1, keepdims=True), 1.0)
                 future = np.clip(future, -bound, bound)
+        scale_us = None
+        if windows.scaling == "last-value-mad":
+            # After the augmentation: a short history is scaled by its own steps, as the service scales it.
+            scale_us = step_scale_us(past)
+            past, future = scale_windows(past, future)
         empty = np.isnan(past).all(axis=1)
         if windows.empty_context == "zero_last":
             past[empty, -1] = 0.0
@@ -150,6 +170,7 @@ class Pool:
             _tensor(future[keep]),
             None if cov is None else _tensor(cov[keep, :, :context]),
             None if cov is None else _tensor(cov[keep, :, context:]),
+            None if scale_us is None else _tensor(scale_us[keep]),
         )
 
 
@@ -200,11 +221,34 @@ def covariate_pool(seed: int, n_series: int, windows: Windows) -> Pool:
     )
 
 
-def pinball(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean quantile loss over valid targets; `levels` broadcasts against the trailing quantile axis of `pred`."""
+def pinball(
+    pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor, valid: torch.Tensor,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean quantile loss over valid targets; `levels` broadcasts against the trailing quantile axis of `pred`,
+    `weights` (e.g. `horizon_weights`) against `target`."""
     err = torch.where(valid, target, 0.0).unsqueeze(-1) - pred
-    loss = torch.maximum(levels * err, (levels - 1) * err) * valid.unsqueeze(-1)
+    scored = valid if weights is None else valid * weights
+    loss = torch.maximum(levels * err, (levels - 1) * err) * scored.unsqueeze(-1)
     return loss.sum() / (valid.sum() * pred.shape[-1]).clamp(min=1)
+
+
+def horizon_weights(steps: int) -> torch.Tensor:
+    """(steps,) loss weights 1/sqrt(h), mean 1: a random walk's error grows as sqrt(h), so unweighted the far steps
+    dominate the loss and a model learns little about the next seconds, where "no change" is hard to beat."""
+    weights = torch.arange(1, steps + 1, dtype=torch.float32).rsqrt()
+    return weights / weights.mean()
+
+
+def naive_weights(naive_error: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(steps,) loss weights, mean 1, from "no change"'s absolute errors (..., steps) on this batch: each step is
+    weighted by the inverse of their mean, so every step counts as a ratio to the naive forecast (the measure the
+    product is judged by). For losses in a space whose unit is far larger than one step's motion (a model's own
+    std normalisation), where even 1/sqrt(h) leaves the first steps all but unscored."""
+    counts = valid.flatten(0, -2).sum(0).clamp(min=1)
+    mean_error = torch.where(valid, naive_error, 0.0).flatten(0, -2).sum(0) / counts
+    weights = 1.0 / mean_error.clamp(min=mean_error.max().clamp(min=1e-12) * 1e-3)
+    return (weights / weights.mean()).detach()
 
 
 def lr_at(progress: float, peak: float = 1e-3, warmup: float = 0.03) -> float:
@@ -349,17 +393,31 @@ def mae_by_horizon(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]:
 def evaluate(spec: ModelSpec, model_dir: Path, val: Batch) -> dict[str, dict[int, float]]:
     """The saved model's forecast (loaded as the service would) vs the baselines, on the same contexts."""
     horizon = max(EVAL_HORIZONS)
-    truth = val.future[:, :horizon].numpy()
-    ctx = val.past.numpy()
+    truth = val.in_us(val.future[:, :horizon].numpy())
+    ctx = val.in_us(val.past.numpy())
     rows = {
-        f"{spec.dir_name} ({spec.forecast_kind})": mae_by_horizon(spec.forecast(model_dir, val, horizon, False), truth),
-        "last_value_forecast": mae_by_horizon(np.stack([last_value_forecast(c, horizon) for c in ctx]), truth),
-        "linear_fit_forecast": mae_by_horizon(np.stack([linear_fit_forecast(c, horizon) for c in ctx]), truth),
+        f"{spec.dir_name} ({spec.forecast_kind})": mae_by_horizon(
+            val.in_us(spec.forecast(model_dir, val, horizon, False)), truth
+        ),
+        **classical_maes(ctx, truth, horizon),
     }
     if spec.uses_covariates:
-        with_covariates = spec.forecast(model_dir, val, horizon, True)
+        with_covariates = val.in_us(spec.forecast(model_dir, val, horizon, True))
         rows[f"{spec.dir_name} + {spec.covariate_label}"] = mae_by_horizon(with_covariates, truth)
     return rows
+
+
+def classical_maes(ctx: np.ndarray, truth: np.ndarray, horizon: int) -> dict[str, dict[int, float]]:
+    """The classical members the fused forecast competes with (the gateway's own), on the same contexts."""
+    rows: dict[str, list[np.ndarray]] = {forecaster.name: [] for forecaster in CLASSICAL_FORECASTERS}
+    for context in ctx:
+        if np.isnan(context).all():
+            for name in rows:
+                rows[name].append(np.full(horizon, np.nan))
+            continue
+        for name, forecast in forecast_all(context, horizon).items():
+            rows[name].append(forecast.mean_us)
+    return {name: mae_by_horizon(np.stack(means), truth) for name, means in rows.items()}
 
 
 def _lr_text(lr: float) -> str:
@@ -382,6 +440,11 @@ def _crops_text(spec: ModelSpec, n_series: int, seed: int) -> str:
         "each made relative to its last observed context value" if windows.relative
         else "raw (the model's inputs are normalised from the context, see below)"
     )
+    if windows.scaling == "last-value-mad":
+        made += (
+            " and divided by the context's mean absolute step (`chronotick.kit.scaling`, after the augmentation "
+            "below; the service does the same to every request)"
+        )
     short = "short history" + (", covariates too" if windows.short_history_covariates else "")
     text = (
         f"- Training: {source}; random crops of {windows.context} context + {windows.future} future steps, "

@@ -2,7 +2,9 @@
 
 Both pipelines answer on their trained quantile grid; the median is the point forecast (the
 library itself reports the median as the mean). Chronos-2 also takes covariates: past values of
-each driver, and known future values where the client has them.
+each driver, and known future values where the client has them. A checkpoint trained on the kit's
+``last-value-mad`` inputs (``chronotick_chronos.scaling``) gets its covariates the same way as the
+trainers gave them: each as its change since its last past value, in physical units.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from chronos import BaseChronosPipeline, Chronos2Pipeline
 
 from chronotick.contract import ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
+from chronotick.kit.scaling import covariate_changes
+
+from chronotick_chronos.scaling import adopt_input_scaling
 
 MIN_CONTEXT = 8
 
@@ -27,6 +32,7 @@ class ChronosPipelineModel:
         self._levels = np.asarray(self._pipeline.quantiles, dtype=float)
         self._median_index = int(np.argmin(np.abs(self._levels - 0.5)))
         self._takes_covariates = isinstance(self._pipeline, Chronos2Pipeline)
+        self._scaling = adopt_input_scaling(self._pipeline.model)
         self._info = ModelInfo(
             name=name,
             model_id=model_id,
@@ -38,6 +44,7 @@ class ChronosPipelineModel:
             native_quantile_levels=self._levels.tolist(),
             past_covariates=self._takes_covariates,
             future_covariates=self._takes_covariates,
+            input_scaling=self._scaling,
         )
 
     @property
@@ -50,9 +57,26 @@ class ChronosPipelineModel:
             return targets
         futures = batch.future_covariates or [{} for _ in targets]
         return [
-            {"target": target, "past_covariates": past, "future_covariates": future}
+            {"target": target, **self._covariates(past, future, batch.horizon)}
             for target, past, future in zip(targets, batch.past_covariates, futures, strict=True)
         ]
+
+    def _covariates(
+        self, past: dict[str, np.ndarray], future: dict[str, np.ndarray], horizon: int
+    ) -> dict[str, dict[str, np.ndarray]]:
+        if self._scaling == "anchored":
+            return {"past_covariates": past, "future_covariates": future}
+        names = list(past)
+        unknown = np.full(horizon, np.nan)
+        past_changes, future_changes = covariate_changes(
+            names, np.stack([past[n] for n in names]), np.stack([future.get(n, unknown) for n in names])
+        )
+        assert future_changes is not None
+        return {
+            "past_covariates": dict(zip(names, past_changes, strict=True)),
+            # Chronos-2 takes known futures for a subset of the past covariates: the others stay past-only.
+            "future_covariates": {n: future_changes[i] for i, n in enumerate(names) if n in future},
+        }
 
     def forecast(self, batch: ModelBatch) -> BatchForecast:
         with torch.inference_mode():

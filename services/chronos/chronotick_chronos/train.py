@@ -9,11 +9,16 @@ real loader, exactly as it would load the hub checkpoint named in each model car
 
 The loop, data, validation and model card are `chronotick.training`'s; each `ModelSpec` here says how to build,
 score a batch (loss), save and forecast. Every window is made relative to its last observed context value, as the
-service does before calling a model.
+service does before calling a model; Chronos-Bolt's and Chronos-2's windows are also in units of their context's mean
+absolute step (`chronotick.kit.scaling`, written in their config), and their instance norm is bypassed
+(`chronotick_chronos.scaling`), so what they learn is the motion of the next seconds, not the context's wander.
+TimesFM normalises inside the network by running patch statistics that no config turns off, so it keeps anchored
+inputs (its loss is in that normalised space).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +28,9 @@ from chronos import BaseChronosPipeline, Chronos2Pipeline, ChronosBoltPipeline
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 from chronos.chronos_bolt import ChronosBoltModelForForecasting
 from chronotick import training
-from chronotick.training import Batch, ModelSpec, Windows, pinball, save_pretrained
+from chronotick.kit import ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY, covariate_changes
+from chronotick.training import Batch, ModelSpec, Windows, naive_weights, pinball, save_pretrained
 from timesfm.timesfm_2p5.timesfm_2p5_base import (
     linear_interpolation,
     strip_leading_nans,
@@ -31,6 +38,8 @@ from timesfm.timesfm_2p5.timesfm_2p5_base import (
 from timesfm.torch.util import revin, update_running_stats
 from transformers import T5Config
 
+from chronotick_chronos.pipelines import ChronosPipelineModel
+from chronotick_chronos.scaling import adopt_input_scaling
 from chronotick_chronos.timesfm_loader import (
     HUB_ID as TIMESFM_HUB_ID,
 )
@@ -45,8 +54,9 @@ from chronotick_chronos.timesfm_loader import (
 CONTEXT = 512
 CHRONOS_HORIZON = 64  # Chronos-Bolt's and Chronos-2's one-shot horizon (4 patches of 16)
 TIMESFM_HORIZON = 128  # TimesFM's output patch: every position predicts 128 steps
-# One crop length serves all three models, so they share one pool and one validation set.
+# One crop length serves all three models; Chronos-Bolt and Chronos-2 share the kit-scaled pool and validation set.
 WINDOWS = Windows(context=CONTEXT, future=TIMESFM_HORIZON, batch_size=64, covariates=("temperature_c", "cpu_load"))
+KIT_WINDOWS = dataclasses.replace(WINDOWS, scaling="last-value-mad")
 COVARIATES = WINDOWS.covariates
 BOLT_QUANTILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 # The 21-level grid of the released Chronos-2 checkpoints, so the service's quantile code is the same for both.
@@ -69,27 +79,41 @@ def build_bolt() -> ChronosBoltModelForForecasting:
                 "context_length": CONTEXT, "prediction_length": CHRONOS_HORIZON, "input_patch_size": 16,
                 "input_patch_stride": 16, "quantiles": BOLT_QUANTILES, "use_reg_token": True,
             },
+            CONFIG_KEY: "last-value-mad",
         }
     )
-    return ChronosBoltModelForForecasting(config)
+    model = ChronosBoltModelForForecasting(config)
+    adopt_input_scaling(model)
+    return model
 
 
 def bolt_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    # The library's own training loss: quantile loss in its instance-normalised space.
-    return model(context=batch.past, target=batch.future[:, :CHRONOS_HORIZON]).loss
+    """The library's quantile loss (twice the pinball loss, averaged over quantiles and steps), each step weighted as a
+    ratio to "no change" (`naive_weights`; in the kit's units "no change" is 0), the instance norm being bypassed."""
+    target = batch.future[:, :CHRONOS_HORIZON]
+    preds = model(context=batch.past).quantile_preds.transpose(1, 2)  # (B, steps, quantiles)
+    levels = torch.tensor(BOLT_QUANTILES)
+    valid = ~torch.isnan(target)
+    return 2 * pinball(preds, target, levels, valid, naive_weights(torch.nan_to_num(target).abs(), valid))
 
 
 def load_bolt(model_id: str) -> ChronosBoltModelForForecasting:
     pipe = BaseChronosPipeline.from_pretrained(model_id, device_map="cpu")
     assert isinstance(pipe, ChronosBoltPipeline)
+    adopt_input_scaling(pipe.model)
     return pipe.model
 
 
-def bolt_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    pipe = BaseChronosPipeline.from_pretrained(str(model_dir), device_map="cpu")
-    assert isinstance(pipe, ChronosBoltPipeline)
-    quantiles, _ = pipe.predict_quantiles(val.past, prediction_length=horizon, quantile_levels=[0.5])
-    return quantiles[..., 0].numpy()
+def service_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
+    """The median through the service's own adapter, on the batch's contexts as the kit hands them over."""
+    model = ChronosPipelineModel("validation", str(model_dir))
+    contexts = [row.numpy().astype(np.float64) for row in val.past]
+    pasts, futures = [], []
+    if covariates and val.cov_past is not None and val.cov_future is not None:
+        cov_past, cov_future = val.cov_past.numpy(), val.cov_future.numpy()
+        pasts = [{k: cov_past[i, j] for j, k in enumerate(COVARIATES)} for i in range(len(contexts))]
+        futures = [{k: cov_future[i, j, :horizon] for j, k in enumerate(COVARIATES)} for i in range(len(contexts))]
+    return model.forecast(ModelBatch(contexts, horizon, [1.0] * len(contexts), pasts, futures)).mean
 
 
 # ---------------------------------------------------------------- Chronos-2
@@ -104,25 +128,35 @@ def build_chronos2() -> Chronos2Model:
             "max_output_patches": CHRONOS_HORIZON // 16, "quantiles": CHRONOS2_QUANTILES,
             "use_reg_token": True, "use_arcsinh": True,
         },
+        **{CONFIG_KEY: "last-value-mad"},
     )
-    return Chronos2Model(config)
+    model = Chronos2Model(config)
+    adopt_input_scaling(model)
+    return model
 
 
 def chronos2_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Rows laid out as the library's training dataset does: each task is a group [target, covariates...].
 
-    Covariate rows carry their future values as `future_covariates` (NaN = not known ahead, i.e. past-only) and
-    NaN `future_target`; the library's loss masks them, so only target rows are scored.
+    Covariate rows carry their changes since their last past value (`covariate_changes`, as the service sends
+    them), their future ones as `future_covariates` (NaN = not known ahead, i.e. past-only) and NaN
+    `future_target`; the library's loss masks them, so only target rows are scored. The loss is the library's, in
+    its arcsinh-squashed space, which already keeps the far steps' large errors from dominating.
     """
     h = CHRONOS_HORIZON
     if batch.cov_past is None or batch.cov_future is None:
         return model(context=batch.past, future_target=batch.future[:, :h], num_output_patches=h // 16).loss
     b, k = batch.past.shape[0], batch.cov_past.shape[1]
-    cov_future = batch.cov_future[..., :h].clone()
+    past_changes, future_changes = covariate_changes(
+        list(COVARIATES), batch.cov_past.numpy().astype(np.float64), batch.cov_future[..., :h].numpy()
+    )
+    assert future_changes is not None
+    cov_past = torch.tensor(past_changes, dtype=torch.float32)
+    cov_future = torch.tensor(future_changes, dtype=torch.float32)
     # Half the tasks know the covariates ahead (e.g. a planned load), half see them as past-only.
     cov_future[torch.rand(b) < 0.5] = torch.nan
     nan_rows = torch.full((b, 1, h), torch.nan)
-    context = torch.cat([batch.past[:, None], batch.cov_past], dim=1).reshape(b * (k + 1), CONTEXT)
+    context = torch.cat([batch.past[:, None], cov_past], dim=1).reshape(b * (k + 1), CONTEXT)
     future_covariates = torch.cat([nan_rows, cov_future], dim=1).reshape(b * (k + 1), h)
     future_target = torch.cat([batch.future[:, None, :h], nan_rows.expand(b, k, h)], dim=1).reshape(b * (k + 1), h)
     group_ids = torch.arange(b).repeat_interleave(k + 1)
@@ -132,33 +166,11 @@ def chronos2_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     ).loss
 
 
-def chronos2_inputs(val: Batch, horizon: int, covariates: bool) -> list[dict]:
-    """The pipeline's documented dict input; this is the format the service uses with covariates."""
-    if not covariates or val.cov_past is None or val.cov_future is None:
-        return [{"target": row.numpy()} for row in val.past]
-    return [
-        {
-            "target": val.past[i].numpy(),
-            "past_covariates": {name: val.cov_past[i, j].numpy() for j, name in enumerate(COVARIATES)},
-            "future_covariates": {name: val.cov_future[i, j, :horizon].numpy() for j, name in enumerate(COVARIATES)},
-        }
-        for i in range(len(val.past))
-    ]
-
-
 def load_chronos2(model_id: str) -> Chronos2Model:
     pipe = BaseChronosPipeline.from_pretrained(model_id, device_map="cpu")
     assert isinstance(pipe, Chronos2Pipeline)
+    adopt_input_scaling(pipe.model)
     return pipe.model
-
-
-def chronos2_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    pipe = BaseChronosPipeline.from_pretrained(str(model_dir), device_map="cpu")
-    assert isinstance(pipe, Chronos2Pipeline)
-    quantiles, _ = pipe.predict_quantiles(
-        chronos2_inputs(val, horizon, covariates), prediction_length=horizon, quantile_levels=[0.5]
-    )
-    return torch.stack([q[0, :, 0] for q in quantiles]).numpy()
 
 
 # ---------------------------------------------------------------- TimesFM 2.5
@@ -203,7 +215,11 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
     valid = (n >= TIMESFM_MIN_HISTORY)[..., None] & ~torch.isnan(target)
     point = point.reshape(*target.shape, q)
     spread = spread.reshape(*target.shape[:2], -1, q)[:, :, :o]
-    return pinball(point, target, TIMESFM_LEVELS, valid) + pinball(spread, target, TIMESFM_LEVELS, valid)
+    # In this space one step's motion is a small fraction of the unit: weigh each step by "no change"'s error there.
+    weights = naive_weights((torch.nan_to_num(target) - normed[:, :, -1:]).abs(), valid)
+    return (
+        pinball(point, target, TIMESFM_LEVELS, valid, weights) + pinball(spread, target, TIMESFM_LEVELS, valid, weights)
+    )
 
 
 def save_timesfm(module: torch.nn.Module, out_dir: Path) -> None:
@@ -227,32 +243,41 @@ SPECS: dict[str, ModelSpec] = {
         name="chronos-bolt",
         dir_name="chronos-bolt-micro",
         hub_id="amazon/chronos-bolt-small",
-        windows=WINDOWS,
+        windows=KIT_WINDOWS,
         build=build_bolt,
         loss=bolt_loss,
         save=save_pretrained,
-        forecast=bolt_forecast,
+        forecast=service_forecast,
         load=load_bolt,
         load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         "context (B, T) tensor with NaN for missing, prediction_length=60, quantile_levels=[...])",
-        loss_description="the library's `forward(context, target).loss`: quantile loss in its instance-normalised "
-        "space, averaged over the 9 quantiles and summed over the 64 steps (the library's reduction).",
+        loss_description="the library's quantile loss (twice the pinball loss over the 9 quantiles) in the kit's "
+        "units (its instance norm bypassed), each of the 64 steps weighted by the inverse of the batch's mean error "
+        "of \"no change\" there (mean weight 1).",
+        about="Its inputs are the kit's `last-value-mad` units (`chronotick_input_scaling` in its config): the "
+        "service divides each context by its mean absolute step and `chronotick_chronos.scaling` replaces the "
+        "library's instance norm by one that keeps them.",
     ),
     "chronos-2": ModelSpec(
         name="chronos-2",
         dir_name="chronos-2-micro",
         hub_id="amazon/chronos-2",
-        windows=WINDOWS,
+        windows=KIT_WINDOWS,
         build=build_chronos2,
         loss=chronos2_loss,
         save=save_pretrained,
-        forecast=chronos2_forecast,
+        forecast=service_forecast,
         load=load_chronos2,
         load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
         '[{"target": ctx, "past_covariates": {"temperature_c": ..., "cpu_load": ...}, "future_covariates": '
         '{...60 values...}}], prediction_length=60, quantile_levels=[...])',
-        loss_description="the library's `forward(..., future_target=...).loss`: quantile loss in its instance-"
-        "normalised space, summed over the 21 quantiles and averaged over the 64 steps; covariate rows masked.",
+        loss_description="the library's `forward(..., future_target=...).loss`: quantile loss in its arcsinh-"
+        "squashed space of the kit's units (instance norm bypassed), summed over the 21 quantiles and averaged over "
+        "the 64 steps; covariate rows masked.",
+        about="Its inputs are the kit's `last-value-mad` units (`chronotick_input_scaling` in its config): the "
+        "service divides each context by its mean absolute step, gives each covariate as its change since its last "
+        "past value in physical units (1 degC, 0.25 load), and `chronotick_chronos.scaling` replaces the "
+        "library's instance norm by one that keeps them.",
         uses_covariates=True,
         covariate_note="every other batch is covariate tasks, half with future covariates known.",
     ),
@@ -268,7 +293,10 @@ SPECS: dict[str, ModelSpec] = {
         load_call="load_timesfm_2p5(dir_or_hub_id, max_context=512, max_horizon=60).forecast(horizon=60, "
         "inputs=[np arrays])",
         loss_description="pinball loss on the point and continuous-quantile heads in the model's running-stats "
-        "normalised space, every patch position predicting the next 128 steps (targets clipped at +-50).",
+        "normalised space, every patch position predicting the next 128 steps (targets clipped at +-50), each step "
+        "weighted by the inverse of the batch's mean error of \"no change\" at that step (mean weight 1).",
+        about="It keeps the kit's `anchored` inputs: TimesFM normalises every patch by running statistics of the "
+        "context inside its decode, which no option turns off and which would undo the kit's step scaling.",
     ),
 }
 

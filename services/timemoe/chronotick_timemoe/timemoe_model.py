@@ -27,10 +27,14 @@ Preprocessing (the model has no mask for missing samples):
   position ids that start at the first real sample, so a context padded inside a batch gives what
   it gives alone;
 * interior missing samples are linearly interpolated, trailing ones hold the last observed value;
-* each context is normalised by the scaling its checkpoint was trained with, written in its
-  ``config.json`` as ``chronotick_scaling``: ``last_value_mad`` (ChronoTick's micro-checkpoints:
-  subtract the last value, divide by the mean absolute first difference, floored) or, when absent,
-  ``zscore`` (the released Time-MoE checkpoints: subtract the mean, divide by the std).
+* the scaling is the one the checkpoint was trained with (``checkpoint_scaling``).
+  ChronoTick's checkpoints say ``chronotick_input_scaling: last-value-mad`` in their ``config.json``:
+  the kit (``chronotick.kit.scaling``) hands each context relative to its last observed value and
+  divided by its mean absolute step, maps the answer back, and this adapter passes the context
+  through as it is. A released checkpoint (no key) is ``anchored``: the kit hands it the context
+  relative to its last value in microseconds and, as upstream does (the model has no normalisation
+  of its own), this adapter z-scores it (subtract the mean, divide by the std) and undoes that on
+  the forecast.
 """
 
 from __future__ import annotations
@@ -43,15 +47,17 @@ import torch.nn.functional as F
 from sktime.libs.timemoe import TimeMoeForPrediction
 from sktime.libs.timemoe.timemoe import TimeMoeDecoderLayer, repeat_kv, rotate_half
 
-from chronotick.contract import ModelInfo
+from chronotick.contract import InputScaling, ModelInfo
 from chronotick.kit import ModelBatch, weights_version
+from chronotick.kit.scaling import CONFIG_KEY, INPUT_CLIP, SCALE_FLOOR_US, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS
 
 MAX_CONTEXT = 512
 MIN_CONTEXT = 8
-SCALE_FLOOR_US = 0.01  # 10 ns: below any clock's measurement noise; keeps a flat context finite
-INPUT_CLIP = 1000.0  # normalised units: a servo step or spike cannot saturate the embedding
-SCALINGS = ("last_value_mad", "zscore")
+# Before ``chronotick_input_scaling`` existed, ChronoTick's checkpoints said ``chronotick_scaling: last_value_mad``
+# (and the adapter scaled them itself) or ``zscore``. Read so until the bundled checkpoint is retrained.
+LEGACY_KEY = "chronotick_scaling"
+LEGACY_SCALINGS: dict[str, InputScaling] = {"last_value_mad": "last-value-mad", "zscore": "anchored"}
 # Rows per forward pass: larger passes share the weights' cache traffic until the activations outgrow
 # the cache. Measured over 32 contexts of 392-512 samples, one thread, on a 2-core machine shared
 # with others (load 4.6): 29 ms per row alone, 22 in pairs, 19 by 4, 17 by 8, 22 by 16, 27 by 32.
@@ -70,25 +76,35 @@ def fill_missing(context: np.ndarray) -> tuple[np.ndarray, int]:
     return filled, int(observed[0])
 
 
+def checkpoint_scaling(config: dict[str, object]) -> InputScaling:
+    """The input scaling a checkpoint's config asks of the kit: ``chronotick_input_scaling`` when it has it, else
+    the legacy ``chronotick_scaling`` (``last_value_mad`` -> ``last-value-mad``: the same scaling, which the kit
+    now applies; ``zscore`` -> ``anchored``), else ``anchored`` (released checkpoints)."""
+    if CONFIG_KEY not in config and LEGACY_KEY in config:
+        legacy = config[LEGACY_KEY]
+        if legacy not in LEGACY_SCALINGS:
+            raise ValueError(f"{LEGACY_KEY} is {legacy!r}; known: {', '.join(LEGACY_SCALINGS)}")
+        return LEGACY_SCALINGS[str(legacy)]
+    return input_scaling(config)
+
+
 @dataclass(frozen=True)
 class Scaled:
-    """Normalised values and how to undo it: ``original = normalised * scale + shift``."""
+    """What the model reads and how to undo it: ``given = values * scale + shift``."""
 
     values: np.ndarray
     shift: float
     scale: float
 
 
-def normalise(values: np.ndarray, scaling: str) -> Scaled:
-    if scaling == "last_value_mad":
-        shift = float(values[-1])
-        scale = float(np.mean(np.abs(np.diff(values)))) if values.size > 1 else 0.0
-    elif scaling == "zscore":
-        shift, scale = float(values.mean()), float(values.std())
-    else:
-        raise ValueError(f"unknown scaling {scaling!r}; known: {', '.join(SCALINGS)}")
-    scale = max(scale, SCALE_FLOOR_US)
-    return Scaled(np.clip((values - shift) / scale, -INPUT_CLIP, INPUT_CLIP), shift, scale)
+def model_values(context: np.ndarray, scaling: InputScaling) -> Scaled:
+    """A filled context as the kit handed it -> the model's input. ``last-value-mad``: the kit scaled it, as it is;
+    ``anchored`` (released checkpoints): z-scored here, as upstream does (std floored at the kit's floor, clipped at
+    its clip)."""
+    if scaling == "last-value-mad":
+        return Scaled(context, 0.0, 1.0)
+    shift, scale = float(context.mean()), max(float(context.std()), SCALE_FLOOR_US)
+    return Scaled(np.clip((context - shift) / scale, -INPUT_CLIP, INPUT_CLIP), shift, scale)
 
 
 def padded_inputs(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -167,9 +183,10 @@ class TimeMoeModel:
         self._model = TimeMoeForPrediction.from_pretrained(
             model_id, torch_dtype=torch.float32, use_safetensors=True
         ).eval()
-        self._scaling = str(getattr(self._model.config, "chronotick_scaling", "zscore"))
-        if self._scaling not in SCALINGS:
-            raise ValueError(f"{model_id}: unknown chronotick_scaling {self._scaling!r}")
+        try:
+            self._scaling = checkpoint_scaling(self._model.config.to_dict())
+        except ValueError as error:
+            raise ValueError(f"{model_id}: {error}") from None
         self._info = ModelInfo(
             name=name,
             model_id=model_id,
@@ -181,6 +198,7 @@ class TimeMoeModel:
             native_quantile_levels=SPREAD_LEVELS.tolist(),  # what ResidualSpread answers on
             past_covariates=False,
             future_covariates=False,
+            input_scaling=self._scaling,
         )
 
     @property
@@ -188,7 +206,7 @@ class TimeMoeModel:
         return self._info
 
     def point_forecast(self, batch: ModelBatch) -> np.ndarray:
-        scaled = [normalise(fill_missing(c)[0], self._scaling) for c in batch.contexts]
+        scaled = [model_values(fill_missing(c)[0], self._scaling) for c in batch.contexts]
         # Rows of similar length share a pass (ResidualSpread's backtests are shorter than the real
         # contexts), so little compute goes to padding; padding never changes a row's answer.
         order = sorted(range(len(scaled)), key=lambda i: scaled[i].values.size)

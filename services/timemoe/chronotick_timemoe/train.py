@@ -7,13 +7,15 @@ is built with small dimensions, trained on the shared synthetic clock generator 
 
     python -m chronotick_timemoe.train [--out DIR] [--minutes N] [--seed S] [--steps N]
 
-The loop, data, validation and model card are `chronotick.training`'s (raw crops: `Windows(relative=False)`).
+The loop, data, validation and model card are `chronotick.training`'s.
 
-Windows are normalised as the service normalises a context (``last_value_mad``: subtract the last observed
-context value, divide by the context's mean absolute first difference, floored) and the loss is MAE in those
-units. Time-MoE is decoder-only, so each of the last 64 positions of a window is trained to forecast the next
-1/8/32/64 steps (as the library trains every position), and the last one, the one the service reads, counts
-once more.
+Crops are scaled by the trainer exactly as the kit scales every request for this checkpoint
+(``Windows(relative=True, scaling="last-value-mad")``, ``chronotick.kit.scaling``: relative to the last observed
+context value, divided by the context's mean absolute step); the saved config says
+``chronotick_input_scaling: last-value-mad`` so the service does the same and the adapter passes contexts through.
+The loss is MAE in those units. Time-MoE is decoder-only, so each of the last 64 positions of a window is trained
+to forecast the next 1/8/32/64 steps (as the library trains every position), and the last one, the one the service
+reads, counts once more; each head's step h is weighted 1/sqrt(h) (``training.horizon_weights``).
 """
 
 from __future__ import annotations
@@ -25,59 +27,50 @@ import numpy as np
 import torch
 from chronotick import training
 from chronotick.kit import ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY, INPUT_CLIP
 from chronotick.synthetic import SCENARIOS, generate_clock
 from chronotick.training import Batch, ModelSpec, Pool, Windows
 from sktime.libs.timemoe import TimeMoeConfig, TimeMoeForPrediction
 
-from chronotick_timemoe.timemoe_model import (
-    INPUT_CLIP,
-    MAX_CONTEXT,
-    TimeMoeModel,
-    fill_missing,
-    normalise,
-    padded_inputs,
-)
+from chronotick_timemoe.timemoe_model import LEGACY_KEY, MAX_CONTEXT, TimeMoeModel, fill_missing, padded_inputs
 
 CONTEXT = MAX_CONTEXT
 HORIZONS = [1, 8, 32, 64]  # the released checkpoints' output heads
 FUTURE = max(HORIZONS)
-# Raw crops (normalised by the loss as the service normalises them), no future clipping (the normalised target is
-# clipped at INPUT_CLIP), and a context left with nothing observed gets 0 as its last value rather than dropped.
-WINDOWS = Windows(context=CONTEXT, future=FUTURE, batch_size=8, relative=False, future_clip=None,
+SCALING = "last-value-mad"  # what the kit hands this checkpoint (chronotick.kit.scaling), written in its config
+# Crops relative and scaled as the kit scales a request, no future clipping (the scaled target is clipped at
+# INPUT_CLIP in the loss), and a context left with nothing observed gets 0 as its last value rather than dropped.
+WINDOWS = Windows(context=CONTEXT, future=FUTURE, batch_size=8, relative=True, scaling=SCALING, future_clip=None,
                   empty_context="zero_last")
 MIN_HISTORY = 16  # positions with fewer real samples before them are not scored (scale barely known)
-# Only the last positions are scored. The window is normalised by its LAST value (as the service normalises a
-# context), so a position far from the end would have to copy a large input value into its output and would
-# see a level that leaks where the window ends; near the end both are small. (Scoring every position: about
+# Only the last positions are scored. The window is relative to its LAST value (as the kit hands a context), so a
+# position far from the end would have to copy a large input value into its output and would see a level that leaks
+# where the window ends; near the end both are small. (Scoring every position: about
 # 8x the targets per step, but validation MAE at h=60 was barely better than last-value after 5 minutes.)
 SCORED_TAIL = 64
 HUB_ID = "Maple728/TimeMoE-50M"
-SCALING = "last_value_mad"
 
 
 def build_model() -> TimeMoeForPrediction:
     config = TimeMoeConfig(
         input_size=1, horizon_lengths=HORIZONS, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_experts=4, num_experts_per_tok=2, max_position_embeddings=CONTEXT + FUTURE,
-        chronotick_scaling=SCALING,
+        **{CONFIG_KEY: SCALING},  # the service reads it (ModelInfo.input_scaling) and scales every context so
     )
     return TimeMoeForPrediction(config)
 
 
 def prepare(win: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Model inputs (left-padded, interpolated, normalised) and (B, CONTEXT + FUTURE) normalised targets (NaN kept)."""
-    rows, targets = [], []
-    for row in win:
-        values, _ = fill_missing(row[:CONTEXT])
-        scaled = normalise(values, SCALING)
-        rows.append(scaled.values)
-        targets.append(np.clip((row - scaled.shift) / scaled.scale, -INPUT_CLIP, INPUT_CLIP))
+    """Windows already in the kit's units -> model inputs (left-padded, interpolated, passed through as the adapter
+    passes a `last-value-mad` context) and (B, CONTEXT + FUTURE) targets clipped at INPUT_CLIP (NaN kept)."""
+    rows = [fill_missing(row[:CONTEXT])[0] for row in win]
     inputs, attention, positions = padded_inputs(rows)
-    return inputs, attention, positions, torch.tensor(np.stack(targets), dtype=torch.float32)
+    targets = np.clip(win, -INPUT_CLIP, INPUT_CLIP)
+    return inputs, attention, positions, torch.tensor(targets, dtype=torch.float32)
 
 
 def mae_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """MAE of every head at the last SCORED_TAIL positions, plus the last position's MAE again."""
+    """Horizon-weighted MAE of every head at the last SCORED_TAIL positions, plus the last position's again."""
     assert isinstance(model, TimeMoeForPrediction)
     win = torch.cat([batch.past, batch.future], dim=1).numpy().astype(np.float64)
     inputs, attention, positions, target = prepare(win)
@@ -91,14 +84,21 @@ def mae_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         pred = head(hidden)  # (B, CONTEXT, h): position t forecasts t+1 .. t+h
         truth = target[:, 1:].unfold(1, h, 1)[:, :CONTEXT]
         valid = ~torch.isnan(truth) & (scored[..., None] > 0)
-        err = torch.where(valid, (pred - torch.nan_to_num(truth)).abs(), 0.0)
-        total = total + err.sum() / valid.sum().clamp(min=1)
-        last = last + err[:, -1].sum() / valid[:, -1].sum().clamp(min=1)
+        weights = torch.where(valid, training.horizon_weights(h), 0.0)  # step j of the head: 1/sqrt(j), masked
+        err = torch.where(valid, (pred - torch.nan_to_num(truth)).abs(), 0.0) * weights
+        total = total + err.sum() / weights.sum().clamp(min=1e-6)
+        last = last + err[:, -1].sum() / weights[:, -1].sum().clamp(min=1e-6)
     return (total + last) / len(model.lm_heads)
 
 
 def load(model_id: str) -> TimeMoeForPrediction:
-    return TimeMoeForPrediction.from_pretrained(model_id, torch_dtype=torch.float32, use_safetensors=True)
+    """A checkpoint to fine-tune: it is tuned on `WINDOWS`' crops (the loss passes them through, as the adapter
+    passes a `last-value-mad` context), so what it saves asks the kit for the same scaling, whatever it said."""
+    model = TimeMoeForPrediction.from_pretrained(model_id, torch_dtype=torch.float32, use_safetensors=True)
+    setattr(model.config, CONFIG_KEY, SCALING)
+    if hasattr(model.config, LEGACY_KEY):
+        delattr(model.config, LEGACY_KEY)  # superseded by the key above
+    return model
 
 
 def save(model: torch.nn.Module, out_dir: Path) -> None:
@@ -118,10 +118,17 @@ def validation_windows(seed: int, n_series: int, windows: Windows) -> Batch:
 
 
 def micro_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    """The service's own path: the saved checkpoint, loaded by the library, through the adapter."""
+    """The service's own path, in the batch's units: the saved checkpoint, loaded by the library, through the
+    adapter, on the contexts the kit would hand it. The batch is already in the kit's `last-value-mad` units; an
+    `anchored` checkpoint (a released one before fine-tuning) gets them back in microseconds."""
     model = TimeMoeModel("timemoe", str(model_dir))
-    contexts = list(val.past.numpy().astype(np.float64))
-    return model.point_forecast(ModelBatch(contexts=contexts, horizon=horizon, interval_s=[1.0] * len(contexts)))
+    past = val.past.numpy().astype(np.float64)
+    to_batch_units = np.ones((len(past), 1))
+    if model.info.input_scaling != "last-value-mad":
+        past, to_batch_units = val.in_us(past), 1.0 / val.in_us(to_batch_units)
+    contexts = list(past)
+    forecast = model.point_forecast(ModelBatch(contexts=contexts, horizon=horizon, interval_s=[1.0] * len(contexts)))
+    return forecast * to_batch_units
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -137,25 +144,28 @@ SPECS: dict[str, ModelSpec] = {
         forecast=micro_forecast,
         load_call="sktime.libs.timemoe.TimeMoeForPrediction.from_pretrained(dir_or_hub_id, use_safetensors=True)`; "
         "one forward pass on a (B, T, 1) float tensor with `max_horizon_length=64` gives `logits[:, -1, :60]`, "
-        "the next 60 steps in normalised units (`generate(x.clone(), max_new_tokens=60)` works too, on "
+        "the next 60 steps in the input's units (`generate(x.clone(), max_new_tokens=60)` works too, on "
         "transformers 4.40.1, and is slower). Never `trust_remote_code",
-        loss_description="MAE in normalised units of all four heads (1, 8, 32, 64 steps) at each of the last "
+        loss_description="MAE in the scaled units (`last-value-mad`, targets clipped at "
+        f"+-{INPUT_CLIP:g}) of all four heads (1, 8, 32, 64 steps) at each of the last "
         f"{SCORED_TAIL} positions with at least {MIN_HISTORY} real samples (decoder-only: each position "
-        "forecasts what follows it), plus the last position's MAE once more (the one the service reads). "
-        "Earlier positions are not scored: their inputs, normalised by the window's last value, would leak "
+        "forecasts what follows it), plus the last position's MAE once more (the one the service reads); each "
+        "head's step h weighted 1/sqrt(h) (mean 1, `training.horizon_weights`), missing targets masked. "
+        "Earlier positions are not scored: their inputs, relative to the window's last value, would leak "
         "where the window ends. The library's Huber loss and router auxiliary loss are not used.",
         forecast_kind="point",
         peak_lr=2e-3,
         log_every=10,
         validation=validation_windows,
-        about=f"Its config says `chronotick_scaling: {SCALING}`: a context is normalised by subtracting its last "
-        "observed value and dividing by its mean absolute first difference (floored at 0.01 us, clipped at "
-        f"+-{INPUT_CLIP:g}); the forecast is un-normalised the same way.",
+        about=f"Its config says `{CONFIG_KEY}: {SCALING}`: the service (`chronotick.kit.scaling`) hands it each "
+        "context relative to its last observed value and divided by its mean absolute step (floored at 1e-3 us, "
+        f"clipped at +-{INPUT_CLIP:g}) and maps the forecast back the same way; the adapter passes the context "
+        "through.",
         real_weights=f"set `CHRONOTICK_TIMEMOE_MODEL_ID={HUB_ID}` (needs the Hugging Face hub; same "
-        "class and parameter names). Released checkpoints have no `chronotick_scaling` and get per-series "
-        "z-normalisation, as upstream does.",
+        f"class and parameter names). Released checkpoints have no `{CONFIG_KEY}`: they stay `anchored` and the "
+        "adapter z-normalises each series, as upstream does.",
         card_notes=(
-            "- Inputs: crops normalised by their context as above; leading NaN (short history) fed as masked left "
+            "- Inputs: crops scaled by their context as above; leading NaN (short history) fed as masked left "
             "padding; interior NaN linearly interpolated in the input, never scored as targets.",
             f"- Validation clocks: `generate_clock(scenario, {WINDOWS.series_len}, seed=seed+"
             f"{training.EVAL_SEED_OFFSET}+i)`, no covariates.",

@@ -5,6 +5,9 @@
 The checkpoint is the one the service would load (the bundled micro one, or the model's `*_MODEL_ID`); serve the
 result by pointing the same variable at DIR.
 Only a checkpoint in the micro config is taken (the save writes that config): the bundled one or an earlier result.
+A checkpoint keeps its input scaling: a ``last-value-mad`` one (config key ``chronotick_input_scaling``, identity
+scaler) is tuned on the kit's scaled crops and saved with the key; an ``anchored`` one (no key, Toto's own causal
+scaler) on the same crops back in microseconds, and saved without it (see ``chronotick_toto.train``).
 """
 
 from __future__ import annotations

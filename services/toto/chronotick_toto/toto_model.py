@@ -16,24 +16,40 @@ are those of the samples (``quantiles_from_samples``).
   scaler's statistics, while the patch embedding still reads the value. So leading NaN become
   padding (0, masked), interior NaN are linearly interpolated and masked, trailing NaN hold the
   last observed value and are masked.
+* **Input scaling.** A checkpoint whose ``config.json`` says ``chronotick_input_scaling:
+  last-value-mad`` (``chronotick.kit.scaling``) was trained on contexts the kit has already made
+  relative to their last value and divided by their mean absolute step; the library's causal
+  std/mean scaler would re-standardise them and let the slow wander set the unit again. Its
+  scaler (``Toto.model.scaler``, an attribute of ``TotoBackbone``, not a torch submodule: no
+  weights) is replaced by ``IdentityScaler`` (data unchanged, loc 0, scale 1), and the backbone's
+  loc/scale that de-normalise the output distribution are then the identity too: the model works
+  in the kit's units, which map back. The library's ``padding_mask`` is read by its scaler only,
+  so under the identity scaler it has no effect. Released checkpoints (no key) keep their scaler
+  and ``input_scaling`` "anchored". The key is not one of Toto's constructor arguments, so a
+  local checkpoint is loaded with its config passed explicitly, without the key (``load_toto``).
 * **Covariates.** Those with known future values are Toto's exogenous variates (the last variates;
   the forecaster injects their future values after each decoded patch, so they steer the steps
   after the first 64 and cannot move the first 64). Past-only covariates are further
   variates of the same group: the model attends to them and forecasts them alongside the offset,
-  and their forecasts are dropped.
+  and their forecasts are dropped; a covariate whose future is not known is one of these. For a
+  ``last-value-mad`` checkpoint, which has no scaler to standardise them, every covariate is given
+  as its change since its last past value in physical units (``covariate_changes``: past gaps
+  carry the previous value), its known future likewise.
 * **Cadence.** ``time_interval_seconds`` is the request's own cadence (whole seconds, at least 1:
   the library keeps it as an integer), not upstream's hard-coded 3600.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from chronotick.contract import ModelInfo
+from chronotick.contract import InputScaling, ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
+from chronotick.kit.scaling import CONFIG_KEY, covariate_changes, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS, quantiles_from_samples
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, StudentT
 
@@ -42,6 +58,7 @@ warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWa
 
 from toto.data.util.dataset import MaskedTimeseries, replace_extreme_values  # noqa: E402 - after the filter
 from toto.inference.forecaster import TotoForecaster  # noqa: E402
+from toto.model.scaler import Scaler  # noqa: E402 - gluonts' base, which the library's scalers subclass
 from toto.model.toto import Toto  # noqa: E402
 
 MAX_CONTEXT = 512
@@ -49,18 +66,57 @@ MAX_HORIZON = 256  # four decoding steps of 64: each step costs one more pass of
 MIN_CONTEXT = 16
 
 
+class IdentityScaler(Scaler):
+    """The library's scaler interface, doing nothing: data unchanged, loc 0 and scale 1 at every position.
+
+    Same call and return shapes as ``CausalPatchStdMeanScaler`` (loc and scale shaped like the data), so the
+    backbone, the forecaster's affine de-normalisation and the training loss use it unchanged.
+    """
+
+    def __call__(
+        self, data: torch.Tensor, padding_mask: torch.Tensor, weights: torch.Tensor, prefix_length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return data, torch.zeros_like(data), torch.ones_like(data)
+
+
+def use_input_scaling(model: Toto, scaling: InputScaling) -> Toto:
+    """The model as a checkpoint of ``scaling`` runs: ``last-value-mad`` bypasses the library's scaler."""
+    if scaling == "last-value-mad":
+        model.model.scaler = IdentityScaler()
+    return model
+
+
+def model_input_scaling(model: Toto) -> InputScaling:
+    """The scaling a loaded or built model expects, read from its scaler."""
+    return "last-value-mad" if isinstance(model.model.scaler, IdentityScaler) else "anchored"
+
+
 def load_toto(model_id: str) -> Toto:
-    """A local checkpoint directory through ``load_from_checkpoint``, a hub id through ``from_pretrained``.
+    """A local checkpoint directory through ``load_from_checkpoint``, a hub id through ``from_pretrained``;
+    the scaler replaced as its config's ``chronotick_input_scaling`` asks (see the module docstring).
 
     ``from_pretrained`` on a local directory hands the weights *file* to ``load_from_checkpoint``,
     which then looks for config.json beside it under the file's name and builds no model; the
-    directory must go to ``load_from_checkpoint`` itself.
+    directory must go to ``load_from_checkpoint`` itself. A directory whose config carries the key
+    goes as its weights file with the config as keyword arguments, less the key (Toto's constructor
+    takes no unknown argument). Hub ids are released checkpoints: anchored.
     """
-    if Path(model_id).is_dir():
-        # No xFormers on CPU: the memory-efficient attention path would fail.
-        model = Toto.load_from_checkpoint(model_id, map_location="cpu", use_memory_efficient_attention=False)
+    # No xFormers on CPU: the memory-efficient attention path would fail.
+    options: dict[str, object] = {"map_location": "cpu", "use_memory_efficient_attention": False}
+    scaling: InputScaling = "anchored"
+    directory = Path(model_id)
+    if directory.is_dir():
+        config_path = directory / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        scaling = input_scaling(config)
+        if CONFIG_KEY in config:
+            config.pop(CONFIG_KEY)
+            model = Toto.load_from_checkpoint(str(directory / "model.safetensors"), **{**config, **options})
+        else:
+            model = Toto.load_from_checkpoint(model_id, **options)
     else:
-        model = Toto.from_pretrained(model_id, map_location="cpu", use_memory_efficient_attention=False)
+        model = Toto.from_pretrained(model_id, **options)
+    use_input_scaling(model, scaling)
     model.eval()
     # The library's mixture head builds a Categorical over every position of every sample row on each
     # call; checking its arguments took about a fifth of a forecast. Its outputs are valid by
@@ -197,6 +253,7 @@ class TotoModel:
         self._toto = load_toto(model_id)
         self._forecaster = SeededForecaster(self._toto.model, seed)
         self._num_samples = num_samples
+        self._scaling = model_input_scaling(self._toto)
         self._info = ModelInfo(
             name=name,
             model_id=model_id,
@@ -208,6 +265,7 @@ class TotoModel:
             native_quantile_levels=SPREAD_LEVELS.tolist(),
             past_covariates=True,
             future_covariates=True,
+            input_scaling=self._scaling,
         )
 
     @property
@@ -222,10 +280,12 @@ class TotoModel:
         variates = 1 + len(names)
         series = np.zeros((n, variates, MAX_CONTEXT))
         observed = np.zeros((n, variates, MAX_CONTEXT), dtype=bool)
+        futures: list[np.ndarray] = []
         for i, context in enumerate(batch.contexts):
-            rows = [context] + [batch.past_covariates[i][name] for name in names]
-            for v, row in enumerate(rows):
-                values, mask = _fill(np.asarray(row, dtype=float)[-MAX_CONTEXT:])
+            covariates, future = self._covariates(batch, i, names, future_names)
+            futures.append(future)
+            for v, row in enumerate([np.asarray(context, dtype=float), *covariates]):
+                values, mask = _fill(row[-MAX_CONTEXT:])
                 series[i, v, MAX_CONTEXT - values.size :] = values
                 observed[i, v, MAX_CONTEXT - values.size :] = mask
         interval = np.array([max(1, round(s)) for s in batch.interval_s])
@@ -237,13 +297,25 @@ class TotoModel:
             time_interval_seconds=torch.tensor(interval[:, None]).expand(n, variates),
             num_exogenous_variables=len(future_names),
         )
-        future = (
-            torch.tensor(np.stack([[batch.future_covariates[i][k] for k in future_names] for i in range(n)]),
-                         dtype=torch.float32)
-            if future_names
-            else None
-        )
+        future = torch.tensor(np.stack(futures), dtype=torch.float32) if future_names else None
         with torch.inference_mode():
             paths = self._forecaster.sample_paths(inputs, batch.horizon, self._num_samples, future)
         samples = paths[:, 0].permute(0, 2, 1).to(torch.float64).numpy()  # (batch, samples, horizon)
         return quantiles_from_samples(samples)
+
+    def _covariates(
+        self, batch: ModelBatch, i: int, names: list[str], future_names: list[str]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Series ``i``'s past covariates in ``names`` order and its (F, horizon) known futures (the last F names):
+        raw for an anchored checkpoint, changes since their last past value for a ``last-value-mad`` one."""
+        past = [np.asarray(batch.past_covariates[i][k], dtype=float) for k in names]
+        future = np.zeros((len(future_names), batch.horizon))
+        for f, k in enumerate(future_names):
+            future[f] = batch.future_covariates[i][k]
+        if self._scaling == "last-value-mad" and names:
+            # Past-only covariates have no future row (unknown: NaN here, and dropped): they stay past-only variates.
+            unknown = np.full((len(names) - len(future_names), batch.horizon), np.nan)
+            past_changes, future_changes = covariate_changes(names, np.stack(past), np.concatenate([unknown, future]))
+            assert future_changes is not None
+            return list(past_changes), future_changes[len(unknown) :]
+        return past, future

@@ -9,9 +9,17 @@ service loads it with the library's real loader, as it would load the hub checkp
 
 Toto is a decoder-only model: every position predicts the value one patch (64 steps) later, so one
 crop of 512 + 64 steps scores every patch of the context at once, like the library's fine-tuning.
-The loop, data, validation and model card are `chronotick.training`'s: every window is made relative
-to its last observed context value, as the service does before calling the model; Toto's own causal
-scaler does the rest of the normalisation.
+The loop, data, validation and model card are `chronotick.training`'s. Every window is made relative
+to its last observed context value and divided by its context's mean absolute step
+(`chronotick.kit.scaling`, ``last-value-mad``), exactly as the service hands a context to a checkpoint
+whose config says so; the library's causal std/mean scaler, which would re-standardise it, is
+replaced by the identity (`toto_model.IdentityScaler`, in `build` and in the service's loader), and
+covariates are given as their changes since their last past value. The saved config.json carries
+``"chronotick_input_scaling": "last-value-mad"``.
+
+Fine-tuning (`chronotick_toto.finetune`) keeps a checkpoint's own scaling: a released or bundled
+``anchored`` checkpoint keeps its scaler and is tuned on the same crops mapped back to microseconds
+(`Batch.in_us`), and is saved without the key.
 """
 
 from __future__ import annotations
@@ -23,28 +31,33 @@ from pathlib import Path
 import numpy as np
 import torch
 from chronotick import training
+from chronotick.contract import InputScaling
 from chronotick.kit import ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY, covariate_changes
 from chronotick.training import Batch, ModelSpec, Windows
 from safetensors.torch import save_model
 from toto.model.losses import CombinedLoss
 from toto.model.toto import Toto
 
-from chronotick_toto.toto_model import MAX_CONTEXT, TotoModel, load_toto
+from chronotick_toto.toto_model import MAX_CONTEXT, TotoModel, load_toto, model_input_scaling, use_input_scaling
 
 CONTEXT = MAX_CONTEXT
 PATCH = 64
 COVARIATES = ("temperature_c", "cpu_load")
-# No future clipping (Toto scores in its own causal scaler's space), empty contexts kept, and short histories
-# blank the covariates' past too (they are variates of the same group).
+SCALING: InputScaling = "last-value-mad"  # what `build` makes and `save` writes for a new checkpoint
+# Crops in the kit's last-value-mad units; no future clipping (the NLL and the robust loss, log-like, bound what a
+# spike can do); a context with nothing observed dropped (it has no last value nor steps to scale by, and the
+# service refuses it); short histories blank the covariates' past too (they are variates of the same group).
 WINDOWS = Windows(
-    context=CONTEXT, future=PATCH, batch_size=32, covariates=COVARIATES, future_clip=None, empty_context="keep",
-    short_history_covariates=True,
+    context=CONTEXT, future=PATCH, batch_size=32, covariates=COVARIATES, future_clip=None, empty_context="drop",
+    short_history_covariates=True, scaling=SCALING,
 )
 DIR_NAME = "toto-micro"
 HUB_ID = "Datadog/Toto-Open-Base-1.0"
 
-# The released checkpoint's keys, with small dimensions. The class-name strings are the library's own
-# lookup keys (they name the upstream module paths, not this package's).
+# The released checkpoint's keys, with small dimensions: Toto's constructor arguments (`save` adds CONFIG_KEY). The
+# class-name strings are the library's own lookup keys (they name the upstream module paths, not this package's);
+# the scaler named here is built, then replaced by the identity (`use_input_scaling`).
 CONFIG: dict[str, object] = {
     "patch_size": PATCH,
     "stride": PATCH,
@@ -66,15 +79,29 @@ CRITERION = CombinedLoss()  # stateless: the library's NLL + robust loss weights
 
 
 def build() -> Toto:
-    return Toto(**CONFIG)  # type: ignore[arg-type]
+    return use_input_scaling(Toto(**CONFIG), SCALING)  # type: ignore[arg-type]
 
 
-def variates(batch: Batch) -> np.ndarray:
-    """(B, V, context + future) crops: variate 0 the relative offset, then the covariates if the batch has them."""
-    values = torch.cat([batch.past, batch.future], dim=1)[:, None]
+def variates(batch: Batch, scaling: InputScaling = SCALING) -> np.ndarray:
+    """(B, V, context + future) crops as a checkpoint of ``scaling`` sees them: variate 0 the offset, then the
+    covariates if the batch has them.
+
+    ``last-value-mad``: the batch as the Pool scaled it, covariates as changes since their last past value (what the
+    service adapter passes). ``anchored``: the offset back in microseconds relative to the last value (a clipped
+    context sample stays clipped), raw covariates.
+    """
+    past, future = batch.past.numpy().astype(np.float64), batch.future.numpy().astype(np.float64)
+    if scaling == "anchored":
+        past, future = batch.in_us(past), batch.in_us(future)
+    values = np.concatenate([past, future], axis=1)[:, None]
     if batch.cov_past is not None and batch.cov_future is not None:
-        values = torch.cat([values, torch.cat([batch.cov_past, batch.cov_future], dim=2)], dim=1)
-    return values.numpy().astype(np.float64)
+        cov_past, cov_future = batch.cov_past.numpy().astype(np.float64), batch.cov_future.numpy().astype(np.float64)
+        if scaling == "last-value-mad":
+            cov_past, changes = covariate_changes(list(WINDOWS.covariates), cov_past, cov_future)
+            assert changes is not None
+            cov_future = changes
+        values = np.concatenate([values, np.concatenate([cov_past, cov_future], axis=2)], axis=1)
+    return values
 
 
 def _model_inputs(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,42 +116,62 @@ def _model_inputs(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(filled, dtype=torch.float32), torch.tensor(observed)
 
 
-def loss_fn(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """The library's fine-tuning loss: NLL + robust loss of the next-patch distribution in the scaler's space.
+# Target position t is predicted from the patch holding t - PATCH, whose last input is PATCH - t % PATCH - 1 steps
+# earlier than that: its horizon is t % PATCH + 1.
+STEP_WEIGHTS = training.horizon_weights(PATCH).repeat(CONTEXT // PATCH)
 
-    Inputs are the first CONTEXT steps, targets the same positions one patch later; only the offset
-    variate is scored (covariates are inputs, as exogenous variates are in the library's fine-tuning).
+
+def loss_fn(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """The library's fine-tuning loss per target step, weighted by its horizon (`training.horizon_weights`).
+
+    Inputs are the first CONTEXT steps, targets the same positions one patch later, in the space of the model's
+    scaler (the identity for last-value-mad: the kit's units); only the offset variate is scored (covariates are
+    inputs, as exogenous variates are in the library's fine-tuning). Position t's horizon is t % PATCH + 1 steps
+    after the last input it sees, so each step gets 1/sqrt(horizon) (mean 1 over a patch): a weighted mean.
     """
     assert isinstance(model, Toto)
-    values, observed = _model_inputs(variates(batch))
+    values, observed = _model_inputs(variates(batch, model_input_scaling(model)))
     inputs, input_mask = values[..., :-PATCH], observed[..., :-PATCH]
     targets, target_mask = values[..., PATCH:], observed[..., PATCH:]
     out = model.model(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
     scaled = (targets - out.loc) / (out.scale + torch.finfo(targets.dtype).eps)
     mask = target_mask.clone()
     mask[:, 1:] = False
+    weights = mask * STEP_WEIGHTS
     loss = CRITERION(out.distribution, scaled)
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
 def load(model_id: str) -> Toto:
-    """The service's loader, for checkpoints in this micro config only: `save` writes CONFIG as their config."""
+    """The service's loader (scaler included), for checkpoints in this micro config only: `save` writes CONFIG, plus
+    CONFIG_KEY for a last-value-mad model, as their config."""
     config_path = Path(model_id) / "config.json"
-    if not config_path.is_file() or json.loads(config_path.read_text()) != json.loads(json.dumps(CONFIG)):
+    config = json.loads(config_path.read_text()) if config_path.is_file() else None
+    if config is None or {k: v for k, v in config.items() if k != CONFIG_KEY} != json.loads(json.dumps(CONFIG)):
         raise ValueError(f"{model_id}: fine-tuning saves the micro config, so it only takes a checkpoint in it")
     return load_toto(model_id)
 
 
 def save(model: torch.nn.Module, out_dir: Path) -> None:
-    """``model.safetensors`` + ``config.json``: exactly what ``Toto.load_from_checkpoint(dir)`` reads."""
+    """``model.safetensors`` + ``config.json`` (CONFIG, and ``chronotick_input_scaling`` for a last-value-mad model:
+    a fine-tuned anchored checkpoint stays anchored), what `toto_model.load_toto` reads."""
+    assert isinstance(model, Toto)
     save_model(model, str(out_dir / "model.safetensors"))
-    (out_dir / "config.json").write_text(json.dumps(CONFIG, indent=2, sort_keys=True) + "\n")
+    scaling = model_input_scaling(model)
+    config = CONFIG if scaling == "anchored" else {**CONFIG, CONFIG_KEY: scaling}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def forecast_median(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    """Through the service's own adapter, in chunks (the sampled batch is num_samples times larger)."""
+    """Through the service's own adapter, in chunks (the sampled batch is num_samples times larger), fed what the
+    service would feed it: the Pool's scaled contexts for a last-value-mad checkpoint (the kit scales each request
+    the same way), contexts back in microseconds for an anchored one, raw covariates (the adapter converts them).
+    Returns the medians in the batch's units (`training.evaluate` maps them back)."""
     model = TotoModel("toto", str(model_dir))
     past = val.past.numpy().astype(np.float64)
+    anchored = model.info.input_scaling == "anchored"
+    if anchored:
+        past = val.in_us(past)
     cov_past = None if val.cov_past is None else val.cov_past.numpy().astype(np.float64)
     medians = []
     for start in range(0, len(past), 32):
@@ -138,7 +185,10 @@ def forecast_median(model_dir: Path, val: Batch, horizon: int, covariates: bool)
         )
         result = model.forecast(batch)
         medians.append(result.quantiles[:, int(np.argmin(np.abs(result.levels - 0.5)))])
-    return np.concatenate(medians)
+    median = np.concatenate(medians)
+    if anchored and val.scale_us is not None:
+        median = median / val.scale_us.numpy().astype(np.float64)[:, None]
+    return median
 
 
 SPECS: dict[str, ModelSpec] = {
@@ -152,24 +202,36 @@ SPECS: dict[str, ModelSpec] = {
         save=save,
         forecast=forecast_median,
         load=load,
-        load_call='Toto.load_from_checkpoint(dir, map_location="cpu", use_memory_efficient_attention=False)`, then '
-        "`TotoForecaster(model.model).forecast(MaskedTimeseries(...), prediction_length=60, num_samples=64, "
-        "samples_per_batch=64)`; the service wraps this in `chronotick_toto.toto_model.TotoModel",
+        load_call="chronotick_toto.toto_model.load_toto(dir)` (the library's `Toto.load_from_checkpoint(dir + "
+        "'/model.safetensors', map_location='cpu', **config)` with config.json less `chronotick_input_scaling`, then "
+        "`model.model.scaler = IdentityScaler()`), then `TotoForecaster(model.model).forecast(MaskedTimeseries(...), "
+        "prediction_length=60, num_samples=64, samples_per_batch=64)` on a context scaled by "
+        "`chronotick.kit.scaling.scale_context(context, 'last-value-mad')`; the service does all this through the "
+        "kit in `chronotick_toto.toto_model.TotoModel",
         loss_description="the library's `CombinedLoss` (0.575 x NLL of the mixture of Student-t + 0.425 x robust "
-        "loss of its mean) on targets scaled by the model's causal loc/scale; every context position predicts the "
-        "value one patch later (decoder-only), offset variate only.",
+        "loss of its mean) in the kit's last-value-mad units (the identity scaler: loc 0, scale 1); every context "
+        "position predicts the value one patch later (decoder-only), offset variate only; a weighted mean over "
+        "target steps with `chronotick.training.horizon_weights` (1/sqrt(h), mean 1), h = 1..64 being a position's "
+        "steps after the last input its patch sees.",
         uses_covariates=True,
         covariate_batch_size=WINDOWS.batch_size,
-        covariate_note=f"every other batch carries {', '.join(COVARIATES)} as extra variates of the same group "
-        "(inputs only: not scored).",
+        covariate_note=f"every other batch carries {', '.join(COVARIATES)} as extra variates of the same group, "
+        "each as its change since its last past value in physical units (`chronotick.kit.scaling.covariate_changes`"
+        ", as the service passes them; inputs only: not scored).",
         covariate_label="past covariates",
         forecast_kind="median of 64 samples",
-        about="It samples paths, 64 steps per decoding step.",
+        about="Its context is also divided by the context's mean absolute step (config.json "
+        "`chronotick_input_scaling: last-value-mad`, `chronotick.kit.scaling`): its forecast is in those units, "
+        "multiply by the scale before adding the last value back. Toto's causal std/mean scaler (still named in "
+        "`scaler_cls`) is replaced by an identity scaler on loading, so the model works in these units. It samples "
+        "paths, 64 steps per decoding step.",
         real_weights=f"set `CHRONOTICK_TOTO_MODEL_ID={HUB_ID}` (needs the Hugging Face hub; loaded with "
-        "`Toto.from_pretrained`, which needs huggingface_hub < 1.0).",
+        "`Toto.from_pretrained`, which needs huggingface_hub < 1.0; released weights keep their own scaler and the "
+        "anchored scaling).",
         card_notes=(
             "- Missing samples: leading NaN are padding (value 0, `padding_mask` False); interior NaN are linearly "
-            "interpolated and masked (Toto's mask only weights its scaler; the patch embedding reads the value).",
+            "interpolated and masked (Toto's mask only weights its scaler, here the identity, so the model does not "
+            "tell padding from a value of 0; the patch embedding reads the value).",
             "- Known future covariates: Toto decodes 64 steps per pass and injects known future values after each "
             "pass, so they steer only the steps after the first 64 (horizons up to 64 use past covariates only).",
             "- Validation forecasts: the median of 64 sample paths (service seed 0).",

@@ -21,7 +21,9 @@ class ModelBatch:
     ``contexts`` are float64 arrays, oldest first, NaN where a sample is missing, truncated to the
     model's ``max_context`` and shifted so that the last observed value is 0 (the kit adds it back):
     models then see small numbers whatever the clock's absolute offset, which keeps float32
-    precision where it matters. Covariates are aligned with the contexts (past) and the horizon
+    precision where it matters. A model whose ``info.input_scaling`` is ``last-value-mad`` gets each
+    context also divided by its mean absolute step (``chronotick.kit.scaling``) and answers in those
+    units; the kit maps the answer back. Covariates are aligned with the contexts (past) and the horizon
     (future); families that do not use covariates never receive any.
     """
 

@@ -14,14 +14,17 @@ from chronotick.contract import ModelInfo, PredictRequest, SeriesForecast, Serie
 from chronotick.grid import regularize
 from chronotick.kit.adapter import BatchForecast, ModelBatch
 from chronotick.kit.quantiles import quantiles_at, std_from_quantiles
+from chronotick.kit.scaling import scale_context
 from chronotick.problems import validation_problem
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A request as the model sees it, plus what is needed to undo the anchoring."""
+    """A request as the model sees it, plus what is needed to undo the anchoring and scaling:
+    ``offset_us = model_value * scales_us + anchors_us``, per series."""
 
     batch: ModelBatch
     anchors_us: np.ndarray
+    scales_us: np.ndarray
     flagged_outliers: list[list[int]]
 
     @property
@@ -34,7 +37,7 @@ class PreparedRequest:
 
 def _prepare_series(
     series: SeriesInput, index: int, info: ModelInfo, clean: bool
-) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float, list[int]]:
+) -> tuple[np.ndarray, float, dict[str, np.ndarray], dict[str, np.ndarray], float, float, list[int]]:
     field = f"series.{index}"
     # Cleaning sees the whole series, not only the model's window: the window's first samples
     # are judged with their neighbours before it.
@@ -48,8 +51,11 @@ def _prepare_series(
                         f"model {info.name!r} needs at least {info.min_context}"}]
         )
     anchor_us = float(offsets[observed[-1]])
+    context, scale_us = scale_context(offsets - anchor_us, info.input_scaling)
     past = {name: values[-info.max_context :] for name, values in grid.past_covariates.items()}
-    return offsets - anchor_us, grid.interval_s, past, grid.future_covariates, anchor_us, grid.flagged_outliers.tolist()
+    return (
+        context, grid.interval_s, past, grid.future_covariates, anchor_us, scale_us, grid.flagged_outliers.tolist()
+    )
 
 
 def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
@@ -91,7 +97,7 @@ def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest
     """Validate ``request`` against the model and build its batch (raises 422 problems)."""
     _check_model_limits(request, info)
     prepared = [_prepare_series(s, i, info, request.clean) for i, s in enumerate(request.series)]
-    contexts, intervals, pasts, futures, anchors, flagged = zip(*prepared, strict=True)
+    contexts, intervals, pasts, futures, anchors, scales, flagged = zip(*prepared, strict=True)
     batch = ModelBatch(
         contexts=list(contexts),
         horizon=request.horizon,
@@ -100,7 +106,12 @@ def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest
         future_covariates=list(futures) if any(futures) else [],
         skip_spread_backtests=request.skip_spread_backtests,
     )
-    return PreparedRequest(batch=batch, anchors_us=np.asarray(anchors, dtype=float), flagged_outliers=list(flagged))
+    return PreparedRequest(
+        batch=batch,
+        anchors_us=np.asarray(anchors, dtype=float),
+        scales_us=np.asarray(scales, dtype=float),
+        flagged_outliers=list(flagged),
+    )
 
 
 def merge_batches(batches: list[ModelBatch]) -> ModelBatch:
@@ -140,13 +151,14 @@ def check_forecast(forecast: BatchForecast, batch_size: int, horizon: int) -> No
 def to_series_forecasts(
     request: PredictRequest, prepared: PreparedRequest, forecast: BatchForecast
 ) -> list[SeriesForecast]:
-    """Undo the anchoring and answer at the requested quantile levels."""
-    anchors = prepared.anchors_us[:, None]
+    """Undo the scaling and anchoring (affine, scale > 0: quantiles stay quantiles) and answer at the requested
+    quantile levels."""
+    anchors, scales = prepared.anchors_us[:, None], prepared.scales_us[:, None]
     std = std_from_quantiles(forecast.levels, forecast.quantiles)
-    quantiles = quantiles_at(
-        np.asarray(request.quantile_levels), forecast.levels, forecast.quantiles, std
-    ) + anchors[:, :, None]
-    mean = forecast.mean + anchors
+    quantiles = quantiles_at(np.asarray(request.quantile_levels), forecast.levels, forecast.quantiles, std)
+    quantiles = quantiles * scales[:, :, None] + anchors[:, :, None]
+    mean = forecast.mean * scales + anchors
+    std = std * scales
     return [
         SeriesForecast(
             id=series.id,

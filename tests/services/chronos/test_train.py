@@ -94,7 +94,11 @@ def test_timesfm_loads_and_forecasts(trained: Path) -> None:
 
 def test_chronos_specs_use_the_shared_kit() -> None:
     assert all(isinstance(spec, training.ModelSpec) for spec in train.SPECS.values())
-    assert {spec.windows for spec in train.SPECS.values()} == {train.WINDOWS}  # one pool, one validation set
+    # One crop length; the kit-scaled models share one pool and one validation set, TimesFM keeps anchored crops.
+    assert {name: spec.windows for name, spec in train.SPECS.items()} == {
+        "chronos-bolt": train.KIT_WINDOWS, "chronos-2": train.KIT_WINDOWS, "timesfm-2.5": train.WINDOWS
+    }
+    assert train.KIT_WINDOWS.scaling == "last-value-mad" and train.KIT_WINDOWS.crop == train.WINDOWS.crop
     assert train.WINDOWS.crop == train.CONTEXT + train.TIMESFM_HORIZON
 
 
@@ -141,3 +145,54 @@ def test_windows_reject_crops_the_sampler_cannot_cut() -> None:
         training.Windows(context=512, future=30)  # validation scores up to h=60
     with pytest.raises(ValueError):
         training.Windows(context=512, future=128, series_len=600)
+
+
+@slow
+@pytest.mark.parametrize("name", ["chronos-bolt", "chronos-2"])
+def test_kit_scaled_checkpoints_bypass_the_library_instance_norm(trained: Path, name: str) -> None:
+    """A last-value-mad checkpoint says so, loads with the norm that keeps the kit's units, and its answer through the
+    kit follows any shift and positive scale of the clock's offsets exactly (the kit scales, the model does not)."""
+    from chronotick.contract import PredictRequest
+    from chronotick.kit.series import prepare_request, to_series_forecasts
+    from chronotick_chronos.pipelines import ChronosPipelineModel
+    from chronotick_chronos.scaling import KitUnitsNorm
+
+    model = ChronosPipelineModel(name, str(trained / train.SPECS[name].dir_name))
+    assert model.info.input_scaling == "last-value-mad"
+    assert isinstance(model._pipeline.model.instance_norm, KitUnitsNorm)
+    offsets = np.cumsum(np.random.default_rng(1).normal(0, 0.3, 300))
+
+    def answer(values: np.ndarray) -> np.ndarray:
+        request = PredictRequest.model_validate(
+            {"series": [{"offsets_us": values.tolist(), "interval_s": 1.0}], "horizon": 20}
+        )
+        prepared = prepare_request(request, model.info)
+        return np.array(to_series_forecasts(request, prepared, model.forecast(prepared.batch))[0].mean_us)
+
+    np.testing.assert_allclose(answer(7.0 * offsets - 1234.5), 7.0 * answer(offsets) - 1234.5, rtol=1e-5, atol=1e-3)
+    # Handed to the network without the kit's scaling, the same weights are not scale-equivariant: the norm is gone.
+    with torch.inference_mode():
+        raw = [model._pipeline.predict([torch.tensor(v - v[-1], dtype=torch.float32)], prediction_length=20)
+               for v in (offsets, 7.0 * offsets)]
+    median = [np.asarray(r[0] if isinstance(r, list) else r)[..., len(model.info.native_quantile_levels) // 2, :]
+              for r in raw]
+    assert not np.allclose(median[1].ravel(), 7.0 * median[0].ravel(), rtol=1e-3, atol=1e-3)
+
+
+def test_a_released_chronos_config_keeps_the_library_norm() -> None:
+    from chronos.chronos_bolt import InstanceNorm
+    from chronotick_chronos.scaling import KitUnitsNorm, adopt_input_scaling
+
+    model = train.build_bolt()
+    assert isinstance(model.instance_norm, KitUnitsNorm)
+    model.config.chronotick_input_scaling = "anchored"
+    released = type(model)(model.config)
+    assert adopt_input_scaling(released) == "anchored"
+    assert type(released.instance_norm) is InstanceNorm
+
+
+def test_naive_weights_make_each_step_a_ratio_to_no_change() -> None:
+    naive = torch.tensor([[0.1, 1.0, 2.0], [0.3, 1.0, 6.0]])
+    weights = training.naive_weights(naive, torch.ones_like(naive, dtype=torch.bool))
+    ratios = weights * naive.mean(0)
+    assert torch.allclose(ratios, ratios[0].expand(3)) and torch.isclose(weights.mean(), torch.tensor(1.0))

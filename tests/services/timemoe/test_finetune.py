@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("sktime.libs.timemoe")
 
+from chronotick.kit.scaling import CONFIG_KEY
 from chronotick_timemoe import finetune
 from chronotick_timemoe.family import TimeMoeFamily
 from chronotick_timemoe.settings import TimeMoeSettings
@@ -20,5 +22,7 @@ pytestmark = pytest.mark.slow  # trains a few steps on a small log
 def test_finetuned_checkpoint_is_served_through_its_model_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = finetune.MODEL_ID_ENV["timemoe"]
     out, _ = finetune_and_check(tmp_path, finetune.main, SPECS["timemoe"], env)
+    # Tuned on the kit's last-value-mad crops, it asks the service for them.
+    assert json.loads((out / "config.json").read_text())[CONFIG_KEY] == "last-value-mad"
     monkeypatch.setenv(env, str(out))
     check_serves(TimeMoeFamily(TimeMoeSettings(models=["timemoe"])).load()["timemoe"], out)

@@ -1,6 +1,11 @@
-"""The adapter's inference pass gives what the library's own forward gives, only faster."""
+"""The adapter's inference pass gives what the library's own forward gives, only faster; it leaves the input
+scaling to the kit (chronotick.kit.scaling) except for released checkpoints, which it z-scores as upstream does."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +13,10 @@ import pytest
 pytest.importorskip("sktime.libs.timemoe")
 
 import torch
+from chronotick.kit import ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY, scale_context
 from chronotick_timemoe.settings import TimeMoeSettings
-from chronotick_timemoe.timemoe_model import forecast_normalised, padded_inputs
+from chronotick_timemoe.timemoe_model import TimeMoeModel, checkpoint_scaling, forecast_normalised, padded_inputs
 from sktime.libs.timemoe import TimeMoeForPrediction
 
 HORIZON = 60
@@ -41,3 +48,54 @@ def test_one_pass_matches_the_library_forward_with_padding() -> None:
     assert ours.shape == (4, HORIZON)
     torch.testing.assert_close(ours, library, rtol=1e-4, atol=1e-4)
     assert not torch.equal(ours[0], ours[1])  # rows really forecast differently
+
+
+def _context(seed: int = 5) -> np.ndarray:
+    context = np.cumsum(np.random.default_rng(seed).normal(0, 5, 300))
+    return context - context[-1]
+
+
+def _checkpoint_with(tmp_path: Path, **keys: object) -> Path:
+    """The bundled checkpoint with its ChronoTick scaling keys replaced by ``keys``."""
+    model_dir = tmp_path / "checkpoint"
+    shutil.copytree(TimeMoeSettings().checkpoint("timemoe"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config = {k: v for k, v in config.items() if k not in (CONFIG_KEY, "chronotick_scaling")} | keys
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return model_dir
+
+
+def test_which_scaling_a_config_asks_for() -> None:
+    assert checkpoint_scaling({CONFIG_KEY: "last-value-mad"}) == "last-value-mad"
+    assert checkpoint_scaling({}) == "anchored"  # a released checkpoint
+    # The legacy key, until the bundled checkpoint is retrained: the same scaling, now the kit's.
+    assert checkpoint_scaling({"chronotick_scaling": "last_value_mad"}) == "last-value-mad"
+    assert checkpoint_scaling({"chronotick_scaling": "zscore"}) == "anchored"
+    assert checkpoint_scaling({CONFIG_KEY: "anchored", "chronotick_scaling": "last_value_mad"}) == "anchored"
+    with pytest.raises(ValueError, match="chronotick_scaling"):
+        checkpoint_scaling({"chronotick_scaling": "minmax"})
+
+
+def test_the_bundled_checkpoint_asks_the_kit_for_last_value_mad() -> None:
+    assert TimeMoeModel("timemoe", TimeMoeSettings().checkpoint("timemoe")).info.input_scaling == "last-value-mad"
+
+
+def test_a_last_value_mad_checkpoint_gets_kit_scaled_contexts_through_unchanged(tmp_path: Path) -> None:
+    model = TimeMoeModel("timemoe", str(_checkpoint_with(tmp_path, **{CONFIG_KEY: "last-value-mad"})))
+    assert model.info.input_scaling == "last-value-mad"
+    scaled, _ = scale_context(_context(), model.info.input_scaling)
+    ours = model.point_forecast(ModelBatch(contexts=[scaled], horizon=HORIZON, interval_s=[1.0]))
+    with torch.inference_mode():
+        library = forecast_normalised(model._model, [scaled], HORIZON).to(torch.float64).numpy()
+    np.testing.assert_allclose(ours, library, rtol=1e-6, atol=1e-9)  # no shift, no scale of its own
+
+
+def test_a_released_style_checkpoint_stays_anchored_and_is_z_scored_by_the_adapter(tmp_path: Path) -> None:
+    model = TimeMoeModel("released", str(_checkpoint_with(tmp_path)))
+    assert model.info.input_scaling == "anchored"
+    context = _context()
+    ours = model.point_forecast(ModelBatch(contexts=[context], horizon=HORIZON, interval_s=[1.0]))
+    mean, std = context.mean(), context.std()
+    with torch.inference_mode():
+        normalised = forecast_normalised(model._model, [(context - mean) / std], HORIZON).to(torch.float64).numpy()
+    np.testing.assert_allclose(ours, normalised * std + mean, rtol=1e-5, atol=1e-6)

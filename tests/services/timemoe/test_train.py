@@ -12,6 +12,7 @@ pytest.importorskip("sktime.libs.timemoe")
 
 import torch
 from chronotick.kit import ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY
 from chronotick_timemoe import train
 from chronotick_timemoe.timemoe_model import TimeMoeModel
 from sktime.libs.timemoe import TimeMoeForPrediction
@@ -47,7 +48,9 @@ def test_checkpoint_is_small_safetensors_with_card(trained: Path) -> None:
     card = (trained / "README.md").read_text()
     assert "Validation MAE" in card and train.HUB_ID in card
     config = json.loads((trained / "config.json").read_text())
-    assert config["model_type"] == "time_moe" and config["chronotick_scaling"] == train.SCALING
+    assert config["model_type"] == "time_moe" and config[CONFIG_KEY] == train.SCALING == "last-value-mad"
+    assert "chronotick_scaling" not in config  # the legacy key: the adapter no longer scales
+    assert TimeMoeModel("timemoe", str(trained)).info.input_scaling == "last-value-mad"
 
 
 def test_library_loader_reads_it_and_generate_works(trained: Path) -> None:
@@ -68,12 +71,29 @@ def test_adapter_forecasts_and_padding_never_changes_an_answer(trained: Path) ->
         np.testing.assert_allclose(row, alone[0], rtol=1e-4, atol=1e-4)
 
 
-def test_spec_uses_the_shared_kit_with_raw_crops_and_its_own_validation_clocks() -> None:
+def test_spec_uses_the_shared_kit_with_scaled_crops_and_its_own_validation_clocks() -> None:
     from chronotick import training
 
     spec = train.SPECS["timemoe"]
     assert isinstance(spec, training.ModelSpec) and not spec.uses_covariates
-    assert train.WINDOWS.relative is False and train.WINDOWS.empty_context == "zero_last"
+    assert train.WINDOWS.relative and train.WINDOWS.scaling == "last-value-mad"
+    assert train.WINDOWS.empty_context == "zero_last"
     val = train.validation_windows(0, 2, train.WINDOWS)
     assert val.past.shape == (2 * training.VAL_CROPS_PER_SERIES, train.CONTEXT) and val.cov_past is None
     assert not val.past.isnan().all(dim=1).any()
+    assert val.scale_us is not None and bool((val.scale_us > 0).all())
+
+
+def test_loss_reads_a_scaled_batch_as_it_is_and_masks_missing_targets() -> None:
+    """The loss reads the batch as the kit's units (no scaling of its own) and masks missing targets."""
+    from chronotick import training
+
+    torch.manual_seed(0)
+    model = train.build_model()
+    pools = training.make_pools(0, 4, train.WINDOWS, covariates=False)
+    batch = pools.univariate.sample(np.random.default_rng(0), 4, train.WINDOWS, augment=True)
+    loss = train.mae_loss(model, batch).detach()
+    assert torch.isfinite(loss) and float(loss) > 0
+    hidden = training.Batch(batch.past, torch.full_like(batch.future, torch.nan), scale_us=batch.scale_us)
+    # Only the context's own tail is scored then (its positions forecast context samples): still finite.
+    assert torch.isfinite(train.mae_loss(model, hidden).detach())

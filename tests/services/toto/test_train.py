@@ -11,9 +11,12 @@ import pytest
 pytest.importorskip("toto")
 
 import torch
-from chronotick.kit import ModelBatch
+from chronotick.contract import PredictRequest
+from chronotick.kit import BatchForecast, ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY
+from chronotick.kit.series import prepare_request, to_series_forecasts
 from chronotick_toto import train
-from chronotick_toto.toto_model import TotoModel
+from chronotick_toto.toto_model import IdentityScaler, TotoModel, load_toto
 from toto.data.util.dataset import MaskedTimeseries
 from toto.inference.forecaster import TotoForecaster
 from toto.model.toto import Toto
@@ -47,11 +50,15 @@ def test_checkpoint_is_small_safetensors_with_card(trained: Path) -> None:
     assert sum(f.stat().st_size for f in trained.iterdir()) <= MAX_CHECKPOINT_BYTES
     card = (trained / "README.md").read_text()
     assert "Validation MAE" in card and train.HUB_ID in card
-    assert json.loads((trained / "config.json").read_text()) == train.CONFIG
+    assert json.loads((trained / "config.json").read_text()) == {**train.CONFIG, CONFIG_KEY: "last-value-mad"}
+    assert "last-value-mad" in card and "horizon_weights" in card
 
 
 def test_the_library_loader_reads_it_and_forecasts(trained: Path) -> None:
-    model = Toto.load_from_checkpoint(str(trained), map_location="cpu")
+    # Toto's constructor takes no unknown key: the library loader gets the weights file and the config less ours.
+    config = json.loads((trained / "config.json").read_text())
+    del config[CONFIG_KEY]
+    model = Toto.load_from_checkpoint(str(trained / "model.safetensors"), map_location="cpu", **config)
     series = torch.tensor(np.nan_to_num(np.stack(_contexts())), dtype=torch.float32)[:, None, :]
     inputs = MaskedTimeseries(
         series=series,
@@ -95,7 +102,95 @@ def test_spec_uses_the_shared_kit_with_toto_recipe() -> None:
     assert isinstance(spec, training.ModelSpec) and spec.covariate_batch_size == train.WINDOWS.batch_size
     pools = training.make_pools(0, 8, train.WINDOWS)
     batch = pools.covariate.sample(np.random.default_rng(0), 64, train.WINDOWS, augment=True)
+    assert batch.scale_us is not None and train.WINDOWS.scaling == "last-value-mad"
+    raw = train.variates(batch, "anchored")
+    assert raw.shape == (64, 1 + len(train.COVARIATES), train.CONTEXT + train.PATCH)
+    short = np.isnan(raw[:, 1:, 0]).all(axis=1)  # covariates are never missing on their own
+    assert short.any() and np.isnan(raw[short, 0, 0]).all()
+    # What a last-value-mad model sees: the scaled offset, covariates as changes since their last past value.
     values = train.variates(batch)
-    assert values.shape == (64, 1 + len(train.COVARIATES), train.CONTEXT + train.PATCH)
-    short = np.isnan(values[:, 1:, 0]).all(axis=1)  # covariates are never missing on their own
-    assert short.any() and np.isnan(values[short, 0, 0]).all()
+    np.testing.assert_allclose(batch.in_us(values[:, 0]), raw[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.isnan(values[:, 1:, : train.CONTEXT]).any()
+    np.testing.assert_array_equal(values[:, 1:, train.CONTEXT - 1], 0.0)
+
+
+def test_horizon_weights_follow_each_target_steps_distance_from_its_patch() -> None:
+    from chronotick import training
+
+    assert train.STEP_WEIGHTS.shape == (train.CONTEXT,)
+    torch.testing.assert_close(train.STEP_WEIGHTS[: train.PATCH], training.horizon_weights(train.PATCH))
+    torch.testing.assert_close(train.STEP_WEIGHTS[train.PATCH :], train.STEP_WEIGHTS[: -train.PATCH])
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly built (untrained) model saved by the training command's own save: a last-value-mad checkpoint."""
+    out = tmp_path_factory.mktemp("fresh")
+    torch.manual_seed(0)
+    model = train.build()
+    assert isinstance(model.model.scaler, IdentityScaler)
+    train.save(model, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh_anchored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same weights with the library's own scaler: `save` writes no key (as for a tuned released checkpoint)."""
+    out = tmp_path_factory.mktemp("anchored")
+    torch.manual_seed(0)
+    train.save(Toto(**train.CONFIG), out)  # type: ignore[arg-type]
+    assert json.loads((out / "config.json").read_text()) == train.CONFIG
+    return out
+
+
+def _request(offsets: np.ndarray, horizon: int, warmer: float = 0.0) -> PredictRequest:
+    temperature = 40 + warmer + np.sin(np.arange(offsets.size) / 40)
+    covariates = {"temperature_c": {"past": list(temperature), "future": [41.0 + warmer] * horizon},
+                  "cpu_load": {"past": list(np.linspace(0.2, 0.6, offsets.size))}}
+    return PredictRequest.model_validate(
+        {"series": [{"offsets_us": list(offsets), "interval_s": 1.0, "covariates": covariates}], "horizon": horizon}
+    )
+
+
+def test_a_last_value_mad_checkpoint_bypasses_the_library_scaler(fresh: Path, fresh_anchored: Path) -> None:
+    assert json.loads((fresh / "config.json").read_text())[CONFIG_KEY] == "last-value-mad"
+    model = TotoModel("toto", str(fresh), num_samples=16)
+    assert model.info.input_scaling == "last-value-mad"
+    assert isinstance(load_toto(str(fresh)).model.scaler, IdentityScaler)
+    # The backbone de-normalises with the identity: loc 0, scale 1 wherever the inputs are.
+    inputs = torch.tensor(np.stack(_contexts()), dtype=torch.float32)[:, None].nan_to_num()
+    out = load_toto(str(fresh)).model(
+        inputs, torch.ones_like(inputs, dtype=torch.bool), torch.zeros_like(inputs, dtype=torch.int)
+    )
+    assert torch.equal(out.loc, torch.zeros_like(inputs)) and torch.equal(out.scale, torch.ones_like(inputs))
+    # Through the kit, a context shifted by a constant and scaled reaches the model unchanged (two horizons: one
+    # patch, and autoregressive with a known future covariate), so the forecast maps exactly; covariates reach it as
+    # changes, so a warmer room throughout changes nothing either.
+    context = np.cumsum(np.random.default_rng(1).normal(0, 0.3, train.CONTEXT))
+    for horizon in (20, 100):
+        means = []
+        for a, b, warmer in ((1.0, 0.0, 0.0), (7.0, -1234.5, 0.0), (1.0, 0.0, 5.0)):
+            request = _request(a * context + b, horizon, warmer)
+            prepared = prepare_request(request, model.info)
+            (forecast,) = to_series_forecasts(request, prepared, model.forecast(prepared.batch))
+            means.append((np.asarray(forecast.mean_us) - b) / a)
+        np.testing.assert_allclose(means[1], means[0], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(means[2], means[0], rtol=1e-6, atol=1e-9)
+    # Handed to the model directly, the same context in other units gets another answer (no scaler standardises it
+    # away), while the same weights under the library's causal scaler answer scale-equivariantly (a context of some
+    # tens of us: its minimum scale, 0.1, no longer counts).
+    anchored = TotoModel("toto", str(fresh_anchored), num_samples=16)
+    assert anchored.info.input_scaling == "anchored"
+    relative = context - context[-1]
+    errors = []
+    for candidate in (model, anchored):
+        one, three = (
+            _median(candidate.forecast(ModelBatch(contexts=[k * 10 * relative], horizon=20, interval_s=[1.0])))
+            for k in (1.0, 3.0)
+        )
+        errors.append(np.abs(three - 3 * one).max() / np.abs(3 * one).max())
+    assert errors[1] < 1e-3 and errors[0] > 0.1  # measured: 7e-5 and 0.6
+
+
+def _median(forecast: BatchForecast) -> np.ndarray:
+    return forecast.quantiles[:, int(np.argmin(np.abs(forecast.levels - 0.5)))]

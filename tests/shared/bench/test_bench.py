@@ -13,6 +13,7 @@ from chronotick.bench.forecasters import FUSED, BatchAnswer, InProcessForecaster
 from chronotick.bench.metrics import Z_80, Z_95, Forecasts, coverage, horizon_metrics
 from chronotick.bench.origins import horizon_steps, select_origins
 from chronotick.bench.report import results_markdown, tables_markdown
+from chronotick.synthetic import SCENARIOS
 from chronotick.bench.run import BenchConfig, run_bench, summarize
 from chronotick.bench.sources import EvalSeries, SourceFailure, read_log, synthetic_series
 
@@ -183,7 +184,7 @@ def test_a_member_without_a_spread_for_a_series_is_scored_as_missing_there():
 
 def test_synthetic_clocks_use_seeds_far_from_training():
     clocks = synthetic_series(length_s=600)
-    assert len(clocks) == 6
+    assert [c.name.split(":")[1] for c in clocks] == list(SCENARIOS)
     seeds = [int(c.name.rsplit("=", 1)[1]) for c in clocks]
     assert min(seeds) >= 50_000
 

@@ -1,0 +1,100 @@
+"""Inputs in which "no change" is the natural forecast: one scaling for every family, the service's and the trainers'.
+
+A clock's offset wanders by tens of microseconds over a 512-sample context, but what matters one to ten seconds ahead
+is its sub-microsecond motion. Standardising a context by its standard deviation, as most forecasting libraries do
+inside the model, lets the slow wander set the unit, so that motion becomes a rounding error and the model drifts
+back toward the context's mean. Here every context is made relative to its last observed value (the kit always does
+that) and, for a model trained so (``last-value-mad``), divided by its own mean absolute step: recent motion is then
+of order one and a forecast of 0 is "no change". Both maps are affine with a positive scale, so means, quantiles and
+samples map back exactly.
+
+The service scales each request here (``chronotick.kit.series``) and the trainers scale each crop with the same
+functions (``chronotick.training``), so a checkpoint sees in service exactly what it was trained on. Which scaling a
+checkpoint expects is written in its ``config.json`` (``CONFIG_KEY``) and shown in ``ModelInfo.input_scaling``; a
+released checkpoint without the key keeps ``anchored`` and its library's own normalisation.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import numpy as np
+
+from chronotick.contract import InputScaling
+
+INPUT_SCALINGS: tuple[str, ...] = get_args(InputScaling)
+CONFIG_KEY = "chronotick_input_scaling"  # in a checkpoint's config.json
+SCALE_FLOOR_US = 1e-3  # 1 ns, below any clock's resolution: a flat context keeps a finite scale
+INPUT_CLIP = 1000.0  # scaled units: a spike or servo step far beyond the context's typical move is cut here
+# Covariates keep physical units (a crystal reacts to degrees, not to a window's spread): each is given as its
+# change since its last past value, in these units; a name without one keeps unit 1.
+COVARIATE_UNITS: dict[str, float] = {"temperature_c": 1.0, "cpu_load": 0.25}
+
+
+def input_scaling(config: dict[str, object]) -> InputScaling:
+    """The scaling a checkpoint's config asks for; ``anchored`` when it names none (released checkpoints)."""
+    value = config.get(CONFIG_KEY, "anchored")
+    if value not in INPUT_SCALINGS:
+        raise ValueError(f"{CONFIG_KEY} is {value!r}; known: {', '.join(INPUT_SCALINGS)}")
+    return value  # type: ignore[return-value]  # checked against the Literal's values just above
+
+
+def step_scale_us(past: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between consecutive observed samples along the last axis, floored.
+
+    ``past`` is (..., T) with NaN where missing; pairs with a missing end are left out (a gap is not a step).
+    """
+    steps = np.abs(np.diff(past, axis=-1))
+    counts = np.isfinite(steps).sum(axis=-1)
+    mean_step = np.where(counts > 0, np.nansum(steps, axis=-1) / np.maximum(counts, 1), 0.0)
+    return np.maximum(mean_step, SCALE_FLOOR_US)
+
+
+def scale_context(anchored: np.ndarray, scaling: InputScaling) -> tuple[np.ndarray, float]:
+    """(what the model sees, the scale in us that maps its answer back) for a context already relative to its
+    last observed value; NaN stay where they are."""
+    if scaling == "anchored":
+        return anchored, 1.0
+    scale_us = float(step_scale_us(anchored))
+    return np.clip(anchored / scale_us, -INPUT_CLIP, INPUT_CLIP), scale_us
+
+
+def scale_windows(past: np.ndarray, future: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training crops (B, T) and their futures (B, H), already relative, in ``last-value-mad`` units.
+
+    The context is clipped as in service; the future is not (the trainers decide how to bound their targets).
+    """
+    scale_us = step_scale_us(past)[:, None]
+    return np.clip(past / scale_us, -INPUT_CLIP, INPUT_CLIP), future / scale_us
+
+
+def fill_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., T) with NaN -> (filled, observed): gaps carry the last observation; leading NaN take the first.
+
+    Rows with no observation at all become 0.
+    """
+    observed = ~np.isnan(values)
+    index = np.where(observed, np.arange(values.shape[-1]), 0)
+    np.maximum.accumulate(index, axis=-1, out=index)
+    filled = np.take_along_axis(values, index, axis=-1)
+    first = np.take_along_axis(values, np.argmax(observed, axis=-1)[..., None], axis=-1)
+    filled = np.where(np.isnan(filled), first, filled)
+    return np.nan_to_num(filled, nan=0.0), observed
+
+
+def covariate_changes(
+    names: list[str], past: np.ndarray, future: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(..., K, T) past and (..., K, P) future covariates, NaN where missing or not known -> each as its change since
+    its last observed past value in ``COVARIATE_UNITS``.
+
+    Missing past samples carry the previous observation (leading ones the first); the future keeps its NaN (the
+    family decides what an unknown future is). A covariate never observed is all 0.
+    """
+    filled, _ = fill_forward(past)
+    last = filled[..., -1:]
+    units = np.array([COVARIATE_UNITS.get(name, 1.0) for name in names])[:, None]
+    past_changes = np.clip((filled - last) / units, -INPUT_CLIP, INPUT_CLIP)
+    if future is None:
+        return past_changes, None
+    return past_changes, np.clip((future - last) / units, -INPUT_CLIP, INPUT_CLIP)
