@@ -249,8 +249,10 @@ SPECS: dict[str, ModelSpec] = {
         save=save_pretrained,
         forecast=service_forecast,
         load=load_bolt,
-        load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
-        "context (B, T) tensor with NaN for missing, prediction_length=60, quantile_levels=[...])",
+        load_call='pipe = BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu"); '
+        "chronotick_chronos.scaling.adopt_input_scaling(pipe.model); pipe.predict_quantiles(context (B, T) tensor "
+        "in the kit's units (`chronotick.kit.scaling.scale_context`), NaN for missing, prediction_length=60, "
+        "quantile_levels=[...]), answers in the same units",
         loss_description="the library's quantile loss (twice the pinball loss over the 9 quantiles) in the kit's "
         "units (its instance norm bypassed), each of the 64 steps weighted by the inverse of the batch's mean error "
         "of \"no change\" there (mean weight 1).",
@@ -268,9 +270,11 @@ SPECS: dict[str, ModelSpec] = {
         save=save_pretrained,
         forecast=service_forecast,
         load=load_chronos2,
-        load_call='BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu").predict_quantiles('
+        load_call='pipe = BaseChronosPipeline.from_pretrained(dir_or_hub_id, device_map="cpu"); '
+        "chronotick_chronos.scaling.adopt_input_scaling(pipe.model); pipe.predict_quantiles("
         '[{"target": ctx, "past_covariates": {"temperature_c": ..., "cpu_load": ...}, "future_covariates": '
-        '{...60 values...}}], prediction_length=60, quantile_levels=[...])',
+        "{...60 values...}}], prediction_length=60, quantile_levels=[...]), the target in the kit's units and the "
+        "covariates as `chronotick.kit.scaling.covariate_changes` (as `chronotick_chronos.pipelines` does)",
         loss_description="the library's `forward(..., future_target=...).loss`: quantile loss in its arcsinh-"
         "squashed space of the kit's units (instance norm bypassed), summed over the 21 quantiles and averaged over "
         "the 64 steps; covariate rows masked.",

@@ -27,7 +27,7 @@ Preprocessing (the model has no mask for missing samples):
   position ids that start at the first real sample, so a context padded inside a batch gives what
   it gives alone;
 * interior missing samples are linearly interpolated, trailing ones hold the last observed value;
-* the scaling is the one the checkpoint was trained with (``checkpoint_scaling``).
+* the scaling is the one the checkpoint was trained with (``chronotick_input_scaling`` in its config).
   ChronoTick's checkpoints say ``chronotick_input_scaling: last-value-mad`` in their ``config.json``:
   the kit (``chronotick.kit.scaling``) hands each context relative to its last observed value and
   divided by its mean absolute step, maps the answer back, and this adapter passes the context
@@ -49,15 +49,11 @@ from sktime.libs.timemoe.timemoe import TimeMoeDecoderLayer, repeat_kv, rotate_h
 
 from chronotick.contract import InputScaling, ModelInfo
 from chronotick.kit import ModelBatch, weights_version
-from chronotick.kit.scaling import CONFIG_KEY, INPUT_CLIP, SCALE_FLOOR_US, input_scaling
+from chronotick.kit.scaling import INPUT_CLIP, SCALE_FLOOR_US, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS
 
 MAX_CONTEXT = 512
 MIN_CONTEXT = 8
-# Before ``chronotick_input_scaling`` existed, ChronoTick's checkpoints said ``chronotick_scaling: last_value_mad``
-# (and the adapter scaled them itself) or ``zscore``. Read so until the bundled checkpoint is retrained.
-LEGACY_KEY = "chronotick_scaling"
-LEGACY_SCALINGS: dict[str, InputScaling] = {"last_value_mad": "last-value-mad", "zscore": "anchored"}
 # Rows per forward pass: larger passes share the weights' cache traffic until the activations outgrow
 # the cache. Measured over 32 contexts of 392-512 samples, one thread, on a 2-core machine shared
 # with others (load 4.6): 29 ms per row alone, 22 in pairs, 19 by 4, 17 by 8, 22 by 16, 27 by 32.
@@ -74,18 +70,6 @@ def fill_missing(context: np.ndarray) -> tuple[np.ndarray, int]:
     known = ~np.isnan(values)
     filled = np.interp(index, index[known], values[known])  # holds the end values beyond the last point
     return filled, int(observed[0])
-
-
-def checkpoint_scaling(config: dict[str, object]) -> InputScaling:
-    """The input scaling a checkpoint's config asks of the kit: ``chronotick_input_scaling`` when it has it, else
-    the legacy ``chronotick_scaling`` (``last_value_mad`` -> ``last-value-mad``: the same scaling, which the kit
-    now applies; ``zscore`` -> ``anchored``), else ``anchored`` (released checkpoints)."""
-    if CONFIG_KEY not in config and LEGACY_KEY in config:
-        legacy = config[LEGACY_KEY]
-        if legacy not in LEGACY_SCALINGS:
-            raise ValueError(f"{LEGACY_KEY} is {legacy!r}; known: {', '.join(LEGACY_SCALINGS)}")
-        return LEGACY_SCALINGS[str(legacy)]
-    return input_scaling(config)
 
 
 @dataclass(frozen=True)
@@ -184,7 +168,7 @@ class TimeMoeModel:
             model_id, torch_dtype=torch.float32, use_safetensors=True
         ).eval()
         try:
-            self._scaling = checkpoint_scaling(self._model.config.to_dict())
+            self._scaling = input_scaling(self._model.config.to_dict())
         except ValueError as error:
             raise ValueError(f"{model_id}: {error}") from None
         self._info = ModelInfo(

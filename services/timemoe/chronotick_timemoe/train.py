@@ -32,7 +32,7 @@ from chronotick.synthetic import SCENARIOS, generate_clock
 from chronotick.training import Batch, ModelSpec, Pool, Windows
 from sktime.libs.timemoe import TimeMoeConfig, TimeMoeForPrediction
 
-from chronotick_timemoe.timemoe_model import LEGACY_KEY, MAX_CONTEXT, TimeMoeModel, fill_missing, padded_inputs
+from chronotick_timemoe.timemoe_model import MAX_CONTEXT, TimeMoeModel, fill_missing, padded_inputs
 
 CONTEXT = MAX_CONTEXT
 HORIZONS = [1, 8, 32, 64]  # the released checkpoints' output heads
@@ -96,8 +96,6 @@ def load(model_id: str) -> TimeMoeForPrediction:
     passes a `last-value-mad` context), so what it saves asks the kit for the same scaling, whatever it said."""
     model = TimeMoeForPrediction.from_pretrained(model_id, torch_dtype=torch.float32, use_safetensors=True)
     setattr(model.config, CONFIG_KEY, SCALING)
-    if hasattr(model.config, LEGACY_KEY):
-        delattr(model.config, LEGACY_KEY)  # superseded by the key above
     return model
 
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
 
-from chronotick.contract import InputScaling, ModelInfo
+from chronotick.contract import ModelInfo
 from chronotick.kit import ModelBatch, weights_version
-from chronotick.kit.scaling import CONFIG_KEY, covariate_changes, fill_forward, input_scaling
+from chronotick.kit.scaling import covariate_changes, fill_forward, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS
 
 MIN_CONTEXT = 16
@@ -59,21 +59,6 @@ def model_inputs(
     inputs["past_values"] = torch.tensor(np.concatenate(channels, axis=-1), dtype=torch.float32)
     inputs["past_observed_mask"] = torch.tensor(np.concatenate(masks, axis=-1))
     return inputs
-
-
-def checkpoint_scaling(config: dict[str, object]) -> InputScaling:
-    """The input scaling a TinyTimeMixer config asks of the kit.
-
-    ``chronotick_input_scaling`` when the config has it (``chronotick.kit.scaling.input_scaling``). Without it, a
-    config with ``scaling: null`` is read as ``last-value-mad``: before the key existed, ChronoTick's trainer was the
-    only one to build checkpoints without TinyTimeMixer's own scaler, and it fed them contexts relative to their last
-    value divided by their mean absolute step (floor 1e-3 us, clip +-1000): exactly the kit's ``last-value-mad``. The
-    bundled ``ttm-micro`` / ``ttm-exog-micro`` are such checkpoints; once they are retrained (the trainer now writes
-    the key) this fallback can go. Released checkpoints (``scaling: "std"``, no key) stay ``anchored``.
-    """
-    if CONFIG_KEY not in config and config.get("scaling") is None:
-        return "last-value-mad"
-    return input_scaling(config)
 
 
 def uses_covariates(model: TinyTimeMixerForPrediction) -> bool:
@@ -106,7 +91,7 @@ class TtmModel:
             past_covariates=self._exog,
             future_covariates=self._exog,
             covariate_names=list(COVARIATES) if self._exog else None,
-            input_scaling=checkpoint_scaling(config.to_dict()),
+            input_scaling=input_scaling(config.to_dict()),
         )
 
     @property

@@ -16,7 +16,7 @@ import torch
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, scale_context
 from chronotick_timemoe.settings import TimeMoeSettings
-from chronotick_timemoe.timemoe_model import TimeMoeModel, checkpoint_scaling, forecast_normalised, padded_inputs
+from chronotick_timemoe.timemoe_model import TimeMoeModel, forecast_normalised, padded_inputs
 from sktime.libs.timemoe import TimeMoeForPrediction
 
 HORIZON = 60
@@ -60,20 +60,9 @@ def _checkpoint_with(tmp_path: Path, **keys: object) -> Path:
     model_dir = tmp_path / "checkpoint"
     shutil.copytree(TimeMoeSettings().checkpoint("timemoe"), model_dir)
     config = json.loads((model_dir / "config.json").read_text())
-    config = {k: v for k, v in config.items() if k not in (CONFIG_KEY, "chronotick_scaling")} | keys
+    config = {k: v for k, v in config.items() if k != CONFIG_KEY} | keys
     (model_dir / "config.json").write_text(json.dumps(config))
     return model_dir
-
-
-def test_which_scaling_a_config_asks_for() -> None:
-    assert checkpoint_scaling({CONFIG_KEY: "last-value-mad"}) == "last-value-mad"
-    assert checkpoint_scaling({}) == "anchored"  # a released checkpoint
-    # The legacy key, until the bundled checkpoint is retrained: the same scaling, now the kit's.
-    assert checkpoint_scaling({"chronotick_scaling": "last_value_mad"}) == "last-value-mad"
-    assert checkpoint_scaling({"chronotick_scaling": "zscore"}) == "anchored"
-    assert checkpoint_scaling({CONFIG_KEY: "anchored", "chronotick_scaling": "last_value_mad"}) == "anchored"
-    with pytest.raises(ValueError, match="chronotick_scaling"):
-        checkpoint_scaling({"chronotick_scaling": "minmax"})
 
 
 def test_the_bundled_checkpoint_asks_the_kit_for_last_value_mad() -> None:

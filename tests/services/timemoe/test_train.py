@@ -49,7 +49,6 @@ def test_checkpoint_is_small_safetensors_with_card(trained: Path) -> None:
     assert "Validation MAE" in card and train.HUB_ID in card
     config = json.loads((trained / "config.json").read_text())
     assert config["model_type"] == "time_moe" and config[CONFIG_KEY] == train.SCALING == "last-value-mad"
-    assert "chronotick_scaling" not in config  # the legacy key: the adapter no longer scales
     assert TimeMoeModel("timemoe", str(trained)).info.input_scaling == "last-value-mad"
 
 

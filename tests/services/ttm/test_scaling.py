@@ -13,7 +13,7 @@ pytest.importorskip("tsfm_public")
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, covariate_changes, fill_forward, scale_context
 from chronotick_ttm.settings import TtmSettings
-from chronotick_ttm.ttm_model import COVARIATES, TtmModel, checkpoint_scaling, model_inputs
+from chronotick_ttm.ttm_model import COVARIATES, TtmModel, model_inputs
 from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
 
 nan = np.nan
@@ -40,17 +40,6 @@ def test_covariates_are_the_kits_changes_and_an_unknown_future_holds() -> None:
     np.testing.assert_allclose(inputs["past_values"][0, :, 1:].numpy().T, changes[0], rtol=1e-6)
     np.testing.assert_allclose(changes[0], [[-2.0, -1.0, 0.0], [-1.6, -1.6, 0.0]])
     np.testing.assert_allclose(inputs["future_values"][0].numpy().T, [[0.0] * 4, [1.0, 0, 0, 0], [0.0] * 4])
-
-
-def test_which_scaling_a_config_asks_for() -> None:
-    assert checkpoint_scaling({CONFIG_KEY: "last-value-mad", "scaling": None}) == "last-value-mad"
-    assert checkpoint_scaling({"scaling": "std"}) == "anchored"  # a released checkpoint keeps its own scaler
-    assert checkpoint_scaling({CONFIG_KEY: "anchored", "scaling": None}) == "anchored"
-    # Transition: ChronoTick's checkpoints from before the key have no scaler of their own and were trained on the
-    # kit's last-value-mad contexts.
-    assert checkpoint_scaling({"scaling": None}) == "last-value-mad"
-    with pytest.raises(ValueError, match=CONFIG_KEY):
-        checkpoint_scaling({CONFIG_KEY: "zscore"})
 
 
 @pytest.mark.parametrize("name", ["ttm", "ttm-exog"])
