@@ -17,7 +17,7 @@ from chronos import BaseChronosPipeline, Chronos2Pipeline
 
 from chronotick.contract import ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
-from chronotick.kit.scaling import covariate_changes
+from chronotick.kit.scaling import covariate_changes_by_name
 
 from chronotick_chronos.scaling import adopt_input_scaling
 
@@ -66,17 +66,9 @@ class ChronosPipelineModel:
     ) -> dict[str, dict[str, np.ndarray]]:
         if self._scaling == "anchored":
             return {"past_covariates": past, "future_covariates": future}
-        names = list(past)
-        unknown = np.full(horizon, np.nan)
-        past_changes, future_changes = covariate_changes(
-            names, np.stack([past[n] for n in names]), np.stack([future.get(n, unknown) for n in names])
-        )
-        assert future_changes is not None
-        return {
-            "past_covariates": dict(zip(names, past_changes, strict=True)),
-            # Chronos-2 takes known futures for a subset of the past covariates: the others stay past-only.
-            "future_covariates": {n: future_changes[i] for i, n in enumerate(names) if n in future},
-        }
+        past_changes, future_changes = covariate_changes_by_name(past, future, horizon)
+        # Chronos-2 takes known futures for a subset of the past covariates: the others stay past-only.
+        return {"past_covariates": past_changes, "future_covariates": future_changes}
 
     def forecast(self, batch: ModelBatch) -> BatchForecast:
         with torch.inference_mode():

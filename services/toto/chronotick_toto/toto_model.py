@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from chronotick.contract import InputScaling, ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
-from chronotick.kit.scaling import CONFIG_KEY, covariate_changes, input_scaling
+from chronotick.kit.scaling import CONFIG_KEY, covariate_changes_by_name, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS, quantiles_from_samples
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, StudentT
 
@@ -313,9 +313,10 @@ class TotoModel:
         for f, k in enumerate(future_names):
             future[f] = batch.future_covariates[i][k]
         if self._scaling == "last-value-mad" and names:
-            # Past-only covariates have no future row (unknown: NaN here, and dropped): they stay past-only variates.
-            unknown = np.full((len(names) - len(future_names), batch.horizon), np.nan)
-            past_changes, future_changes = covariate_changes(names, np.stack(past), np.concatenate([unknown, future]))
-            assert future_changes is not None
-            return list(past_changes), future_changes[len(unknown) :]
+            # Past-only covariates have no future row: they stay past-only variates.
+            past_changes, future_changes = covariate_changes_by_name(
+                dict(zip(names, past, strict=True)), dict(zip(future_names, future, strict=True)), batch.horizon
+            )
+            known = [future_changes[k] for k in future_names]
+            return [past_changes[k] for k in names], np.stack(known) if known else future
         return past, future

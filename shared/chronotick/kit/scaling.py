@@ -98,3 +98,20 @@ def covariate_changes(
     if future is None:
         return past_changes, None
     return past_changes, np.clip((future - last) / units, -INPUT_CLIP, INPUT_CLIP)
+
+
+def covariate_changes_by_name(
+    past: dict[str, np.ndarray], future: dict[str, np.ndarray], horizon: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One series' covariates as the kit hands them (name -> past values, name -> known future values) ->
+    ``covariate_changes`` of each, keyed the same way; a name without a known future keeps none."""
+    names = list(past)
+    unknown = np.full(horizon, np.nan)
+    past_changes, future_changes = covariate_changes(
+        names, np.stack([past[n] for n in names]), np.stack([future.get(n, unknown) for n in names])
+    )
+    assert future_changes is not None  # a future was given
+    return (
+        dict(zip(names, past_changes, strict=True)),
+        {n: future_changes[i] for i, n in enumerate(names) if n in future},
+    )

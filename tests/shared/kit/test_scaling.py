@@ -11,6 +11,7 @@ from chronotick.kit.scaling import (
     INPUT_CLIP,
     SCALE_FLOOR_US,
     covariate_changes,
+    covariate_changes_by_name,
     input_scaling,
     scale_context,
     scale_windows,
@@ -91,3 +92,12 @@ def test_a_checkpoint_without_the_key_keeps_its_library_normalisation() -> None:
     assert input_scaling({"chronotick_input_scaling": "last-value-mad"}) == "last-value-mad"
     with pytest.raises(ValueError, match="chronotick_input_scaling"):
         input_scaling({"chronotick_input_scaling": "zscore"})
+
+
+def test_covariates_by_name_keep_their_names_and_only_the_futures_that_are_known() -> None:
+    past = {"temperature_c": np.array([20.0, 22.0]), "cpu_load": np.array([0.5, 0.75])}
+    past_changes, future_changes = covariate_changes_by_name(past, {"cpu_load": np.array([1.0, 0.5])}, 2)
+    np.testing.assert_allclose(past_changes["temperature_c"], [-2.0, 0.0])
+    np.testing.assert_allclose(past_changes["cpu_load"], [-1.0, 0.0])
+    assert list(future_changes) == ["cpu_load"]
+    np.testing.assert_allclose(future_changes["cpu_load"], [1.0, -1.0])
