@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from chronotick.baselines import CLASSICAL_FORECASTERS, forecast_all
 from chronotick.contract import InputScaling
-from chronotick.kit.scaling import scale_windows, step_scale_us
+from chronotick.kit.scaling import scale_windows
 from chronotick.synthetic import SCENARIOS, generate_clock, training_windows
 
 EVAL_HORIZONS = (1, 10, 30, 60)  # the steps the service is asked about; every family is scored on the same ones
@@ -157,8 +157,7 @@ class Pool:
         scale_us = None
         if windows.scaling == "last-value-mad":
             # After the augmentation: a short history is scaled by its own steps, as the service scales it.
-            scale_us = step_scale_us(past)
-            past, future = scale_windows(past, future)
+            past, future, scale_us = scale_windows(past, future)
         empty = np.isnan(past).all(axis=1)
         if windows.empty_context == "zero_last":
             past[empty, -1] = 0.0

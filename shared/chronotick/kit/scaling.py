@@ -59,13 +59,16 @@ def scale_context(anchored: np.ndarray, scaling: InputScaling) -> tuple[np.ndarr
     return np.clip(anchored / scale_us, -INPUT_CLIP, INPUT_CLIP), scale_us
 
 
-def scale_windows(past: np.ndarray, future: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training crops (B, T) and their futures (B, H), already relative, in ``last-value-mad`` units.
+def scale_windows(past: np.ndarray, future: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training crops (B, T) and their futures (B, H), already relative -> both in ``last-value-mad`` units, and
+    each crop's (B,) scale in us.
 
     The context is clipped as in service; the future is not (the trainers decide how to bound their targets).
     """
-    scale_us = step_scale_us(past)[:, None]
-    return np.clip(past / scale_us, -INPUT_CLIP, INPUT_CLIP), future / scale_us
+    scale_us = step_scale_us(past)
+    return (
+        np.clip(past / scale_us[:, None], -INPUT_CLIP, INPUT_CLIP), future / scale_us[:, None], scale_us
+    )
 
 
 def fill_forward(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,8 @@ def test_the_service_scales_a_request_as_the_trainers_scale_a_crop() -> None:
     request = PredictRequest.model_validate({"series": [{"offsets_us": offsets, "interval_s": 1.0}], "horizon": 2})
     prepared = prepare_request(request, SCALED)
     relative = np.array(offsets)[None, :] - offsets[-1]
-    trained_past, _ = scale_windows(relative, np.zeros((1, 2)))
+    trained_past, _, trained_scale_us = scale_windows(relative, np.zeros((1, 2)))
+    np.testing.assert_allclose(trained_scale_us, prepared.scales_us)
     np.testing.assert_allclose(prepared.batch.contexts[0], trained_past[0])
     assert prepared.scales_us[0] == pytest.approx(2.5)  # steps 3, 2, 1, 4
 
