@@ -2,8 +2,12 @@
 
 Every gateway worker and replica that names the same Redis shares the clocks. A Redis that is down
 or slow must cost requests nothing: every call is bounded (``CALL_DEADLINE_S``), and after a failure
-the store answers ``StoreUnavailable`` at once, without touching the network, for ``BACKOFF_S``;
-then it tries the server again, and redis-py's pool reconnects by itself.
+the store answers ``StoreUnavailable`` at once, without touching the network, until one background
+probe finds the server again (a PING every ``BACKOFF_S``); then redis-py's pool reconnects by itself.
+Requests never try the server while it is believed down: under load, each of them trying once its
+backoff ended would mean one connection attempt (and one name lookup: on Docker's internal network a
+stopped container's name takes up to the resolver's timeout to fail, seconds, in the event loop's
+few lookup threads) per request a second, and recovery would wait behind those that hang.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
@@ -35,8 +40,10 @@ CALL_DEADLINE_S = 0.5
 # count() walks every key (SCAN); only the metrics gauge and the memory report ask for it.
 COUNT_DEADLINE_S = 5.0
 SCAN_BATCH = 10_000
-# After a failure, how long the store answers StoreUnavailable at once before it tries again.
+# After a failure, how often the probe tries the server (the store answers StoreUnavailable at once
+# meanwhile), and how long one try may take: it holds no request, so it may wait out a late event loop.
 BACKOFF_S = 1.0
+PROBE_DEADLINE_S = 2.0
 
 T = TypeVar("T")
 
@@ -63,8 +70,9 @@ class RedisClockStore:
             retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)),
         )
         self._redis = Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
-        self._down_until = 0.0  # time.monotonic() until which the last failure is believed
+        self._next_try = 0.0  # time.monotonic() of the probe's next try while the server is believed down
         self._last_failure = ""
+        self._probe: asyncio.Task[None] | None = None  # running while the server is believed down
 
     async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
         if not clock_ids:
@@ -98,24 +106,54 @@ class RedisClockStore:
         return await self._call(scan, COUNT_DEADLINE_S)
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         await self._redis.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]], deadline_s: float) -> T:
         """``operation`` within ``deadline_s``; any failure becomes StoreUnavailable and starts the
-        backoff, during which calls fail at once."""
-        remaining_s = self._down_until - time.monotonic()
-        if remaining_s > 0:
+        probe, until whose success calls fail at once."""
+        if self._probe is not None:
+            remaining_s = max(0.0, self._next_try - time.monotonic())
             raise StoreUnavailable(f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): "
                                    f"{self._last_failure}")
-        try:
-            return await asyncio.wait_for(operation(), deadline_s)
-        except TimeoutError:
-            failure = f"no answer within {deadline_s:g} s"
-        except (RedisError, OSError) as error:
-            failure = f"{type(error).__name__}: {error}"
+        failure = await _attempt(operation, deadline_s)
+        if isinstance(failure, str):
+            self._believe_down(failure)
+            raise StoreUnavailable(f"redis at {self._where} is unavailable: {failure}")
+        return failure.value
+
+    def _believe_down(self, failure: str) -> None:
         self._last_failure = failure
-        self._down_until = time.monotonic() + BACKOFF_S
-        raise StoreUnavailable(f"redis at {self._where} is unavailable: {failure}")
+        self._next_try = time.monotonic() + BACKOFF_S
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._find_the_server(), name="redis-probe")
+
+    async def _find_the_server(self) -> None:
+        """PING every BACKOFF_S until the server answers; then calls go to it again."""
+        while True:
+            await asyncio.sleep(max(0.0, self._next_try - time.monotonic()))
+            failure = await _attempt(self._redis.ping, PROBE_DEADLINE_S)
+            if not isinstance(failure, str):
+                self._probe = None
+                return
+            self._last_failure = failure
+            self._next_try = time.monotonic() + BACKOFF_S
+
+
+@dataclass(frozen=True)
+class _Answered(Generic[T]):
+    value: T
+
+
+async def _attempt(operation: Callable[[], Awaitable[T]], deadline_s: float) -> _Answered[T] | str:
+    """What ``operation`` answered within ``deadline_s``, or why it did not."""
+    try:
+        return _Answered(await asyncio.wait_for(operation(), deadline_s))
+    except TimeoutError:
+        return f"no answer within {deadline_s:g} s"
+    except (RedisError, OSError) as error:
+        return f"{type(error).__name__}: {error}"
 
 
 def _key(clock_id: str) -> str:

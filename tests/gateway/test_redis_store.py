@@ -11,7 +11,8 @@ from functools import partial
 import pytest
 
 from chronotick_gateway.clockstore import StoreUnavailable
-from chronotick_gateway.redis_store import BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, RedisClockStore
+from chronotick_gateway.redis_store import (BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, PROBE_DEADLINE_S,
+                                            RedisClockStore)
 from support.redis_server import RedisServer
 
 # Slack for a loaded test machine on top of the store's own bounds.
@@ -183,6 +184,35 @@ def test_a_server_that_never_answers_costs_a_call_at_most_the_deadline(redis_ser
             await fresh.close()
 
     asyncio.run(scenario())
+
+
+def test_a_stuck_server_costs_one_call_its_deadline_once_however_long_it_stays_stuck(
+        redis_server: RedisServer) -> None:
+    # Requests never try a server believed down: one background probe does, once a backoff.
+    async def scenario() -> list[float]:
+        store = RedisClockStore(redis_server.url, idle_expiry_s=60)
+        try:
+            await store.save({"clock": b"state"})
+            redis_server.pause()
+            with pytest.raises(StoreUnavailable):
+                await store.load(["clock"])
+            waits = []
+            stuck_until = time.monotonic() + 3 * BACKOFF_S
+            while time.monotonic() < stuck_until:
+                took, error = await elapsed(partial(store.load, ["clock"]))
+                assert isinstance(error, StoreUnavailable), error
+                waits.append(took)
+                await asyncio.sleep(0.05)
+            redis_server.resume()
+            await asyncio.sleep(BACKOFF_S + PROBE_DEADLINE_S)
+            assert await store.load(["clock"]) == {"clock": b"state"}
+            return waits
+        finally:
+            redis_server.resume()
+            await store.close()
+
+    waits = asyncio.run(scenario())
+    assert len(waits) > 20 and max(waits) < AT_ONCE_S, max(waits)
 
 
 def test_the_store_works_again_by_itself_once_the_server_is_back(redis_server: RedisServer) -> None:
