@@ -164,8 +164,11 @@ class ClockMemory:
             return
         self.metrics.forecasts_scored.inc(len(outcomes))
         for outcome in outcomes:
+            horizon = f"{outcome.horizon_s:g}"
+            self.metrics.fused_abs_error.labels(horizon_s=horizon).observe(outcome.abs_error_us)
             for level, hit in (outcome.covered or {}).items():
-                self.metrics.interval_outcomes.labels(level=level, outcome="covered" if hit else "missed").inc()
+                self.metrics.interval_outcomes.labels(level=level, horizon_s=horizon,
+                                                      outcome="covered" if hit else "missed").inc()
         remembered = sum(anchor.remembered_scored for anchor in state.anchors)
         if any(outcome.covered for outcome in outcomes) and remembered:
             for level in REPORTED_INTERVALS:

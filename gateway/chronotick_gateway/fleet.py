@@ -144,10 +144,10 @@ class Fleet:
             service.breaker.reset_s = config.settings.breaker_reset_s
             service.load.max_in_flight = config.settings.service_max_in_flight
         for gone in set(self.services) - set(services):
-            self.metrics.breaker.remove(gone)
-            self.metrics.in_flight.remove(gone)
+            self.metrics.forget_service(gone)
         self.services = services
         self.config = config
+        self.metrics.default_deadline.set(config.settings.default_deadline_s)
 
     # --- health ---------------------------------------------------------------------------------
 
@@ -202,7 +202,7 @@ class Fleet:
             service.breaker.record_probe(healthy)
         if service.ready != was_ready:
             logger.info("service %s is %s", service.name, "ready" if service.ready else f"not ready ({error})")
-        self._observe_breaker(service)
+        self._observe_service(service)
 
     # --- calls ----------------------------------------------------------------------------------
 
@@ -253,10 +253,10 @@ class Fleet:
             if error.counts:
                 service.breaker.record_failure()
                 self.metrics.failures.labels(backend=member, status=error.status).inc()
-            self._observe_breaker(service)
+            self._observe_service(service)
             raise
         service.breaker.record_success()
-        self._observe_breaker(service)
+        self._observe_service(service)
         return CallResult(result, attempts - 1)
 
     def _in_force(self, service: Service) -> bool:
@@ -264,9 +264,9 @@ class Fleet:
         back the gauges of a service the reload removed or replaced."""
         return self.services.get(service.name) is service
 
-    def _observe_breaker(self, service: Service) -> None:
+    def _observe_service(self, service: Service) -> None:
         if self._in_force(service):
-            self.metrics.observe_breaker(service.name, service.breaker.state)
+            self.metrics.observe_service(service.name, service.ready, service.breaker.state)
 
     def _observe_in_flight(self, service: Service) -> None:
         if self._in_force(service):

@@ -191,6 +191,7 @@ class Outcome:
 
     horizon_s: float
     covered: dict[str, bool] | None  # by reported interval, for remembered bounds
+    abs_error_us: float  # the fused forecast's
 
 
 def score(state: ClockState, samples: Samples) -> list[Outcome]:
@@ -240,7 +241,7 @@ def _score_anchor(anchor: AnchorState, forecast: PendingForecast, a: int, truth:
         anchor.remembered_scored += 1
         for name, hit in covered.items():
             anchor.covered[name] += int(hit)
-    return Outcome(anchor.horizon_s, covered)
+    return Outcome(anchor.horizon_s, covered, abs(error))
 
 
 def _learn_weights(anchor: AnchorState, awake: dict[str, float], truth: float) -> None:

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from chronotick_gateway.breaker import STATE_VALUES, BreakerState
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# Clock errors span sub-microsecond (GNSS-disciplined, 1 s ahead) to milliseconds (NTP, a minute ahead).
+_ERROR_BUCKETS_US = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0)
 
 
 class GatewayMetrics:
@@ -33,6 +35,14 @@ class GatewayMetrics:
         self.breaker = Gauge(
             "chronotick_gateway_breaker_state", "Circuit breaker per service: 0 closed, 1 half-open, 2 open.",
             ["service"], registry=self.registry,
+        )
+        self.service_ready = Gauge(
+            "chronotick_gateway_service_ready", "1 while the gateway counts the service ready (its health "
+            "checks pass), else 0.", ["service"], registry=self.registry,
+        )
+        self.default_deadline = Gauge(
+            "chronotick_gateway_default_deadline_seconds", "The deadline of a request that names none "
+            "(what the latency alert compares with).", registry=self.registry,
         )
         self.overloaded = Counter(
             "chronotick_gateway_backend_overloaded", "Backend calls not sent: the service could not have "
@@ -72,8 +82,13 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self.interval_outcomes = Counter(
-            "chronotick_gateway_interval_outcomes", "Remembered central intervals scored, by level and whether "
-            "they covered the truth.", ["level", "outcome"], registry=self.registry,
+            "chronotick_gateway_interval_outcomes", "Remembered central intervals scored, by level, scored "
+            "horizon and whether they covered the truth.", ["level", "horizon_s", "outcome"], registry=self.registry,
+        )
+        self.fused_abs_error = Histogram(
+            "chronotick_gateway_fused_abs_error_us", "Absolute error of the fused forecast (us) at each scored "
+            "horizon, when the truth arrives: rate(_sum) / rate(_count) is the realised MAE.", ["horizon_s"],
+            buckets=_ERROR_BUCKETS_US, registry=self.registry,
         )
         self.clock_coverage = Histogram(
             "chronotick_gateway_clock_coverage", "Each clock's realised coverage of a central interval, observed "
@@ -86,5 +101,11 @@ class GatewayMetrics:
             "(the series were answered statelessly meanwhile).", registry=self.registry,
         )
 
-    def observe_breaker(self, service: str, state: BreakerState) -> None:
+    def observe_service(self, service: str, ready: bool, state: BreakerState) -> None:
         self.breaker.labels(service=service).set(STATE_VALUES[state])
+        self.service_ready.labels(service=service).set(int(ready))
+
+    def forget_service(self, service: str) -> None:
+        """A service a reload removed: its series go (not frozen at their last value)."""
+        for gauge in (self.breaker, self.in_flight, self.service_ready):
+            gauge.remove(service)  # (a label set it never had is no error)

@@ -31,6 +31,7 @@ class ComposeFleet:
     project: str
     api_key: str | None = None   # the gateway's CHRONOTICK_GATEWAY_API_KEY
     port: int = field(default_factory=free_port)
+    prometheus_port: int = field(default_factory=free_port)  # the monitoring profile's, when it runs
 
     @property
     def url(self) -> str:
@@ -46,7 +47,7 @@ class ComposeFleet:
     def compose(self, *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> str:
         """``scripts/compose ARGS`` for this fleet; ``env`` adds variables (e.g. CHRONOTICK_GATEWAY_WORKERS)."""
         env = {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "CHRONOTICK_GATEWAY_PORT": str(self.port),
-               **(env or {})}
+               "CHRONOTICK_PROMETHEUS_PORT": str(self.prometheus_port), **(env or {})}
         env.pop("CHRONOTICK_GATEWAY_API_KEY", None)
         if self.api_key:
             env["CHRONOTICK_GATEWAY_API_KEY"] = self.api_key
@@ -98,7 +99,9 @@ class ComposeFleet:
         return time.monotonic() - started
 
     def down(self) -> None:
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout_s=300.0)
+        # With every profile on: a service a test started from one (Prometheus) goes too.
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout_s=300.0,
+                     env={"COMPOSE_PROFILES": "monitoring"})
 
 
 @contextmanager

@@ -47,6 +47,7 @@ class CorrectedTime(BaseModel):
 
 def create_app(settings: AgentSettings) -> FastAPI:
     metrics = AgentMetrics()
+    metrics.error_bound_limit_us.set(settings.error_bound_limit_us)
     state: dict[str, Agent] = {}
 
     @asynccontextmanager

@@ -33,6 +33,9 @@ class AgentMetrics:
                               ["kind", "horizon_s", "level"], registry=r)
         self.offset_us = Gauge("chronotick_agent_offset_us", "Offset served now (local - reference).", registry=r)
         self.error_bound_us = Gauge("chronotick_agent_error_bound_us", "Error bound served now.", registry=r)
+        self.error_bound_limit_us = Gauge("chronotick_agent_error_bound_limit_us",
+                                          "The largest error bound this host tolerates (its setting; alerts "
+                                          "compare the served bound with it).", registry=r)
         self.measurement_age_s = Gauge("chronotick_agent_last_measurement_age_s",
                                        "Seconds since the last real measurement.", registry=r)
 

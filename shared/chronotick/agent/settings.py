@@ -83,6 +83,11 @@ class AgentSettings(BaseSettings):
         "microseconds per second (ppm), like chrony's maxclockerror: the served error bound grows at this rate "
         "from the last measurement. 50 ppm is a common crystal tolerance; a clock that chronyd disciplines "
         "drifts far less.")
+    error_bound_limit_us: float = Field(
+        default=1000.0, gt=0.0,
+        description="The largest error bound this host tolerates, in microseconds: exported as "
+        "chronotick_agent_error_bound_limit_us, which the ChronoTickAgentErrorBoundHigh alert compares the served "
+        "bound with (monitoring/alerts.yml). The agent serves a wider bound all the same.")
     score_horizons_s: list[float] = Field(
         default_factory=lambda: [1.0, 5.0, 10.0, 30.0, 60.0], min_length=1,
         description="Horizons at which forecasts are scored against later measurements (MAE, coverage).")

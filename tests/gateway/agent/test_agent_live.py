@@ -104,7 +104,7 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
                                                        log_path=tmp_path / "gateway.log"))
         env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_SOURCE": "ntp", "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
                "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
-               "CHRONOTICK_AGENT_GATEWAY_URL": gateway}
+               "CHRONOTICK_AGENT_GATEWAY_URL": gateway, "CHRONOTICK_AGENT_ERROR_BOUND_LIMIT_US": "250"}
         with run_agent(env, tmp_path / "agent.log") as agent:
             # Measurements flow at 1 Hz; once 8 are in, forecasts at their cadences.
             wait_for(lambda: sum(value(metrics(agent.url), "chronotick_agent_forecast_requests_total",
@@ -134,6 +134,8 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
             served = agent.time()
             assert str(served["basis"]).startswith("forecast:")
             assert 0 < float(served["error_bound_us"]) < 100_000  # loopback NTP, even on a busy machine
+            # What the monitoring alert compares the served bound with: this host's own setting.
+            assert value(after, "chronotick_agent_error_bound_limit_us") == 250.0
             assert float(served["corrected_time_s"]) == pytest.approx(
                 float(served["local_time_s"]) - float(served["offset_us"]) / 1e6, abs=1e-9)
 
