@@ -114,15 +114,11 @@ def run_drill(
     headers: dict[str, str] | None = None,
     client_timeout_s: float = 30.0,
     after_events_s: float = 0.0,
-    every_s: float | None = None,
 ) -> DrillResult:
     """``clients`` threads post ``bodies`` (JSON, taken in turn) to ``url``/predict for ``duration_s``,
     and for at least ``after_events_s`` after the last event's action has returned; each event's
     action runs at its time, in this thread (an action may wait for something, e.g. a container to
-    be ready, and the events after it wait with it). Each client posts its next request as soon as it
-    has an answer (closed loop); with ``every_s``, as an agent does instead: one request every
-    ``every_s`` seconds, the clients' first requests spread evenly over the first period (a request
-    whose answer came later than its next turn is followed at once)."""
+    be ready, and the events after it wait with it)."""
     started = time.monotonic()
     stop_at = [started + duration_s]
     answers: list[Answer] = []
@@ -135,11 +131,6 @@ def run_drill(
         # trust_env=False: loopback traffic only, never through a proxy the environment names.
         with httpx.Client(timeout=client_timeout_s, headers=request_headers, trust_env=False) as http:
             while time.monotonic() < stop_at[0]:
-                if every_s is not None:
-                    turn = started + every_s * (index / clients + count)
-                    if turn >= stop_at[0]:
-                        break
-                    time.sleep(max(0.0, turn - time.monotonic()))
                 body = bodies[(index + count * clients) % len(bodies)]
                 count += 1
                 sent = time.monotonic()
