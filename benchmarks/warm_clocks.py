@@ -250,7 +250,8 @@ class Step:
     failed: dict[int, int]  # status (0: no answer) -> answers, for those that were not a 200
 
 
-def step_of(answers: list[Answer], seconds: float, gateway_cpu_s: float) -> Step:
+def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float) -> Step:
+    """The figures of the ``answers`` to the requests sent in ``seconds``."""
     stats = summarize(answers)
     return Step(
         rate=len(answers) / seconds,
@@ -259,7 +260,7 @@ def step_of(answers: list[Answer], seconds: float, gateway_cpu_s: float) -> Step
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
         gateway_p99_ms=stats["gateway_p99_ms"],
-        gateway_cpu_ms=gateway_cpu_s / len(answers) * 1000.0,
+        gateway_cpu_ms=gateway_cpu_ms,
         failed={code: n for code, n in stats["statuses"].items() if code != 200},
     )
 
@@ -268,8 +269,8 @@ def closed_loop(url: str, streams: ClientStreams, seconds: float, gateway: psuti
     """``streams.clients`` clients for ``seconds``: the answers to the requests sent in that time."""
     gateway_before = cpu_s(gateway)
     result = run_drill(url, streams, clients=streams.clients, duration_s=seconds)
-    gateway_cpu_s = (cpu_s(gateway) - gateway_before) * len(result.between(0.0, seconds)) / len(result.answers)
-    return step_of(result.between(0.0, seconds), seconds, gateway_cpu_s)
+    gateway_cpu_ms = (cpu_s(gateway) - gateway_before) / len(result.answers) * 1000.0
+    return step_of(result.between(0.0, seconds), seconds, gateway_cpu_ms)
 
 
 def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Process, every_s: float) -> Step:
@@ -303,7 +304,7 @@ def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Pro
 
     gateway_before = cpu_s(gateway)
     answers = asyncio.run(run())
-    return step_of(answers, seconds, cpu_s(gateway) - gateway_before)
+    return step_of(answers, seconds, (cpu_s(gateway) - gateway_before) / len(answers) * 1000.0)
 
 
 def settle(url: str) -> None:

@@ -117,13 +117,14 @@ class RedisClockStore:
             remaining_s = max(0.0, self._next_try - time.monotonic())
             raise StoreUnavailable(f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): "
                                    f"{self._last_failure}")
-        failure = await _attempt(operation, deadline_s)
-        if isinstance(failure, str):
-            self._believe_down(failure)
-            raise StoreUnavailable(f"redis at {self._where} is unavailable: {failure}")
-        return failure.value
+        outcome = await _attempt(operation, deadline_s)
+        if isinstance(outcome, str):
+            self._believe_down(outcome)
+            raise StoreUnavailable(f"redis at {self._where} is unavailable: {outcome}")
+        return outcome.value
 
     def _believe_down(self, failure: str) -> None:
+        """Note the failure and when the probe tries next; start the probe if none runs."""
         self._last_failure = failure
         self._next_try = time.monotonic() + BACKOFF_S
         if self._probe is None:
@@ -133,12 +134,11 @@ class RedisClockStore:
         """PING every BACKOFF_S until the server answers; then calls go to it again."""
         while True:
             await asyncio.sleep(max(0.0, self._next_try - time.monotonic()))
-            failure = await _attempt(self._redis.ping, PROBE_DEADLINE_S)
-            if not isinstance(failure, str):
+            outcome = await _attempt(self._redis.ping, PROBE_DEADLINE_S)
+            if not isinstance(outcome, str):
                 self._probe = None
                 return
-            self._last_failure = failure
-            self._next_try = time.monotonic() + BACKOFF_S
+            self._believe_down(outcome)  # (the probe runs: only the next try moves)
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,10 @@ def test_the_model_images_share_one_torch_layer(fleet: ComposeFleet) -> None:
     for service in MODEL_SERVICES:
         image = subprocess.run(["docker", "inspect", "--format", "{{.Image}}", fleet.container(service)],
                                capture_output=True, text=True, check=True).stdout.strip()
-        layers[service] = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
-                                         capture_output=True, text=True, check=True).stdout
-    shared = [layer for layer in json.loads(layers["chronos"]) if all(layer in json.loads(v) for v in layers.values())]
+        layers[service] = json.loads(subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
+            capture_output=True, text=True, check=True).stdout)
+    shared = [layer for layer in layers["chronos"] if all(layer in of_service for of_service in layers.values())]
     assert len(shared) >= 2, layers   # the base image and the torch layer
     for service in MODEL_SERVICES:
         torch_path = subprocess.run(["docker", "exec", fleet.container(service), "python", "-c",
