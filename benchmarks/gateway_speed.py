@@ -44,7 +44,7 @@ from chronotick.grid import regularize
 from chronotick_gateway.backtest import plan_series
 from chronotick_gateway.members import member_bodies
 from chronotick_gateway.settings import GatewaySettings
-from support.servers import serve_in_process, venv_python
+from support.servers import serve_in_process, server_process, venv_python
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 TESTS_DIR = BENCHMARKS_DIR.parent / "tests"
@@ -93,13 +93,6 @@ def paired_ms(later: np.ndarray, earlier: np.ndarray) -> str:
     differences = (later - earlier) * 1000.0
     low, median, high = np.percentile(differences, [25, 50, 75])
     return f"{median:.1f} (IQR {low:.1f} to {high:.1f})"
-
-
-def server_process(url: str) -> psutil.Process:
-    """The uvicorn process serving ``url`` (started by ``serve_in_process`` with ``--port``)."""
-    port = url.rsplit(":", 1)[1]
-    return next(p for p in psutil.process_iter(["cmdline"])
-                if p.info["cmdline"] and "--port" in p.info["cmdline"] and port in p.info["cmdline"])
 
 
 def cpu_s(process: psutil.Process) -> float:

@@ -49,7 +49,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from gateway_speed import FAMILIES, cpu_s, server_process
+from gateway_speed import FAMILIES, cpu_s
 from record import CONTEXT, HORIZON, percentile_ms, provenance, write_section
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
@@ -57,7 +57,7 @@ from chronotick.synthetic import generate_clock
 from chronotick_gateway.memory import REMEMBER_EVERY_S
 from chronotick_gateway.settings import GatewaySettings
 from support.load_drill import Answer, run_drill, summarize
-from support.servers import serve_in_process, venv_python, wait_for
+from support.servers import serve_in_process, server_process, venv_python, wait_for
 
 INTERVAL_S = 1.0
 # Samples between the ends of a clock's consecutive windows: an agent asking as often as the memory

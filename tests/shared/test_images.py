@@ -1,7 +1,9 @@
-"""The model images' Dockerfiles keep the torch layer they share identical, and agree with the locks."""
+"""The images' Dockerfiles: the model images keep the torch layer they share identical and agree with
+the locks, and every image runs its server the one way the fleet runs them."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -32,3 +34,13 @@ def test_the_service_runs_on_the_shared_torch_and_pins_the_same_one(service: str
                       if line.startswith("torch=="))
     lock = (ROOT / "services" / service / "requirements.lock").read_text().splitlines()
     assert shared_pin in lock, f"{service}'s lock pins another torch than shared/docker/torch.txt"
+
+
+@pytest.mark.parametrize("service", ("gateway", *MODEL_SERVICES))
+def test_every_image_serves_with_the_fleets_server_settings(service: str) -> None:
+    # uvicorn's own command line would close kept-alive connections after 5 s, as soon as clients
+    # give up on them: a paused container then drops the requests its clients sent meanwhile.
+    path = ROOT / ("gateway" if service == "gateway" else f"services/{service}") / "Dockerfile"
+    command = json.loads(re.findall(r"^CMD (\[.*\])$", path.read_text(), re.M)[-1])
+    assert command == ["python", "-m", "chronotick.serve", f"chronotick_{service}.main:app",
+                       "--host", "0.0.0.0", "--port", "8000"]

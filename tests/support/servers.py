@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import uvicorn
 from fastapi import FastAPI
 
@@ -83,12 +84,12 @@ def serve_in_process(
     python: str = sys.executable,
     port: int | None = None,
 ) -> Iterator[str]:
-    """Start ``uvicorn <asgi_app>`` with ``python`` (by default this environment's); yields its
-    base URL once it is ready."""
+    """Start ``python -m chronotick.serve <asgi_app>`` (as the images do) with ``python`` (by default
+    this environment's); yields its base URL once it is ready."""
     port = port or free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [python, "-m", "uvicorn", asgi_app, "--host", "127.0.0.1", "--port", str(port)],
+        [python, "-m", "chronotick.serve", asgi_app, "--host", "127.0.0.1", "--port", str(port)],
         env={**os.environ, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -101,6 +102,13 @@ def serve_in_process(
         stop_process(process)
         if log_path:
             log.close()
+
+
+def server_process(url: str) -> psutil.Process:
+    """The process serving ``url`` (started by ``serve_in_process``, which names its ``--port``)."""
+    port = url.rsplit(":", 1)[1]
+    return next(p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] and "--port" in p.info["cmdline"] and port in p.info["cmdline"])
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:

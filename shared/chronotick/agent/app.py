@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +23,7 @@ from chronotick.agent.settings import AgentSettings
 from chronotick.client import AsyncClient
 from chronotick.contract import OFFSET_SIGN_CONVENTION
 from chronotick.problems import ProblemError, install_problem_handlers
+from chronotick.serve import serve
 
 # The agent's own retries stay short: its loops retry again on their next tick, with backoff.
 _CLIENT_ATTEMPTS = 2
@@ -126,4 +126,4 @@ def create_app(settings: AgentSettings) -> FastAPI:
 
 def run_agent(settings: AgentSettings) -> None:
     """Serve until stopped (SIGINT/SIGTERM end it cleanly)."""
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    serve(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
