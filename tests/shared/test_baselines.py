@@ -399,7 +399,7 @@ def test_each_backtest_is_the_forecast_of_its_cut_alone_given_the_same_noise(
     context_us[0], context_us[3] = 0.0, 10.0 * np.nanmax(np.abs(context_us))
     origins = backtest_origins(context_us, 30, 6)
     noise = baselines._clock_noise(context_us[: min(origins)], 1.0)
-    monkeypatch.setattr(baselines, "_measured_noise", lambda context_us, interval_s: noise)
+    monkeypatch.setattr(baselines, "measured_noise", lambda context_us, interval_s: noise)
     answers = forecaster.forecast_with_backtests(context_us, origins, 30)
     for origin, answer in zip(origins, answers[1:]):
         alone = forecaster.forecast(context_us[:origin], 30)
@@ -464,12 +464,28 @@ def test_any_origins_give_the_forecasts_of_their_cuts_given_the_same_noise(
     if observed.size == 0:
         return
     origins = [int(observed[0]) + 1 + int(p * (context_us.size - 1 - observed[0])) for p in picks]
-    noise = baselines._ClockNoise(1.0, 0.5, 1e-3)
+    noise = baselines.ClockNoise(1.0, 0.5, 1e-3)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(baselines, "_measured_noise", lambda context_us, interval_s: noise)
+        patch.setattr(baselines, "measured_noise", lambda context_us, interval_s: noise)
         answers = forecaster.forecast_with_backtests(context_us, origins, horizon)
         alone = [forecaster.forecast(context_us[:origin], horizon) for origin in origins]
     assert len(answers) == 1 + len(origins)
     for answer, expected in zip(answers[1:], alone):
         np.testing.assert_allclose(answer.mean_us, expected.mean_us, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(answer.std_us, expected.std_us, rtol=1e-9, atol=1e-9)
+
+
+
+def test_the_kalman_filter_advanced_piece_by_piece_is_one_pass_over_the_whole() -> None:
+    # Every backtest cut's forecast comes from one pass, stopped at each cut on its way.
+    offsets_us = generate_clock("server_load", 700, seed=8, missing_rate=0.05).observed_offset_us
+    tuning = baselines._kalman_tuning(offsets_us, baselines.measured_noise(offsets_us, 1.0))
+    first = int(np.flatnonzero(~np.isnan(offsets_us))[0])
+    pieces = baselines.KalmanPass.start(float(offsets_us[first]), tuning, 1.0)
+    for start, end in ((first + 1, 300), (300, 517), (517, 517), (517, 600), (600, 700)):
+        pieces.advance(offsets_us[start:end])
+    whole = baselines.KalmanPass.start(float(offsets_us[first]), tuning, 1.0)
+    whole.advance(offsets_us[first + 1:])
+    got, want = pieces.forecast(60), whole.forecast(60)
+    np.testing.assert_array_equal(got.mean_us, want.mean_us)
+    np.testing.assert_array_equal(got.std_us, want.std_us)
