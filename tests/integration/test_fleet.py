@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
+import time
 
 import httpx
 import numpy as np
@@ -54,7 +56,26 @@ def test_every_container_has_an_init_process_as_pid_1(fleet: ComposeFleet) -> No
         pid1 = subprocess.run(["docker", "exec", fleet.container(service), "cat", "/proc/1/cmdline"],
                               capture_output=True, text=True, check=True).stdout.split("\0")
         assert pid1[0].endswith("dumb-init"), f"{service}: PID 1 is {pid1}"   # the image's ENTRYPOINT
-        assert any(part.endswith("uvicorn") for part in pid1), pid1
+        assert pid1[2:5] == ["python", "-m", "chronotick.serve"], pid1   # the fleet's server settings
+
+
+def test_the_gateway_keeps_an_idle_connection_longer_than_its_clients_do(fleet: ComposeFleet) -> None:
+    # httpx keeps an idle connection 5 s; a server that closes its side at 5 s too races the client's
+    # next request (and drops the requests sent while it was paused for longer).
+    host, port = fleet.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for pause_s in (0.0, 6.5):
+            time.sleep(pause_s)
+            connection.request("GET", "/health/live")
+            response = connection.getresponse()
+            assert response.status == 200 and response.getheader("connection") != "close"
+            response.read()
+            if pause_s == 0.0:
+                first_socket = connection.sock
+        assert connection.sock is first_socket  # the same connection, still open after 6.5 s idle
+    finally:
+        connection.close()
 
 
 def test_the_model_images_share_one_torch_layer(fleet: ComposeFleet) -> None:
