@@ -3,20 +3,18 @@ restart of the gateway, and Redis stopped and started under realistic load fails
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import numpy as np
 
 from chronotick.synthetic import generate_clock
 from support.containers import ComposeFleet
+from support.fleet_calls import AgentStreams
 from support.load_drill import Event, run_drill, summarize
 from test_load import CLIENTS, DEADLINE_S, DURATION_S, GATEWAY_MARGIN_S, MARGIN_S
 
 CONTEXT = 512
 HORIZON = 60
 EVERY_S = 5  # an agent asking every 5 s
-WINDOWS = 64
 
 
 def windows(clock_id: str, seed: int, count: int, *, horizon: int = HORIZON) -> list[dict[str, object]]:
@@ -56,9 +54,7 @@ def test_redis_stopped_and_started_under_load_fails_no_request(fleet: ComposeFle
     def redis_answers() -> bool:
         return fleet.compose("exec", "-T", "redis", "redis-cli", "ping", timeout_s=10.0).strip() == "PONG"
 
-    per_clock = [windows(f"it-load-{i}", seed=100 + i, count=WINDOWS) for i in range(CLIENTS)]
-    # The drill gives client i the bodies i, i + CLIENTS, i + 2 CLIENTS ...: its own clock, in time order.
-    bodies = [json.dumps(per_clock[i][k]).encode() for k in range(WINDOWS) for i in range(CLIENTS)]
+    bodies = AgentStreams("it-load-", CLIENTS, seed=100)  # client i: its own clock, in time order
     events = [Event(15.0, "stop redis", lambda: fleet.compose("stop", "redis")),
               Event(30.0, "start redis", lambda: fleet.compose("start", "redis")),
               Event(30.0, "redis answers", lambda: fleet.wait_until(redis_answers, 30.0, "redis answering"))]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Sequence
 
 import httpx
 
@@ -15,6 +17,31 @@ def clock_body(seed: int, *, length: int = 128, horizon: int = 10, deadline_s: f
     offsets = generate_clock("mixed", length, seed=seed).observed_offset_us
     series = {"offsets_us": [None if math.isnan(v) else float(v) for v in offsets], "interval_s": 1.0}
     return {"series": [series], "horizon": horizon, "deadline_s": deadline_s}
+
+
+class AgentStreams(Sequence[bytes]):
+    """The bodies a load drill posts (``run_drill``: client i's k-th request is body i + k * clients):
+    client i is the agent of clock ``{prefix}{i}``, asking every ``every_s`` seconds of its clock's
+    time, in time order, for ``windows`` requests: more than a drill sends, so that no clock goes back
+    in time. Each body is made when a client asks for it, in the client's thread."""
+
+    def __init__(self, prefix: str, clients: int, *, seed: int, windows: int = 2000, context: int = 512,
+                 horizon: int = 60, every_s: int = 5) -> None:
+        self.prefix, self.clients, self.windows = prefix, clients, windows
+        self.context, self.horizon, self.every_s = context, horizon, every_s
+        self.offsets = [generate_clock("mixed", context + every_s * windows, seed=seed + i).observed_offset_us
+                        for i in range(clients)]
+
+    def __len__(self) -> int:
+        return self.clients * self.windows
+
+    def __getitem__(self, position: int) -> bytes:  # type: ignore[override]
+        clock, window = position % self.clients, position // self.clients
+        end = self.context + self.every_s * window
+        offsets = self.offsets[clock][end - self.context:end]
+        series = {"offsets_us": [None if math.isnan(v) else float(v) for v in offsets], "interval_s": 1.0,
+                  "start_s": float(end - self.context), "clock_id": f"{self.prefix}{clock}"}
+        return json.dumps({"series": [series], "horizon": self.horizon}).encode()
 
 
 def metric_total(metrics_text: str, name: str, **labels: str) -> float:

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -38,6 +38,7 @@ class Answer:
     error: str | None = None
     gateway_s: float | None = None   # the time the gateway itself says it took (its elapsed_ms)
     memory: tuple[str, ...] = ()     # per series, what its clock memory did (stateless, remembered ...)
+    served_by: str | None = None     # which gateway replica, where a front door says (X-ChronoTick-Gateway)
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,13 @@ def _answer(client: int, sent_at: float, elapsed_s: float, response: httpx.Respo
     body = json.loads(response.content)
     answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
     return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
-                  gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])))
+                  gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])),
+                  served_by=response.headers.get("x-chronotick-gateway"))
 
 
 def run_drill(
     url: str,
-    bodies: list[bytes],
+    bodies: Sequence[bytes],
     *,
     clients: int = 32,
     duration_s: float = 60.0,

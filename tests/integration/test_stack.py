@@ -1,0 +1,84 @@
+"""The fleet as a Docker Swarm stack (deploy/swarm/stack.yml), deployed by ``scripts/stack up`` on a
+one-node swarm: two gateway replicas behind the HAProxy front door, sharing every clock's memory in
+one Redis, and two replicas of the TTM service. Real containers, real models, real load."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from test_clock_memory import windows
+from test_load import CLIENTS, DURATION_S
+
+from support.fleet_calls import AgentStreams, metric_total
+from support.load_drill import Event, run_drill, summarize
+from support.servers import wait_for
+from support.stack import SwarmStack, deployed_stack
+
+REPLICAS = {"gateway": 2, "ttm": 2}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[SwarmStack]:
+    with deployed_stack("chronotick-st", secrets.token_urlsafe(16), REPLICAS) as deployed:
+        yield deployed
+
+
+def served_ttm_requests(stack: SwarmStack, container: str) -> float:
+    return metric_total(stack.inside(container, "/metrics"), "chronotick_requests", status="200")
+
+
+def test_both_gateway_replicas_answer_and_share_each_clocks_memory(stack: SwarmStack) -> None:
+    assert len(stack.containers("gateway")) == 2 and len(stack.containers("ttm")) == 2
+    served, scored = set(), []
+    for body in windows("st-shared", seed=3, count=16, horizon=10):
+        response = httpx.post(f"{stack.url}/predict", json={**body, "deadline_s": 5.0}, headers=stack.headers,
+                              timeout=30.0)
+        assert response.status_code == 200, response.text
+        served.add(response.headers["x-chronotick-gateway"])
+        scored.append(response.json()["memory"][0]["scored"])
+    assert len(served) == 2, served  # the front door spreads the requests over both replicas
+    # Each replica went on from the state the other saved: the evidence only grows.
+    assert scored == sorted(scored) and scored[-1] > 0, scored
+
+
+def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goes_on(stack: SwarmStack) -> None:
+    """32 agents, each its own clock, at the default deadline; one gateway replica is killed after
+    20 s. The front door sends the requests it was holding to the other one; swarm starts a new one,
+    which takes its share again; no clock's memory is reset."""
+    victim = stack.containers("gateway")[0]
+    ttm_before = {c: served_ttm_requests(stack, c) for c in stack.containers("ttm")}
+    bodies = AgentStreams("st-load-", CLIENTS, seed=200)
+    scored_before_kill: dict[str, int] = {}
+
+    def kill_a_gateway() -> None:
+        for i in (0, 1):
+            scored_before_kill[f"st-load-{i}"] = sum(h["scored"] for h in stack.clock(f"st-load-{i}")["horizons"])
+        subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
+
+    def two_gateways_ready() -> bool:
+        return len(stack.containers("gateway")) == 2 and all(
+            json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State.Health.Status}}", c],
+                                      capture_output=True, text=True).stdout or '""') == "healthy"
+            for c in stack.containers("gateway"))
+
+    events = [Event(20.0, "kill a gateway", kill_a_gateway),
+              Event(20.1, "two gateways again", lambda: wait_for(two_gateways_ready, 120.0, "a new replica", 0.5))]
+    result = run_drill(stack.url, bodies, clients=CLIENTS, duration_s=DURATION_S, events=events,
+                       headers=stack.headers, after_events_s=15.0)
+    described = f"{summarize(result.answers)}; events at {result.events}"
+    failed = [a for a in result.answers if a.status != 200]
+    assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {described}"
+    # The memory went on through the kill: no clock's evidence went back.
+    for clock_id, before in scored_before_kill.items():
+        assert sum(h["scored"] for h in stack.clock(clock_id)["horizons"]) > before, clock_id
+    after = result.between(result.events["two gateways again"] + 5.0, result.duration_s)
+    assert after and len({a.served_by for a in after}) == 2, summarize(after)  # the new replica serves
+    assert all(a.memory == ("remembered",) or a.memory == ("cold-start",) for a in after)
+    # The gateways spread their calls over both TTM replicas.
+    ttm_after = {c: served_ttm_requests(stack, c) for c in stack.containers("ttm")}
+    assert all(ttm_after[c] > ttm_before.get(c, 0.0) for c in ttm_after), (ttm_before, ttm_after)
