@@ -57,14 +57,7 @@ def measure(stack: SwarmStack, posted: Sequence[bytes], clients: int, seconds: f
 
 def scale(stack: SwarmStack, service: str, replicas: int) -> None:
     stack.script("scale", f"{service}={replicas}")
-
-    def all_healthy() -> bool:
-        containers = stack.containers(service)
-        states = [subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", c],
-                                 capture_output=True, text=True).stdout.strip() for c in containers]
-        return len(containers) == replicas and all(s == "healthy" for s in states)
-
-    wait_for(all_healthy, 300.0, f"{replicas} healthy replicas of {service}", poll_s=1.0)
+    wait_for(lambda: stack.healthy(service, replicas), 300.0, f"{replicas} healthy replicas of {service}", poll_s=1.0)
     time.sleep(3.0)  # the front door's DNS (2 s) and health checks (1 s) take a replica in or out
 
 

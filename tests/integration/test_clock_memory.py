@@ -4,11 +4,10 @@ restart of the gateway, and Redis stopped and started under realistic load fails
 from __future__ import annotations
 
 import httpx
-import numpy as np
 
 from chronotick.synthetic import generate_clock
 from support.containers import ComposeFleet
-from support.fleet_calls import AgentStreams
+from support.fleet_calls import AgentStreams, agent_body
 from support.load_drill import Event, run_drill, summarize
 from test_load import CLIENTS, DEADLINE_S, DURATION_S, GATEWAY_MARGIN_S, MARGIN_S
 
@@ -20,14 +19,7 @@ EVERY_S = 5  # an agent asking every 5 s
 def windows(clock_id: str, seed: int, count: int, *, horizon: int = HORIZON) -> list[dict[str, object]]:
     """``count`` requests for one clock, each EVERY_S seconds after the one before, as an agent sends them."""
     offsets = generate_clock("mixed", CONTEXT + EVERY_S * count, seed=seed).observed_offset_us
-    bodies = []
-    for k in range(count):
-        end = CONTEXT + EVERY_S * k
-        window = offsets[end - CONTEXT: end]
-        bodies.append({"series": [{"offsets_us": [None if np.isnan(v) else float(v) for v in window],
-                                   "interval_s": 1.0, "start_s": float(end - CONTEXT), "clock_id": clock_id}],
-                       "horizon": horizon})
-    return bodies
+    return [agent_body(offsets, k, clock_id, context=CONTEXT, every_s=EVERY_S, horizon=horizon) for k in range(count)]
 
 
 def test_the_memory_outlives_a_gateway_restart(fleet: ComposeFleet) -> None:

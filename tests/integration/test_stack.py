@@ -4,7 +4,6 @@ one Redis, and two replicas of the TTM service. Real containers, real models, re
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -60,14 +59,9 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
             scored_before_kill[f"st-load-{i}"] = sum(h["scored"] for h in stack.clock(f"st-load-{i}")["horizons"])
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
 
-    def two_gateways_ready() -> bool:
-        return len(stack.containers("gateway")) == 2 and all(
-            json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .State.Health.Status}}", c],
-                                      capture_output=True, text=True).stdout or '""') == "healthy"
-            for c in stack.containers("gateway"))
-
     events = [Event(20.0, "kill a gateway", kill_a_gateway),
-              Event(20.1, "two gateways again", lambda: wait_for(two_gateways_ready, 120.0, "a new replica", 0.5))]
+              Event(20.1, "two gateways again",
+                    lambda: wait_for(lambda: stack.healthy("gateway", 2), 120.0, "a new replica", 0.5))]
     result = run_drill(stack.url, bodies, clients=CLIENTS, duration_s=DURATION_S, events=events,
                        headers=stack.headers, after_events_s=15.0)
     described = f"{summarize(result.answers)}; events at {result.events}"

@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 
 import httpx
+import numpy as np
 
 from chronotick.synthetic import generate_clock
 
@@ -37,11 +38,20 @@ class AgentStreams(Sequence[bytes]):
 
     def __getitem__(self, position: int) -> bytes:  # type: ignore[override]
         clock, window = position % self.clients, position // self.clients
-        end = self.context + self.every_s * window
-        offsets = self.offsets[clock][end - self.context:end]
-        series = {"offsets_us": [None if math.isnan(v) else float(v) for v in offsets], "interval_s": 1.0,
-                  "start_s": float(end - self.context), "clock_id": f"{self.prefix}{clock}"}
-        return json.dumps({"series": [series], "horizon": self.horizon}).encode()
+        body = agent_body(self.offsets[clock], window, f"{self.prefix}{clock}", context=self.context,
+                          every_s=self.every_s, horizon=self.horizon)
+        return json.dumps(body).encode()
+
+
+def agent_body(offsets_us: np.ndarray, window: int, clock_id: str, *, context: int = 512, every_s: int = 5,
+               horizon: int = 60) -> dict[str, object]:
+    """An agent's ``window``-th request for its clock, whose 1 Hz samples are ``offsets_us`` from time 0:
+    the ``context`` samples ending ``every_s`` seconds after the window before's, with their start time."""
+    end = context + every_s * window
+    offsets = offsets_us[end - context:end]
+    series = {"offsets_us": [None if math.isnan(v) else float(v) for v in offsets], "interval_s": 1.0,
+              "start_s": float(end - context), "clock_id": clock_id}
+    return {"series": [series], "horizon": horizon}
 
 
 def metric_total(metrics_text: str, name: str, **labels: str) -> float:

@@ -52,6 +52,13 @@ class SwarmStack:
                              capture_output=True, text=True, check=True).stdout
         return out.split()
 
+    def healthy(self, service: str, replicas: int) -> bool:
+        """Whether the service runs exactly ``replicas`` containers here, each healthy by its healthcheck."""
+        containers = self.containers(service)
+        states = [subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", c],
+                                 capture_output=True, text=True).stdout.strip() for c in containers]
+        return len(containers) == replicas and all(state == "healthy" for state in states)
+
     def inside(self, container: str, path: str) -> str:
         """GET ``path`` from the service inside ``container`` (the backends are not reachable from
         the host: their network is internal)."""
