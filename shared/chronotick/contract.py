@@ -250,8 +250,9 @@ class PredictResponse(BaseModel):
 
 
 # How a service hands a model its context (``chronotick.kit.scaling``): "anchored", relative to the last observed
-# value; "last-value-mad", also divided by the context's mean absolute step.
-InputScaling = Literal["anchored", "last-value-mad"]
+# value; "last-value-mad", also divided by the context's mean absolute step; "first-differences", the steps between
+# consecutive samples in that unit (the model answers steps too, which the kit sums back into offsets).
+InputScaling = Literal["anchored", "last-value-mad", "first-differences"]
 
 
 class ModelInfo(BaseModel):
@@ -274,7 +275,8 @@ class ModelInfo(BaseModel):
     input_scaling: InputScaling = Field(
         default="anchored",
         description="What the model sees: every context relative to its last observed value (anchored), or also "
-        "divided by its mean absolute step (last-value-mad), as the checkpoint was trained; answers are mapped back.",
+        "divided by its mean absolute step (last-value-mad), or as the steps between its samples in that unit "
+        "(first-differences), as the checkpoint was trained; answers are mapped back.",
     )
 
     @model_validator(mode="after")

@@ -54,7 +54,8 @@ class Windows:
     # Options for families whose recipe differs from the default (the default is Chronos's):
     relative: bool = True  # False: raw crops, for models that normalise by the last value themselves
     # "last-value-mad": relative crops also in units of their context's mean absolute step, exactly as the kit hands
-    # them to a checkpoint whose config says so (chronotick.kit.scaling).
+    # them to a checkpoint whose config says so (chronotick.kit.scaling); "first-differences": the steps of those
+    # (the future stays levels in that unit).
     scaling: InputScaling = "anchored"
     empty_context: str = "drop"  # a context with nothing observed: "drop" it, "keep" it, or "zero_last" (ctx[-1] = 0)
     short_history_covariates: bool = False  # short histories blank the covariates' past too
@@ -84,7 +85,9 @@ class Batch:
     `future` (B, future), NaN where missing.
 
     `cov_past` (B, K, context) / `cov_future` (B, K, future) are the raw covariates, or None. `scale_us` (B,) maps
-    scaled windows back to microseconds (None: they are in microseconds).
+    scaled windows back to microseconds (None: they are in microseconds). Where `past` holds steps
+    (`first-differences`), `past_offsets` holds the same contexts as offsets in the same unit (what the baselines
+    forecast from); otherwise None, and `past` is that.
     """
 
     past: torch.Tensor
@@ -92,6 +95,12 @@ class Batch:
     cov_past: torch.Tensor | None = None
     cov_future: torch.Tensor | None = None
     scale_us: torch.Tensor | None = None
+    past_offsets: torch.Tensor | None = None
+
+    @property
+    def contexts(self) -> torch.Tensor:
+        """The contexts as offsets relative to their last value (in this batch's units), whatever the model sees."""
+        return self.past if self.past_offsets is None else self.past_offsets
 
     def in_us(self, values: np.ndarray) -> np.ndarray:
         """(B, ...) values in this batch's units -> microseconds relative to each context's last value."""
@@ -154,10 +163,13 @@ class Pool:
                 # clipped, they cannot dominate a quantile loss in any of the models' normalised spaces.
                 bound = windows.future_clip * np.maximum(np.nanstd(past, axis=1, keepdims=True), 1.0)
                 future = np.clip(future, -bound, bound)
-        scale_us = None
-        if windows.scaling == "last-value-mad":
+        scale_us = offsets = None
+        if windows.scaling != "anchored":
             # After the augmentation: a short history is scaled by its own steps, as the service scales it.
-            past, future, scale_us = scale_windows(past, future)
+            seen, future, scale_us = scale_windows(past, future, windows.scaling)
+            if windows.scaling == "first-differences":
+                offsets = past / scale_us[:, None]
+            past = seen
         empty = np.isnan(past).all(axis=1)
         if windows.empty_context == "zero_last":
             past[empty, -1] = 0.0
@@ -170,6 +182,7 @@ class Pool:
             None if cov is None else _tensor(cov[keep, :, :context]),
             None if cov is None else _tensor(cov[keep, :, context:]),
             None if scale_us is None else _tensor(scale_us[keep]),
+            None if offsets is None else _tensor(offsets[keep]),
         )
 
 
@@ -393,7 +406,7 @@ def evaluate(spec: ModelSpec, model_dir: Path, val: Batch) -> dict[str, dict[int
     """The saved model's forecast (loaded as the service would) vs the baselines, on the same contexts."""
     horizon = max(EVAL_HORIZONS)
     truth = val.in_us(val.future[:, :horizon].numpy())
-    ctx = val.in_us(val.past.numpy())
+    ctx = val.in_us(val.contexts.numpy())
     rows = {
         f"{spec.dir_name} ({spec.forecast_kind})": mae_by_horizon(
             val.in_us(spec.forecast(model_dir, val, horizon, False)), truth
@@ -439,10 +452,16 @@ def _crops_text(spec: ModelSpec, n_series: int, seed: int) -> str:
         "each made relative to its last observed context value" if windows.relative
         else "raw (the model's inputs are normalised from the context, see below)"
     )
-    if windows.scaling == "last-value-mad":
+    if windows.scaling != "anchored":
         made += (
             " and divided by the context's mean absolute step (`chronotick.kit.scaling`, after the augmentation "
             "below; the service does the same to every request)"
+        )
+    if windows.scaling == "first-differences":
+        made += (
+            "; the model sees the context's steps (`steps_between`: level t minus level t - 1, interior gaps bridged "
+            "linearly), and its targets stay offsets relative to the last value, scored on the sum of its answered "
+            "steps"
         )
     short = "short history" + (", covariates too" if windows.short_history_covariates else "")
     text = (

@@ -32,7 +32,7 @@ class KitUnitsNorm(InstanceNorm):
 def adopt_input_scaling(model: torch.nn.Module) -> InputScaling:
     """Fit ``model`` (a Chronos-Bolt or Chronos-2 module) to the scaling its config names; returns that scaling."""
     scaling = input_scaling(model.config.to_dict())
-    if scaling == "last-value-mad":
+    if scaling != "anchored":
         current = model.instance_norm
         model.instance_norm = KitUnitsNorm(eps=current.eps, use_arcsinh=current.use_arcsinh)
     return scaling

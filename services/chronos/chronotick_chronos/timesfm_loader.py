@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import timesfm
+from chronotick.contract import InputScaling
+from chronotick.kit.scaling import CONFIG_KEY, input_scaling
 from timesfm import configs
 from timesfm.timesfm_2p5.timesfm_2p5_base import TimesFM_2p5_200M_Definition
 from timesfm.timesfm_2p5.timesfm_2p5_torch import TimesFM_2p5_200M_torch_module
@@ -84,23 +86,38 @@ class TimesFM_2p5_micro_torch(timesfm.TimesFM_2p5_200M_torch):
         torch_compile: bool = False,
         config: dict[str, Any] | None = None,
         micro_dims: dict[str, int] | None = None,
+        chronotick_input_scaling: InputScaling = "anchored",
         **kwargs: Any,
     ) -> None:
-        # The hub mixin records these init arguments in config.json on save and passes them back on load.
+        # The hub mixin records these init arguments in config.json on save and passes them back on load: the
+        # input scaling lands under the kit's `CONFIG_KEY`, where `checkpoint_input_scaling` reads it.
         self.model = MicroModule(MicroDims(**(micro_dims or {})))
         self.torch_compile = torch_compile
+        self.chronotick_input_scaling = chronotick_input_scaling
         if config is not None:
             self._hub_mixin_config = config
 
 
-def build_micro(dims: MicroDims) -> TimesFM_2p5_micro_torch:
-    """A freshly initialised micro model; `save_pretrained(dir)` writes config.json (with the dims) + safetensors."""
-    return TimesFM_2p5_micro_torch(torch_compile=False, micro_dims=dataclasses.asdict(dims))
+def build_micro(dims: MicroDims, scaling: InputScaling = "anchored") -> TimesFM_2p5_micro_torch:
+    """A freshly initialised micro model; `save_pretrained(dir)` writes config.json (the dims and the inputs it is
+    trained on) + safetensors."""
+    assert CONFIG_KEY == "chronotick_input_scaling"  # the init argument's name is what config.json gets
+    return TimesFM_2p5_micro_torch(
+        torch_compile=False, micro_dims=dataclasses.asdict(dims), chronotick_input_scaling=scaling
+    )
 
 
-def _is_micro_dir(model_id: str) -> bool:
+def _micro_config(model_id: str) -> dict[str, Any] | None:
     config_path = Path(model_id) / "config.json"
-    return config_path.is_file() and MICRO_DIMS_KEY in json.loads(config_path.read_text())
+    if not config_path.is_file():
+        return None
+    config = json.loads(config_path.read_text())
+    return config if MICRO_DIMS_KEY in config else None
+
+
+def checkpoint_input_scaling(model_id: str) -> InputScaling:
+    """What the kit hands this checkpoint: its config's `CONFIG_KEY`; `anchored` for the stock model."""
+    return input_scaling(_micro_config(model_id) or {})
 
 
 def load_timesfm_2p5(
@@ -111,8 +128,11 @@ def load_timesfm_2p5(
     A directory whose config.json has `micro_dims` builds the micro model; anything else (a hub id such as
     google/timesfm-2.5-200m-pytorch, or a directory saved from it) builds the stock 200M model.
     `forecast` pads every call to a multiple of `batch_size`, so keep it at the batch the caller really sends.
+    A checkpoint that answers steps (`first-differences`) keeps its per-step quantiles as they come: the kit sums
+    them into paths and sorts those (`chronotick.kit.scaling.as_offsets`).
     """
-    cls = TimesFM_2p5_micro_torch if _is_micro_dir(model_id) else timesfm.TimesFM_2p5_200M_torch
+    cls = TimesFM_2p5_micro_torch if _micro_config(model_id) is not None else timesfm.TimesFM_2p5_200M_torch
+    answers_steps = checkpoint_input_scaling(model_id) == "first-differences"
     # torch.compile off: on 2 CPU cores it costs minutes at first call and saves nothing measurable.
     model = cls.from_pretrained(model_id, torch_compile=False)
     model.compile(
@@ -126,7 +146,7 @@ def load_timesfm_2p5(
             # The library's default (True) clamps the forecast at 0 when every context value is >= 0:
             # wrong for clock offsets, which are signed (and are >= 0 after subtracting a running minimum).
             infer_is_positive=False,
-            fix_quantile_crossing=True,
+            fix_quantile_crossing=not answers_steps,
         )
     )
     return model

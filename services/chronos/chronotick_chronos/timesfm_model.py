@@ -1,7 +1,8 @@
 """TimesFM 2.5 behind the kit's model interface.
 
 The library fills missing samples by linear interpolation (and drops leading ones) itself. Its
-quantile head answers 0.1..0.9; its point forecast is the median.
+quantile head answers 0.1..0.9; its point forecast is the median. A checkpoint trained on
+first differences (its config says so) answers steps; the kit sums them back into offsets.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 from chronotick.contract import ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
 
-from chronotick_chronos.timesfm_loader import QUANTILE_COLUMNS, load_timesfm_2p5
+from chronotick_chronos.timesfm_loader import QUANTILE_COLUMNS, checkpoint_input_scaling, load_timesfm_2p5
 
 MAX_CONTEXT = 512
 MAX_HORIZON = 128
@@ -33,6 +34,7 @@ class TimesFmModel:
             native_quantile_levels=self._levels.tolist(),
             past_covariates=False,
             future_covariates=False,
+            input_scaling=checkpoint_input_scaling(model_id),
         )
 
     @property

@@ -12,8 +12,9 @@ score a batch (loss), save and forecast. Every window is made relative to its la
 service does before calling a model; Chronos-Bolt's and Chronos-2's windows are also in units of their context's mean
 absolute step (`chronotick.kit.scaling`, written in their config), and their instance norm is bypassed
 (`chronotick_chronos.scaling`), so what they learn is the motion of the next seconds, not the context's wander.
-TimesFM normalises inside the network by running patch statistics that no config turns off, so it keeps anchored
-inputs (its loss is in that normalised space).
+TimesFM normalises inside the network by running patch statistics that no config turns off, so it is given the
+kit's first differences instead (the steps between samples, whose spread is then its unit) and answers steps, which
+the kit sums back into offsets (its loss scores those sums).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 from chronos.chronos_bolt import ChronosBoltModelForForecasting
 from chronotick import training
 from chronotick.kit import ModelBatch
-from chronotick.kit.scaling import CONFIG_KEY, covariate_changes
+from chronotick.contract import InputScaling
+from chronotick.kit.scaling import CONFIG_KEY, as_offsets, covariate_changes
 from chronotick.training import Batch, ModelSpec, Windows, naive_weights, pinball, save_pretrained
 from timesfm.timesfm_2p5.timesfm_2p5_base import (
     linear_interpolation,
@@ -48,8 +50,8 @@ from chronotick_chronos.timesfm_loader import (
     MicroDims,
     MicroModule,
     build_micro,
-    load_timesfm_2p5,
 )
+from chronotick_chronos.timesfm_model import TimesFmModel
 
 CONTEXT = 512
 CHRONOS_HORIZON = 64  # Chronos-Bolt's and Chronos-2's one-shot horizon (4 patches of 16)
@@ -178,19 +180,28 @@ def load_chronos2(model_id: str) -> Chronos2Model:
 # Column 0 is the library's "mean" slot; it is trained as a median too (MAE beat MSE in the earlier probe).
 TIMESFM_LEVELS = torch.tensor([0.5, *QUANTILE_COLUMNS])
 TIMESFM_MIN_HISTORY = 64  # positions with fewer observed points have a near-meaningless running sigma
-TIMESFM_TARGET_CLIP = 50.0  # normalised units; a few near-constant contexts would otherwise dominate the loss
+# Targets in the model's normalised space (summed steps in units of their running spread); a random walk reaches
+# about 11 after 128 steps, a clock step far more: clipped, one step cannot dominate the loss.
+TIMESFM_TARGET_CLIP = 100.0
+TIMESFM_SCALING: InputScaling = "first-differences"  # what `build_timesfm` makes and its config.json says
+# The kit's scaled crops, which `timesfm_loss` hands to the model as `steps_between` does in service.
+TIMESFM_WINDOWS = dataclasses.replace(WINDOWS, scaling=TIMESFM_SCALING)
 
 
 def build_timesfm() -> torch.nn.Module:
-    return build_micro(MicroDims()).model
+    return build_micro(MicroDims(), TIMESFM_SCALING).model
 
 
 def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Replicates the library's prefill (`decode`) in training mode, and scores every patch position.
 
-    Like a decoder-only LM, position i sees patches 0..i (causal attention) and predicts the next 128 steps in
-    its own running-stats (revin) space. Context NaN are preprocessed with the library's own functions, as
-    `forecast` does: leading NaN become masked padding, interior NaN are linearly interpolated.
+    The crops are the kit's `first-differences` (`batch.past`: steps, leading NaN; `batch.future`: offsets relative
+    to the last value, in the same unit). Like a decoder-only LM, position i sees patches 0..i (causal attention)
+    and answers the next 128 steps in its own running-stats (revin) space, whose unit is the spread of the steps.
+    Its answers are summed before they are scored against the offsets they lead to, as the kit sums them in
+    service (`as_offsets`): so the sums of its quantile outputs are what is trained to be quantiles of the path.
+    Context NaN are preprocessed with the library's own functions, as `forecast` does: leading NaN become masked
+    padding (interior ones cannot occur: `steps_between` bridges gaps).
     """
     assert isinstance(module, MicroModule)
     p, o, q = module.p, module.o, module.q
@@ -199,7 +210,8 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
         v = linear_interpolation(strip_leading_nans(row.astype(np.float64)))
         values.append(np.pad(v, (CONTEXT - len(v), 0)))
         masks.append(np.arange(CONTEXT) < CONTEXT - len(v))
-    x = torch.tensor(np.stack(values), dtype=torch.float32).reshape(len(values), -1, p)
+    steps = torch.tensor(np.stack(values), dtype=torch.float32)
+    x = steps.reshape(len(values), -1, p)
     m = torch.tensor(np.stack(masks)).reshape(len(values), -1, p)
     stats = [(torch.zeros(x.shape[0]),) * 3]
     for i in range(x.shape[1]):
@@ -208,15 +220,21 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
     normed = torch.where(m, 0.0, revin(x, mu, sigma))
     (_, _, point, spread), _ = module(normed, m)
 
-    # Targets of position i: the raw window from the end of patch i on (NaN stays missing).
-    full = torch.cat([batch.past, batch.future], dim=1)
-    target = full[:, p:].unfold(1, o, p)[:, : x.shape[1]]  # (B, N, o)
-    target = revin(target, mu, sigma).clamp(-TIMESFM_TARGET_CLIP, TIMESFM_TARGET_CLIP)
+    # The path the steps trace (0 at the context's end; padding takes no step), then the future's offsets.
+    path = steps.cumsum(dim=1)
+    full = torch.cat([path - path[:, -1:], batch.future], dim=1)
+    ends = full[:, p - 1 : CONTEXT : p]  # (B, N): where patch i ends
+    ahead = full[:, p:].unfold(1, o, p)[:, : x.shape[1]] - ends[..., None]  # (B, N, o): offsets from there
+    # The sum of h normalised steps is (offset - h mu) / sigma; "no change" sums to -h mu / sigma.
+    h = torch.arange(1, o + 1, dtype=torch.float32)
+    drift = mu[..., None] * h
+    target = revin(ahead, drift, sigma[..., None]).clamp(-TIMESFM_TARGET_CLIP, TIMESFM_TARGET_CLIP)
     valid = (n >= TIMESFM_MIN_HISTORY)[..., None] & ~torch.isnan(target)
-    point = point.reshape(*target.shape, q)
-    spread = spread.reshape(*target.shape[:2], -1, q)[:, :, :o]
-    # In this space one step's motion is a small fraction of the unit: weigh each step by "no change"'s error there.
-    weights = naive_weights((torch.nan_to_num(target) - normed[:, :, -1:]).abs(), valid)
+    point = point.reshape(*target.shape, q).cumsum(dim=2)
+    spread = spread.reshape(*target.shape[:2], -1, q)[:, :, :o].cumsum(dim=2)
+    # In this space one step's motion is of order one and far steps wander: weigh each as a ratio to "no change".
+    no_change = revin(torch.zeros_like(ahead), drift, sigma[..., None])
+    weights = naive_weights((torch.nan_to_num(target) - no_change).abs(), valid)
     return (
         pinball(point, target, TIMESFM_LEVELS, valid, weights) + pinball(spread, target, TIMESFM_LEVELS, valid, weights)
     )
@@ -224,15 +242,17 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 def save_timesfm(module: torch.nn.Module, out_dir: Path) -> None:
     assert isinstance(module, MicroModule)
-    wrapper = build_micro(MicroDims())
+    wrapper = build_micro(MicroDims(), TIMESFM_SCALING)
     wrapper.model = module
     wrapper.save_pretrained(str(out_dir))
 
 
 def timesfm_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    model = load_timesfm_2p5(str(model_dir), max_context=CONTEXT, max_horizon=horizon, batch_size=len(val.past))
-    point, _ = model.forecast(horizon=horizon, inputs=[row.numpy() for row in val.past])
-    return point
+    """The median through the service's own adapter on the kit's inputs, summed back into offsets (batch units)."""
+    model = TimesFmModel("validation", str(model_dir))
+    contexts = [row.numpy().astype(np.float64) for row in val.past]
+    answer = model.forecast(ModelBatch(contexts, horizon, [1.0] * len(contexts)))
+    return as_offsets(answer, model.info.input_scaling).mean
 
 
 # ---------------------------------------------------------------- specs
@@ -289,18 +309,24 @@ SPECS: dict[str, ModelSpec] = {
         name="timesfm-2.5",
         dir_name="timesfm-2.5-micro",
         hub_id=TIMESFM_HUB_ID,
-        windows=WINDOWS,
+        windows=TIMESFM_WINDOWS,
         build=build_timesfm,
         loss=timesfm_loss,
         save=save_timesfm,
         forecast=timesfm_forecast,
         load_call="load_timesfm_2p5(dir_or_hub_id, max_context=512, max_horizon=60).forecast(horizon=60, "
-        "inputs=[np arrays])",
+        "inputs=[steps of each context, `chronotick.kit.scaling.scale_context(ctx, 'first-differences')`]); "
+        "the answers are steps in the same unit: their running sums are the offsets (`as_offsets`)",
         loss_description="pinball loss on the point and continuous-quantile heads in the model's running-stats "
-        "normalised space, every patch position predicting the next 128 steps (targets clipped at +-50), each step "
-        "weighted by the inverse of the batch's mean error of \"no change\" at that step (mean weight 1).",
-        about="It keeps the kit's `anchored` inputs: TimesFM normalises every patch by running statistics of the "
-        "context inside its decode, which no option turns off and which would undo the kit's step scaling.",
+        "normalised space (the unit is the spread of the context's steps), every patch position answering the "
+        "next 128 steps, summed before they are scored against the offsets they lead to (targets clipped at "
+        "+-100), each step weighted by the inverse of the batch's mean error of \"no change\" at that step (mean "
+        "weight 1).",
+        about="It sees the kit's `first-differences` (`chronotick_input_scaling` in its config): the steps between "
+        "consecutive samples, in units of the context's mean absolute step. TimesFM normalises every patch by "
+        "running statistics of its input inside its decode, which no option turns off: given offsets, that unit "
+        "would be the context's slow wander; given steps, it is the clock's short-term motion. It answers the steps "
+        "ahead; the kit sums them (`chronotick.kit.scaling.as_offsets`), which is what its loss scores.",
     ),
 }
 

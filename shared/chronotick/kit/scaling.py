@@ -8,6 +8,15 @@ that) and, for a model trained so (``last-value-mad``), divided by its own mean 
 of order one and a forecast of 0 is "no change". Both maps are affine with a positive scale, so means, quantiles and
 samples map back exactly.
 
+A model that normalises every input inside its network by statistics no option turns off (TimesFM's running patch
+statistics) undoes any such scale: it sees the context in units of its slow wander again. Such a checkpoint is
+trained on ``first-differences``: the steps between consecutive samples, in the same unit. Its own normalisation
+then measures the steps (their spread is the clock's short-term motion), and it answers the steps ahead, which the
+kit sums back into offsets (``as_offsets``). The sum of the mean steps is the mean path; the sums of its quantile
+outputs are quantiles of the path because that is what its loss scores (the trainers sum the outputs before
+scoring them), and where they cross they are re-sorted. Only a model that answers quantiles itself can take these
+inputs: the kit's residual spread for point forecasters backtests contexts as levels.
+
 The service scales each request here (``chronotick.kit.series``) and the trainers scale each crop with the same
 functions (``chronotick.training``), so a checkpoint sees in service exactly what it was trained on. Which scaling a
 checkpoint expects is written in its ``config.json`` (``CONFIG_KEY``) and shown in ``ModelInfo.input_scaling``; a
@@ -21,6 +30,7 @@ from typing import get_args
 import numpy as np
 
 from chronotick.contract import InputScaling
+from chronotick.kit.adapter import BatchForecast
 
 INPUT_SCALINGS: tuple[str, ...] = get_args(InputScaling)
 CONFIG_KEY = "chronotick_input_scaling"  # in a checkpoint's config.json
@@ -50,24 +60,68 @@ def step_scale_us(past: np.ndarray) -> np.ndarray:
     return np.maximum(mean_step, SCALE_FLOOR_US)
 
 
+def steps_between(levels: np.ndarray) -> np.ndarray:
+    """(..., T) levels, NaN where missing -> (..., T) steps: entry t is level t minus level t - 1.
+
+    An interior gap is bridged linearly, so its whole change is kept, spread over its steps; samples after the last
+    observation hold it (steps of 0); every entry up to and including the first observation is NaN (no step leads
+    there), which a model reads as a short history.
+    """
+    rows = np.array(levels, dtype=np.float64, ndmin=2).reshape(-1, np.shape(levels)[-1])
+    positions = np.arange(rows.shape[1])
+    for row in rows:
+        observed = np.flatnonzero(~np.isnan(row))
+        if observed.size == 0:
+            continue
+        row[:] = np.interp(positions, observed, row[observed])  # holds the ends
+        row[: observed[0]] = np.nan
+    steps = np.diff(rows, axis=-1, prepend=np.nan)
+    return steps.reshape(np.shape(levels))
+
+
 def scale_context(anchored: np.ndarray, scaling: InputScaling) -> tuple[np.ndarray, float]:
     """(what the model sees, the scale in us that maps its answer back) for a context already relative to its
-    last observed value; NaN stay where they are."""
+    last observed value; NaN stay where they are (first differences bridge interior gaps, ``steps_between``)."""
     if scaling == "anchored":
         return anchored, 1.0
     scale_us = float(step_scale_us(anchored))
-    return np.clip(anchored / scale_us, -INPUT_CLIP, INPUT_CLIP), scale_us
+    scaled = anchored / scale_us
+    if scaling == "first-differences":
+        scaled = steps_between(scaled)
+    return np.clip(scaled, -INPUT_CLIP, INPUT_CLIP), scale_us
 
 
-def scale_windows(past: np.ndarray, future: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training crops (B, T) and their futures (B, H), already relative -> both in ``last-value-mad`` units, and
-    each crop's (B,) scale in us.
+def scale_windows(
+    past: np.ndarray, future: np.ndarray, scaling: InputScaling = "last-value-mad"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training crops (B, T) and their futures (B, H), already relative -> the crops as the kit hands them to a
+    checkpoint trained on ``scaling`` (not ``anchored``), the futures in the same unit, and each crop's (B,) scale in
+    us.
 
-    The context is clipped as in service; the future is not (the trainers decide how to bound their targets).
+    The futures stay levels relative to the last observed value whatever the scaling: what an answer is scored on
+    once the kit has mapped it back. The context is clipped as in service; the future is not (the trainers decide
+    how to bound their targets).
     """
+    if scaling == "anchored":
+        raise ValueError("anchored crops are not scaled")
     scale_us = step_scale_us(past)
-    return (
-        np.clip(past / scale_us[:, None], -INPUT_CLIP, INPUT_CLIP), future / scale_us[:, None], scale_us
+    scaled = past / scale_us[:, None]
+    if scaling == "first-differences":
+        scaled = steps_between(scaled)
+    return np.clip(scaled, -INPUT_CLIP, INPUT_CLIP), future / scale_us[:, None], scale_us
+
+
+def as_offsets(forecast: BatchForecast, scaling: InputScaling) -> BatchForecast:
+    """A model's answer as offsets relative to the context's last value, in the scale's unit: unchanged, unless the
+    model answers steps (``first-differences``), which are summed along the horizon. Summed quantile paths that
+    cross are re-sorted at each step (a monotone rearrangement, which only ever moves a quantile towards its true
+    value)."""
+    if scaling != "first-differences":
+        return forecast
+    return BatchForecast(
+        levels=forecast.levels,
+        quantiles=np.sort(np.cumsum(forecast.quantiles, axis=-1), axis=-2),
+        mean=np.cumsum(forecast.mean, axis=-1),
     )
 
 

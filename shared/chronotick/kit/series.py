@@ -10,22 +10,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chronotick.contract import ModelInfo, PredictRequest, SeriesForecast, SeriesInput
+from chronotick.contract import InputScaling, ModelInfo, PredictRequest, SeriesForecast, SeriesInput
 from chronotick.grid import regularize
 from chronotick.kit.adapter import BatchForecast, ModelBatch
 from chronotick.kit.quantiles import quantiles_at, std_from_quantiles
-from chronotick.kit.scaling import scale_context
+from chronotick.kit.scaling import as_offsets, scale_context
 from chronotick.problems import validation_problem
 
 @dataclass(frozen=True)
 class PreparedRequest:
     """A request as the model sees it, plus what is needed to undo the anchoring and scaling:
-    ``offset_us = model_value * scales_us + anchors_us``, per series."""
+    ``offset_us = model_value * scales_us + anchors_us``, per series, once ``input_scaling``'s steps are summed."""
 
     batch: ModelBatch
     anchors_us: np.ndarray
     scales_us: np.ndarray
     flagged_outliers: list[list[int]]
+    input_scaling: InputScaling = "anchored"
 
     @property
     def grouping_key(self) -> tuple[object, ...]:
@@ -111,6 +112,7 @@ def prepare_request(request: PredictRequest, info: ModelInfo) -> PreparedRequest
         anchors_us=np.asarray(anchors, dtype=float),
         scales_us=np.asarray(scales, dtype=float),
         flagged_outliers=list(flagged),
+        input_scaling=info.input_scaling,
     )
 
 
@@ -151,8 +153,9 @@ def check_forecast(forecast: BatchForecast, batch_size: int, horizon: int) -> No
 def to_series_forecasts(
     request: PredictRequest, prepared: PreparedRequest, forecast: BatchForecast
 ) -> list[SeriesForecast]:
-    """Undo the scaling and anchoring (affine, scale > 0: quantiles stay quantiles) and answer at the requested
-    quantile levels."""
+    """Undo the scaling and anchoring (affine, scale > 0: quantiles stay quantiles; steps are summed first) and
+    answer at the requested quantile levels."""
+    forecast = as_offsets(forecast, prepared.input_scaling)
     anchors, scales = prepared.anchors_us[:, None], prepared.scales_us[:, None]
     std = std_from_quantiles(forecast.levels, forecast.quantiles)
     quantiles = quantiles_at(np.asarray(request.quantile_levels), forecast.levels, forecast.quantiles, std)

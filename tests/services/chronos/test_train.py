@@ -14,6 +14,7 @@ import torch
 from chronos import BaseChronosPipeline
 from chronotick import training
 from chronotick_chronos import train
+from chronotick.kit.scaling import scale_context, scale_windows
 from chronotick_chronos.timesfm_loader import load_timesfm_2p5
 
 slow = pytest.mark.slow  # trains three models for a few steps each (~30 s on 2 cores)
@@ -83,10 +84,44 @@ def test_chronos_2_loads_and_forecasts_with_covariates(trained: Path) -> None:
 @slow
 def test_timesfm_loads_and_forecasts(trained: Path) -> None:
     model = load_timesfm_2p5(str(trained / "timesfm-2.5-micro"), max_context=train.CONTEXT, max_horizon=HORIZON)
-    point, quantiles = model.forecast(horizon=HORIZON, inputs=list(_context()))
+    steps = [scale_context(row, "first-differences")[0] for row in _context()]
+    point, quantiles = model.forecast(horizon=HORIZON, inputs=steps)
     assert point.shape == (3, HORIZON) and quantiles.shape == (3, HORIZON, 10)
     assert np.isfinite(point).all() and np.isfinite(quantiles).all()
     np.testing.assert_allclose(point, quantiles[..., 5])  # the point forecast is the median column
+
+
+@slow
+def test_timesfm_answers_steps_that_the_kit_sums_into_offsets(trained: Path) -> None:
+    """The checkpoint says it is trained on first differences; through the kit its answer follows any shift and
+    positive scale of the clock's offsets (the kit scales and sums; TimesFM's own normalisation sees steps), and it
+    is the running sum of the steps the library answers, in microseconds."""
+    from chronotick.contract import PredictRequest
+    from chronotick.kit.series import prepare_request, to_series_forecasts
+    from chronotick_chronos.timesfm_model import TimesFmModel
+
+    model = TimesFmModel("timesfm-2.5", str(trained / "timesfm-2.5-micro"))
+    assert model.info.input_scaling == "first-differences"
+    offsets = np.cumsum(np.random.default_rng(1).normal(0.2, 0.3, 300))
+
+    def answer(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        request = PredictRequest.model_validate(
+            {"series": [{"offsets_us": values.tolist(), "interval_s": 1.0}], "horizon": 20,
+             "quantile_levels": [0.1, 0.5, 0.9]}
+        )
+        prepared = prepare_request(request, model.info)
+        series = to_series_forecasts(request, prepared, model.forecast(prepared.batch))[0]
+        return np.array(series.mean_us), np.array(series.quantiles_us)
+
+    mean, quantiles = answer(offsets)
+    scaled_mean, scaled_quantiles = answer(7.0 * offsets - 1234.5)
+    np.testing.assert_allclose(scaled_mean, 7.0 * mean - 1234.5, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(scaled_quantiles, 7.0 * quantiles - 1234.5, rtol=1e-4, atol=1e-2)
+    assert (np.diff(quantiles, axis=0) >= 0).all()  # summed quantile paths, sorted at every step
+    steps, scale_us = scale_context(offsets - offsets[-1], "first-differences")
+    library = load_timesfm_2p5(str(trained / "timesfm-2.5-micro"), max_context=train.CONTEXT, max_horizon=20)
+    point, _ = library.forecast(horizon=20, inputs=[steps])
+    np.testing.assert_allclose(mean, offsets[-1] + scale_us * np.cumsum(point[0]), rtol=1e-5, atol=1e-3)
 
 
 # ---------------------------------------------------------------- the shared kit (chronotick.training), fast
@@ -94,11 +129,12 @@ def test_timesfm_loads_and_forecasts(trained: Path) -> None:
 
 def test_chronos_specs_use_the_shared_kit() -> None:
     assert all(isinstance(spec, training.ModelSpec) for spec in train.SPECS.values())
-    # One crop length; the kit-scaled models share one pool and one validation set, TimesFM keeps anchored crops.
+    # One crop length; the Chronos models share one pool and one validation set, TimesFM takes first differences.
     assert {name: spec.windows for name, spec in train.SPECS.items()} == {
-        "chronos-bolt": train.KIT_WINDOWS, "chronos-2": train.KIT_WINDOWS, "timesfm-2.5": train.WINDOWS
+        "chronos-bolt": train.KIT_WINDOWS, "chronos-2": train.KIT_WINDOWS, "timesfm-2.5": train.TIMESFM_WINDOWS
     }
     assert train.KIT_WINDOWS.scaling == "last-value-mad" and train.KIT_WINDOWS.crop == train.WINDOWS.crop
+    assert train.TIMESFM_WINDOWS.scaling == "first-differences" and train.TIMESFM_WINDOWS.crop == train.WINDOWS.crop
     assert train.WINDOWS.crop == train.CONTEXT + train.TIMESFM_HORIZON
 
 
@@ -196,3 +232,25 @@ def test_naive_weights_make_each_step_a_ratio_to_no_change() -> None:
     weights = training.naive_weights(naive, torch.ones_like(naive, dtype=torch.bool))
     ratios = weights * naive.mean(0)
     assert torch.allclose(ratios, ratios[0].expand(3)) and torch.isclose(weights.mean(), torch.tensor(1.0))
+
+
+def test_the_timesfm_loss_scores_summed_steps_against_the_offsets_they_lead_to() -> None:
+    """A model whose every answered step is the context's mean step (its normalised 0: it carries the drift on)
+    is scored as the sums of those steps miss the future offsets: a clock that keeps its drift exactly is forecast
+    without error (loss 0), one that steps after it is missed at every later step."""
+    torch.manual_seed(0)
+    module = train.build_timesfm()
+    drift = 0.7
+    levels = drift * np.arange(-train.CONTEXT + 1, train.TIMESFM_HORIZON + 1, dtype=float)[None, :]
+    past, future, _ = scale_windows(levels[:, : train.CONTEXT], levels[:, train.CONTEXT :], "first-differences")
+    batch = training.Batch(torch.tensor(past, dtype=torch.float32), torch.tensor(future, dtype=torch.float32))
+
+    def zero_answers(normed: torch.Tensor, masks: torch.Tensor) -> tuple[tuple[None, None, torch.Tensor, torch.Tensor], None]:
+        b, n = normed.shape[:2]
+        return (None, None, torch.zeros(b, n, module.o * module.q), torch.zeros(b, n, module.os * module.q)), None
+
+    module.forward = zero_answers  # type: ignore[method-assign]
+    assert float(train.timesfm_loss(module, batch)) < 0.05
+    future_off = batch.future.clone()
+    future_off[:, 5:] += 50.0  # the clock steps 50 units: the same answers now miss it at every later step
+    assert float(train.timesfm_loss(module, training.Batch(batch.past, future_off))) > 1.0
