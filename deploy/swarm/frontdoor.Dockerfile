@@ -10,8 +10,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends haproxy \
  && rm -rf /var/lib/apt/lists/*
 COPY haproxy.cfg /etc/haproxy/haproxy.cfg
-# Checked at build time: a configuration HAProxy would refuse fails the build, not the deploy.
-RUN haproxy -c -f /etc/haproxy/haproxy.cfg
+# Checked at build time, with each way of spreading requests: a configuration HAProxy would refuse
+# fails the build, not the deploy.
+RUN haproxy -c -f /etc/haproxy/haproxy.cfg \
+ && CHRONOTICK_FRONTDOOR_BALANCE=roundrobin haproxy -c -f /etc/haproxy/haproxy.cfg
 USER haproxy
 EXPOSE 8000 8404
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \

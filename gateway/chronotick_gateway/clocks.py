@@ -7,6 +7,13 @@ after the answer is fused, in the background: the client never waits for the sto
 cannot be reached costs a request at most the store's own bound (``redis_store``), then the series are
 answered statelessly and the answer says why.
 
+A clock's next request waits for its previous request's save in this process, if that save is still
+under way, before it loads the clock: an agent that asks again at once (or a replayed log) is not
+answered from the state before its last answer. Across replicas only the front door can give that
+order: it sends every request of one clock to one replica (``deploy/swarm/haproxy.cfg``, balance
+``clock``); spread round-robin, 18 % of the updates of agents asking back to back were lost in the
+stack's measurement (BENCHMARKS.md, "frontdoor_balance").
+
 Two requests for one clock at the same moment (two agents misconfigured with one clock id, or
 one agent's retry racing its original) each score and save; the later save wins and the other's
 new pending forecast is lost. Nothing is scored twice, and an agent asks one request at a time.
@@ -72,13 +79,17 @@ class ClockMemory:
         self.store = store
         self.metrics = metrics
         self.warm_after = warm_after
-        self._saves: set[asyncio.Task[None]] = set()
+        self._saves: set[asyncio.Task[None]] = set()  # every save under way (the loop keeps only weak references)
+        # clock id -> the save under way that holds its newest state (bounded by the store's own deadline)
+        self._saving: dict[str, asyncio.Task[None]] = {}
 
     async def recall(self, series: Sequence[tuple[str, Samples]], horizon: int) -> list[RecalledClock] | str:
         """Each (clock id, samples)'s clock with its pending forecasts scored on the samples, in
         order; or why the store could not say (the series are then answered statelessly)."""
+        clock_ids = sorted({c for c, _ in series})
+        await self._saved(clock_ids)
         try:
-            stored = await self.store.load(sorted({c for c, _ in series}))
+            stored = await self.store.load(clock_ids)
         except StoreUnavailable as error:
             self.metrics.memory_unavailable.inc()
             return f"clock memory unavailable ({self.store.name}): {error}"
@@ -100,7 +111,19 @@ class ClockMemory:
             return
         task = asyncio.create_task(self._save(states))
         self._saves.add(task)
-        task.add_done_callback(self._saves.discard)
+        self._saving.update(dict.fromkeys(states, task))
+        task.add_done_callback(self._forget_save)
+
+    def _forget_save(self, task: asyncio.Task[None]) -> None:
+        self._saves.discard(task)
+        for clock_id in [c for c, saving in self._saving.items() if saving is task]:
+            del self._saving[clock_id]
+
+    async def _saved(self, clock_ids: Sequence[str]) -> None:
+        """Return once the saves under way for these clocks have ended (saved, or given up)."""
+        pending = {self._saving[c] for c in clock_ids if c in self._saving}
+        if pending:
+            await asyncio.wait(pending)
 
     async def _save(self, states: dict[str, bytes]) -> None:
         try:
@@ -128,6 +151,7 @@ class ClockMemory:
 
     async def _stored(self, clock_id: str) -> tuple[ClockState, int] | None:
         """A remembered clock's state and its stored size; None for one unknown or unreadable."""
+        await self._saved([clock_id])
         stored = (await self.store.load([clock_id])).get(clock_id)
         if stored is None:
             return None

@@ -31,31 +31,48 @@ def served_ttm_requests(stack: SwarmStack, container: str) -> float:
     return metric_total(stack.inside(container, "/metrics"), "chronotick_requests", status="200")
 
 
-def test_both_gateway_replicas_answer_and_share_each_clocks_memory(stack: SwarmStack) -> None:
+def test_each_clock_keeps_to_one_replica_and_both_replicas_share_every_clocks_memory(stack: SwarmStack) -> None:
+    """The front door hashes each request's clock id (the stack's default balance): the 4 requests of
+    each of 16 clocks reach one replica, and the clocks spread over both. Either replica reports every
+    clock as the other left it: the memory is one, in Redis."""
     assert len(stack.containers("gateway")) == 2 and len(stack.containers("ttm")) == 2
-    served, scored = set(), []
-    for body in windows("st-shared", seed=3, count=16, horizon=10):
-        response = httpx.post(f"{stack.url}/predict", json={**body, "deadline_s": 5.0}, headers=stack.headers,
-                              timeout=30.0)
-        assert response.status_code == 200, response.text
-        served.add(response.headers["x-chronotick-gateway"])
-        scored.append(response.json()["memory"][0]["scored"])
-    assert len(served) == 2, served  # the front door spreads the requests over both replicas
-    # Each replica went on from the state the other saved: the evidence only grows.
-    assert scored == sorted(scored) and scored[-1] > 0, scored
+    replicas_of: dict[str, set[str]] = {}
+    scored: dict[str, list[int]] = {}
+    asks = {f"st-shared-{i}": windows(f"st-shared-{i}", seed=30 + i, count=4, horizon=10) for i in range(16)}
+    for k in range(4):
+        for clock_id, bodies in asks.items():
+            response = httpx.post(f"{stack.url}/predict", json={**bodies[k], "deadline_s": 5.0},
+                                  headers=stack.headers, timeout=30.0)
+            assert response.status_code == 200, response.text
+            replicas_of.setdefault(clock_id, set()).add(response.headers["x-chronotick-gateway"])
+            scored.setdefault(clock_id, []).append(response.json()["memory"][0]["scored"])
+    assert all(len(replicas) == 1 for replicas in replicas_of.values()), replicas_of
+    assert len(set().union(*replicas_of.values())) == 2, replicas_of
+    assert all(s == sorted(s) and s[-1] > 0 for s in scored.values()), scored
+    # A request that names no clock is spread round-robin: both replicas answer for every clock alike.
+    reports: dict[str, list[dict[str, object]]] = {}
+    for _ in range(4):
+        for clock_id in asks:
+            response = httpx.get(f"{stack.url}/clocks/{clock_id}", headers=stack.headers, timeout=10.0)
+            assert response.status_code == 200, response.text
+            reports.setdefault(response.headers["x-chronotick-gateway"], []).append(response.json())
+    assert len(reports) == 2, list(reports)
+    by_clock = {(r["clock_id"], r["requests"]) for answered in reports.values() for r in answered}
+    assert by_clock == {(clock_id, 4) for clock_id in asks}, by_clock
 
 
 def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goes_on(stack: SwarmStack) -> None:
     """32 agents, each its own clock, at the default deadline; one gateway replica is killed after
-    20 s. The front door sends the requests it was holding to the other one; swarm starts a new one,
-    which takes its share again; no clock's memory is reset."""
+    20 s. The front door sends the requests it was holding to the other one, and the dead one's
+    clocks with them; swarm starts a new one, which takes its share again; no clock's memory is
+    reset."""
     victim = stack.containers("gateway")[0]
     ttm_before = {c: served_ttm_requests(stack, c) for c in stack.containers("ttm")}
     bodies = AgentStreams("st-load-", CLIENTS, seed=200)
     scored_before_kill: dict[str, int] = {}
 
     def kill_a_gateway() -> None:
-        for i in (0, 1):
+        for i in range(CLIENTS):
             scored_before_kill[f"st-load-{i}"] = sum(h["scored"] for h in stack.clock(f"st-load-{i}")["horizons"])
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
 
@@ -67,7 +84,7 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
     described = f"{summarize(result.answers)}; events at {result.events}"
     failed = [a for a in result.answers if a.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {described}"
-    # The memory went on through the kill: no clock's evidence went back.
+    # The memory went on through the kill: no clock's evidence went back, the moved clocks' included.
     for clock_id, before in scored_before_kill.items():
         assert sum(h["scored"] for h in stack.clock(clock_id)["horizons"]) > before, clock_id
     after = result.between(result.events["two gateways again"] + 5.0, result.duration_s)

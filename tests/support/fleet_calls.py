@@ -24,12 +24,13 @@ class AgentStreams(Sequence[bytes]):
     """The bodies a load drill posts (``run_drill``: client i's k-th request is body i + k * clients):
     client i is the agent of clock ``{prefix}{i}``, asking every ``every_s`` seconds of its clock's
     time, in time order, for ``windows`` requests: more than a drill sends, so that no clock goes back
-    in time. Each body is made when a client asks for it, in the client's thread."""
+    in time; ``backends`` picks the members (all of them when None). Each body is made when a client asks
+    for it, in the client's thread."""
 
     def __init__(self, prefix: str, clients: int, *, seed: int, windows: int = 2000, context: int = 512,
-                 horizon: int = 60, every_s: int = 5) -> None:
+                 horizon: int = 60, every_s: int = 5, backends: list[str] | None = None) -> None:
         self.prefix, self.clients, self.windows = prefix, clients, windows
-        self.context, self.horizon, self.every_s = context, horizon, every_s
+        self.context, self.horizon, self.every_s, self.backends = context, horizon, every_s, backends
         self.offsets = [generate_clock("mixed", context + every_s * windows, seed=seed + i).observed_offset_us
                         for i in range(clients)]
 
@@ -40,6 +41,8 @@ class AgentStreams(Sequence[bytes]):
         clock, window = position % self.clients, position // self.clients
         body = agent_body(self.offsets[clock], window, f"{self.prefix}{clock}", context=self.context,
                           every_s=self.every_s, horizon=self.horizon)
+        if self.backends is not None:
+            body["backends"] = self.backends
         return json.dumps(body).encode()
 
 
