@@ -315,8 +315,8 @@ SPECS: dict[str, ModelSpec] = {
         save=save_timesfm,
         forecast=timesfm_forecast,
         load_call="load_timesfm_2p5(dir_or_hub_id, max_context=512, max_horizon=60).forecast(horizon=60, "
-        "inputs=[steps of each context, `chronotick.kit.scaling.scale_context(ctx, 'first-differences')`]); "
-        "the answers are steps in the same unit: their running sums are the offsets (`as_offsets`)",
+        "inputs=[scale_context(ctx, 'first-differences')[0] for ctx in contexts]), answering steps whose running "
+        "sums are the offsets (chronotick.kit.scaling.as_offsets)",
         loss_description="pinball loss on the point and continuous-quantile heads in the model's running-stats "
         "normalised space (the unit is the spread of the context's steps), every patch position answering the "
         "next 128 steps, summed before they are scored against the offsets they lead to (targets clipped at "
