@@ -114,8 +114,8 @@ def scale_windows(
 def as_offsets(forecast: BatchForecast, scaling: InputScaling) -> BatchForecast:
     """A model's answer as offsets relative to the context's last value, in the scale's unit: unchanged, unless the
     model answers steps (``first-differences``), which are summed along the horizon. Summed quantile paths that
-    cross are re-sorted at each step (a monotone rearrangement, which only ever moves a quantile towards its true
-    value)."""
+    cross are re-sorted at each step: a monotone rearrangement, which never takes the quantile curve further from
+    the true one (Chernozhukov, Fernandez-Val and Galichon, 2010)."""
     if scaling != "first-differences":
         return forecast
     return BatchForecast(
