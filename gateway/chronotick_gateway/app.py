@@ -307,6 +307,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             store = open_clock_store(url=settings.clock_store_url, max_clocks=settings.max_clocks,
                                      idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
             memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored)
+            await store.connect()
             await fleet.poll_once()
             # What start-up made (modules, the app, the fleet) lives as long as the process: out of the
             # collector's reach, a full collection under load paused the loop 13 ms, not 32 (measured).

@@ -35,6 +35,10 @@ class StoreUnavailable(Exception):
 class ClockStore(Protocol):
     name: str
 
+    async def connect(self) -> None:
+        """Make ready for the first request, before the gateway says it is ready (never raises)."""
+        ...
+
     async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
         """The stored state of each of ``clock_ids`` that has one (absent: a new or expired clock)."""
         ...
@@ -89,6 +93,9 @@ class InProcessClockStore:
             self._states.move_to_end(clock_id)
         while len(self._states) > self.max_clocks:
             self._states.popitem(last=False)
+
+    async def connect(self) -> None:
+        """Nothing to reach."""
 
     async def delete(self, clock_id: str) -> bool:
         return self._states.pop(clock_id, None) is not None

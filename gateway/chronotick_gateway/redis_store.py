@@ -13,6 +13,7 @@ few lookup threads) per request a second, and recovery would wait behind those t
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,6 +28,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from chronotick_gateway.clockstore import StoreUnavailable
+
+logger = logging.getLogger("chronotick.gateway.memory")
 
 KEY_PREFIX = "chronotick:clock:"
 # One socket operation (connect, or one reply): a healthy Redis beside the gateway answers in well
@@ -44,6 +47,11 @@ SCAN_BATCH = 10_000
 # meanwhile), and how long one try may take: it holds no request, so it may wait out a late event loop.
 BACKOFF_S = 1.0
 PROBE_DEADLINE_S = 2.0
+# Connections opened at start-up, before the first request: a new replica that the front door hands
+# its share of clocks at once would otherwise open them all together under that load (a name lookup
+# and a connect each, within the 0.25 s socket timeout), and one late connect makes the store believe
+# the server down for a second.
+WARM_CONNECTIONS = 8
 
 T = TypeVar("T")
 
@@ -73,6 +81,16 @@ class RedisClockStore:
         self._next_try = 0.0  # time.monotonic() of the probe's next try while the server is believed down
         self._last_failure = ""
         self._probe: asyncio.Task[None] | None = None  # running while the server is believed down
+
+    async def connect(self) -> None:
+        """Open WARM_CONNECTIONS pooled connections (within PROBE_DEADLINE_S); a server that does not
+        answer is only logged: the first requests find out, as they would have."""
+        async def pings() -> None:
+            await asyncio.gather(*(self._redis.ping() for _ in range(WARM_CONNECTIONS)))
+
+        outcome = await _attempt(pings, PROBE_DEADLINE_S)
+        if isinstance(outcome, str):
+            logger.warning("clock memory: redis at %s not reached at start-up: %s", self._where, outcome)
 
     async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
         if not clock_ids:

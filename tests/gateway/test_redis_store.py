@@ -12,7 +12,7 @@ import pytest
 
 from chronotick_gateway.clockstore import StoreUnavailable
 from chronotick_gateway.redis_store import (BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, PROBE_DEADLINE_S,
-                                            RedisClockStore)
+                                            WARM_CONNECTIONS, RedisClockStore)
 from support.redis_server import RedisServer
 
 # Slack for a loaded test machine on top of the store's own bounds.
@@ -292,3 +292,36 @@ def test_calls_under_load_through_a_restart_are_bounded_and_recover(redis_server
         assert recovered and all(recovered)
 
     asyncio.run(scenario())
+
+
+def test_connect_opens_the_warm_connections_before_the_first_request(redis_server: RedisServer) -> None:
+    async def scenario() -> int:
+        store = RedisClockStore(redis_server.url, idle_expiry_s=60)
+        try:
+            await store.connect()
+            with redis_server.client() as client:
+                return int(client.info("clients")["connected_clients"]) - 1  # less this client's own
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == WARM_CONNECTIONS
+
+
+def test_connect_to_a_server_that_is_down_only_logs_and_leaves_the_store_to_find_out(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_server.stop()
+
+    async def scenario() -> tuple[float, BaseException | None, BaseException | None]:
+        store = RedisClockStore(redis_server.url, idle_expiry_s=60)
+        try:
+            took, raised = await elapsed(store.connect)
+            _, error = await elapsed(lambda: store.load(["clock"]))
+            return took, raised, error
+        finally:
+            await store.close()
+
+    took, raised, error = asyncio.run(scenario())
+    assert raised is None and took < PROBE_DEADLINE_S + SLACK_S
+    assert "not reached at start-up" in caplog.text
+    assert isinstance(error, StoreUnavailable)  # the first request still finds out, bounded, as before
