@@ -131,8 +131,9 @@ def load_timesfm_2p5(
     A checkpoint that answers steps (`first-differences`) keeps its per-step quantiles as they come: the kit sums
     them into paths and sorts those (`chronotick.kit.scaling.as_offsets`).
     """
-    cls = TimesFM_2p5_micro_torch if _micro_config(model_id) is not None else timesfm.TimesFM_2p5_200M_torch
-    answers_steps = checkpoint_input_scaling(model_id) == "first-differences"
+    micro = _micro_config(model_id)
+    cls = TimesFM_2p5_micro_torch if micro is not None else timesfm.TimesFM_2p5_200M_torch
+    answers_steps = input_scaling(micro or {}) == "first-differences"
     # torch.compile off: on 2 CPU cores it costs minutes at first call and saves nothing measurable.
     model = cls.from_pretrained(model_id, torch_compile=False)
     model.compile(

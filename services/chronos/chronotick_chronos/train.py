@@ -29,7 +29,7 @@ from chronos import BaseChronosPipeline, Chronos2Pipeline, ChronosBoltPipeline
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 from chronos.chronos_bolt import ChronosBoltModelForForecasting
 from chronotick import training
-from chronotick.kit import ModelBatch
+from chronotick.kit import ForecastModel, ModelBatch
 from chronotick.contract import InputScaling
 from chronotick.kit.scaling import CONFIG_KEY, as_offsets, covariate_changes
 from chronotick.training import Batch, ModelSpec, Windows, naive_weights, pinball, save_pretrained
@@ -106,16 +106,26 @@ def load_bolt(model_id: str) -> ChronosBoltModelForForecasting:
     return pipe.model
 
 
-def service_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    """The median through the service's own adapter, on the batch's contexts as the kit hands them over."""
-    model = ChronosPipelineModel("validation", str(model_dir))
+def adapter_median(
+    model: ForecastModel, val: Batch, horizon: int,
+    pasts: list[dict[str, np.ndarray]] | None = None, futures: list[dict[str, np.ndarray]] | None = None,
+) -> np.ndarray:
+    """The median of a service's own adapter on the batch's contexts as the kit hands them over, as offsets in the
+    batch's units (answered steps summed, as the kit does in service: `as_offsets`)."""
     contexts = [row.numpy().astype(np.float64) for row in val.past]
-    pasts, futures = [], []
-    if covariates and val.cov_past is not None and val.cov_future is not None:
-        cov_past, cov_future = val.cov_past.numpy(), val.cov_future.numpy()
-        pasts = [{k: cov_past[i, j] for j, k in enumerate(COVARIATES)} for i in range(len(contexts))]
-        futures = [{k: cov_future[i, j, :horizon] for j, k in enumerate(COVARIATES)} for i in range(len(contexts))]
-    return model.forecast(ModelBatch(contexts, horizon, [1.0] * len(contexts), pasts, futures)).mean
+    answer = model.forecast(ModelBatch(contexts, horizon, [1.0] * len(contexts), pasts or [], futures or []))
+    return as_offsets(answer, model.info.input_scaling).mean
+
+
+def service_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
+    """The median through the Chronos adapter, with the batch's covariates when asked."""
+    model = ChronosPipelineModel("validation", str(model_dir))
+    if not (covariates and val.cov_past is not None and val.cov_future is not None):
+        return adapter_median(model, val, horizon)
+    cov_past, cov_future = val.cov_past.numpy(), val.cov_future.numpy()
+    pasts = [{k: cov_past[i, j] for j, k in enumerate(COVARIATES)} for i in range(len(val.past))]
+    futures = [{k: cov_future[i, j, :horizon] for j, k in enumerate(COVARIATES)} for i in range(len(val.past))]
+    return adapter_median(model, val, horizon, pasts, futures)
 
 
 # ---------------------------------------------------------------- Chronos-2
@@ -248,11 +258,7 @@ def save_timesfm(module: torch.nn.Module, out_dir: Path) -> None:
 
 
 def timesfm_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool) -> np.ndarray:
-    """The median through the service's own adapter on the kit's inputs, summed back into offsets (batch units)."""
-    model = TimesFmModel("validation", str(model_dir))
-    contexts = [row.numpy().astype(np.float64) for row in val.past]
-    answer = model.forecast(ModelBatch(contexts, horizon, [1.0] * len(contexts)))
-    return as_offsets(answer, model.info.input_scaling).mean
+    return adapter_median(TimesFmModel("validation", str(model_dir)), val, horizon)
 
 
 # ---------------------------------------------------------------- specs
