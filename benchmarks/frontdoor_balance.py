@@ -25,6 +25,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from chronotick.baselines import CLASSICAL_FORECASTERS
 from record import provenance, write_section
 
 from support.fleet_calls import AgentStreams
@@ -32,7 +33,7 @@ from support.load_drill import run_drill, summarize
 from support.servers import wait_for
 from support.stack import SwarmStack, deployed_stack
 
-CLASSICAL = ["last-value", "chrony-fit", "kalman"]
+CLASSICAL = [forecaster.name for forecaster in CLASSICAL_FORECASTERS]
 BALANCES = ("roundrobin", "clock")
 
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from chronotick.baselines import CLASSICAL_FORECASTERS
 from record import clock_series, provenance, write_section
 
 from support.fleet_calls import AgentStreams
@@ -37,7 +38,7 @@ from support.load_drill import run_drill, summarize
 from support.servers import wait_for
 from support.stack import SwarmStack, deployed_stack
 
-CLASSICAL = ["last-value", "chrony-fit", "kalman"]
+CLASSICAL = [forecaster.name for forecaster in CLASSICAL_FORECASTERS]
 
 
 def bodies(backends: list[str]) -> list[bytes]:
