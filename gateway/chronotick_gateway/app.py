@@ -47,6 +47,7 @@ from chronotick.grid import as_array, regularize
 from chronotick.limits import BodySizeLimit
 from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError, install_problem_handlers, validation_problem
 from chronotick.responses import model_json_response
+from chronotick_gateway import online_ar
 from chronotick_gateway.admission import Finishing
 from chronotick_gateway.background import LoopLag, supervise
 from chronotick_gateway.backtest import SeriesPlan, plan_series
@@ -56,6 +57,7 @@ from chronotick_gateway.clocks import (
     SeriesFusion,
     fuse_remembered,
     handed_over,
+    online_ar_member,
     series_memory,
 )
 from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
@@ -97,7 +99,7 @@ def _select(
     """
     remote: list[tuple[Service, ModelInfo]] = []
     absent: list[BackendResult] = []
-    known = set(_CLASSICAL) | set(fleet.services)
+    known = set(_CLASSICAL) | {online_ar.NAME} | set(fleet.services)
     for service in fleet.services.values():
         known |= {m.name for m in service.info.models} if service.info else set()
     if wanted is not None:
@@ -419,6 +421,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                            else [], query.horizon)
         absent += resting
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings)
+        if clocks and (wanted is None or online_ar.NAME in wanted):
+            results.append(online_ar_member(plans, clocks, query.horizon))
         members_done = loop.time()
         answered = [r for r in results if r.ok]
         if not answered:

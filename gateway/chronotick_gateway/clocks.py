@@ -23,21 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from chronotick.contract import ClockReport, HorizonMemory, MemoryState, SeriesMemory
+from chronotick_gateway import online_ar
 from chronotick_gateway.clockstore import ClockStore, StoreUnavailable
-from chronotick_gateway.fusion import FusedForecast
+from chronotick_gateway.backtest import SeriesPlan
+from chronotick_gateway.fusion import FusedForecast, MemberForecast
+from chronotick_gateway.members import MemberResult
 from chronotick_gateway.memory import (
+    ANCHOR_HORIZONS_S,
     REPORTED_INTERVALS,
     ClockState,
     Outcome,
     Samples,
     UnreadableState,
     anchor_weights,
+    anchors_within,
     decode,
     encode,
     evidence,
@@ -98,6 +104,7 @@ class ClockMemory:
         for clock_id, samples in series:
             state = states.get(clock_id) or self._state_of(clock_id, stored.get(clock_id), samples.interval_s)
             states[clock_id] = state
+            learn_motion(state, samples)
             outcomes = score(state, samples)
             self._count(state, outcomes)
             recalled.append(RecalledClock(clock_id, state, samples, len(outcomes), evidence(state, horizon),
@@ -198,6 +205,40 @@ class ClockMemory:
             for level in REPORTED_INTERVALS:
                 hits = sum(anchor.covered[level] for anchor in state.anchors)
                 self.metrics.clock_coverage.labels(level=level).observe(hits / remembered)
+
+
+def learn_motion(state: ClockState, samples: Samples) -> None:
+    """Teach the clock's autoregression the samples it has not learned from: those after the newest
+    sample of an earlier request (observations posted alone are not on the clock's grid; the next
+    request's context brings them)."""
+    learned_until_s = state.learned_until_s
+    first_new = 0 if learned_until_s is None else int(np.searchsorted(samples.times_s,
+                                                                       learned_until_s + 0.5 * samples.interval_s))
+    online_ar.learn(state.regressions, ANCHOR_HORIZONS_S, samples.offsets_us, samples.interval_s, first_new)
+    state.learned_until_s = max(samples.last_s, learned_until_s if learned_until_s is not None else -np.inf)
+
+
+def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledClock], horizon: int) -> MemberResult:
+    """The clocks' own autoregressions as a member of a request whose series all name a warm clock;
+    otherwise skipped, with the reason. Its forecasts are judged by the memory, not by backtests:
+    it has none, so it answers the warm path only, and earns its weight there like any member."""
+    started = time.perf_counter()
+    forecasts = []
+    for index, plan in enumerate(plans):
+        clock = clocks.get(index)
+        if clock is None:
+            answer: tuple[np.ndarray, np.ndarray] | str = "names no clock"
+        elif not clock.warm:
+            answer = f"its clock has {clock.scored} of the {clock.warm_after} scored forecasts that make it warm"
+        else:
+            answer = online_ar.forecast(clock.state.regressions, ANCHOR_HORIZONS_S,
+                                        anchors_within(clock.state.interval_s, horizon), clock.samples.offsets_us,
+                                        clock.state.interval_s, horizon)
+        if isinstance(answer, str):
+            return MemberResult(online_ar.NAME, None, "skipped", f"series {plan.id}: {answer}")
+        no_backtests = np.empty((0, horizon))
+        forecasts.append(MemberForecast(answer[0], answer[1], no_backtests, no_backtests))
+    return MemberResult(online_ar.NAME, None, "ok", None, time.perf_counter() - started, 0, forecasts)
 
 
 @dataclass(frozen=True)

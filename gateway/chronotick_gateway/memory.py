@@ -40,6 +40,8 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 from scipy.special import ndtri
 
+from chronotick_gateway.online_ar import AnchorRegression
+
 # Horizons at which forecasts are remembered and scored; others are interpolated between them.
 ANCHOR_HORIZONS_S: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
 # The quantile levels tracked at each anchor; a request's other levels are interpolated between them.
@@ -71,7 +73,7 @@ REPROBE_EVERY = 10
 # A forecast reaches an anchor when one of its steps lies within this share of a cadence of it.
 ANCHOR_TOLERANCE = 0.25
 # Version of the stored state: a state written by another version is discarded, never misread.
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the clock's own autoregression (online_ar)
 _MEAN_ABS_PER_STD = math.sqrt(2.0 / math.pi)  # E|e| / sd of a normal error
 RULES = ("ml-poly", "inverse-mse")
 
@@ -125,6 +127,8 @@ class ClockState(BaseModel):
     requests: int = 0
     anchors: list[AnchorState] = Field(default_factory=lambda: [AnchorState(horizon_s=h) for h in ANCHOR_HORIZONS_S])
     pending: list[PendingForecast] = Field(default_factory=list)
+    learned_until_s: float | None = None  # the newest sample the regressions have learned from
+    regressions: list[AnchorRegression] = Field(default_factory=lambda: [AnchorRegression() for _ in ANCHOR_HORIZONS_S])
 
 
 def _normal_start() -> list[float]:
@@ -150,7 +154,7 @@ def decode(data: bytes) -> ClockState:
         raise UnreadableState(f"not a deflated clock state: {error}") from error
     except ValidationError as error:
         raise UnreadableState(f"not a clock state of this version: {error.error_count()} errors") from error
-    if state.version != STATE_VERSION or len(state.anchors) != len(ANCHOR_HORIZONS_S):
+    if state.version != STATE_VERSION or {len(state.anchors), len(state.regressions)} != {len(ANCHOR_HORIZONS_S)}:
         raise UnreadableState(f"state version {state.version}, this gateway reads {STATE_VERSION}")
     return state
 

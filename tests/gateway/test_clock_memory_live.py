@@ -16,6 +16,7 @@ import pytest
 from conftest import set_mode
 
 from chronotick.synthetic import generate_clock
+from chronotick_gateway import online_ar
 from chronotick_gateway.app import create_app
 from chronotick_gateway.memory import REPROBE_EVERY
 from chronotick_gateway.settings import GatewaySettings
@@ -147,6 +148,33 @@ def test_the_clock_report_says_what_the_memory_learned_per_horizon(gateway: str)
         assert horizon["rule"] in ("ml-poly", "inverse-mse") and horizon["error_scale_us"] > 0
     assert set(reached[0]["coverage"]) == {"0.8", "0.95"}  # answers with remembered bounds were scored
     assert all(h["scored"] == 0 for h in report["horizons"] if h["horizon_s"] > HORIZON)
+
+
+def test_a_warm_clock_gets_its_own_autoregression_once_it_has_learned_enough(gateway: str) -> None:
+    """online-ar learns from every sample the clock's requests bring; skipped (not a failure) while
+    the clock is cold or the regression still learning, then a member whose forecasts are scored."""
+    stream = ClockStream("host-autoregression", seed=26)
+    answers = stream.until_warm(gateway)
+    for _ in range(80):
+        answers.append(stream.ask(gateway))
+        if {b["name"]: b for b in answers[-1]["backends"]}[online_ar.NAME]["status"] == "ok":
+            break
+    members = [{b["name"]: b for b in answer["backends"]}[online_ar.NAME] for answer in answers]
+    assert members[-1]["status"] == "ok", members[-1]
+    assert members[0]["status"] == "skipped" and "scored forecasts that make it warm" in members[0]["reason"]
+    assert any("still learning this clock" in (m["reason"] or "") for m in members)
+    assert not any(answer["degraded"] for answer in answers)
+    forecast = members[-1]["forecasts"][0]
+    assert len(forecast["mean_us"]) == HORIZON and all(s > 0 for s in forecast["std_us"])
+    window = stream.offsets[stream.end - EVERY - CONTEXT: stream.end - EVERY]
+    assert abs(forecast["mean_us"][0] - window[-1]) < 10 * np.mean(np.abs(np.diff(window)))
+    for _ in range(4):  # its first forecasts meet their truth
+        stream.ask(gateway)
+    report = httpx.get(f"{gateway}/clocks/host-autoregression").json()
+    assert online_ar.NAME in report["horizons"][0]["mae_us"]
+    stateless = httpx.post(f"{gateway}/predict", json={**stream.body(), "series": [
+        {k: v for k, v in stream.body()["series"][0].items() if k != "clock_id"}]}).json()
+    assert online_ar.NAME not in {b["name"] for b in stateless["backends"]}  # no clock, no member
 
 
 def test_observations_score_pending_forecasts_without_a_forecast(gateway: str) -> None:

@@ -167,8 +167,10 @@ def replay_series(series: EvalSeries, clock_id: str, forecaster: ClockForecaster
             problems["the answer says nothing of the clock's memory (a gateway without it?)"] += 1
         if is_scored:
             states.update(entry.get("state", "?") for entry in remembered.memory)
-            _keep(methods, truth.shape, row, remembered, only={FUSED})
             stateless = forecaster.forecast([context], series.interval_s, horizon, columns)
+            # the fused answer, and the members only a named clock has (the gateway's online-ar)
+            only_named = set(remembered.methods) - set(stateless.methods)
+            _keep(methods, truth.shape, row, remembered, only={FUSED} | only_named)
             problems.update(f"stateless: {problem}" for problem in stateless.problems)
             if stateless.latency_s is not None:
                 stateless_latencies.append(stateless.latency_s)

@@ -1,0 +1,190 @@
+"""A member the gateway learns for each clock: the change ahead regressed on the changes behind.
+
+At each remembered horizon h, the clock's rate of change over the next h seconds is regressed on
+its rates of change over the past 1, 2, 4, ... 256 samples and a constant (its steady drift): an
+autoregression on the clock's increments, one coefficient per octave of lag, fitted by least
+squares with exponential forgetting. It is what the clock memory can learn and no request can:
+fitted inside one 512-sample context, such a regression was 1.2-3.3x the last value's error at
+10 and 60 s on the scion clocks; fed by every sample a clock's requests bring, it is 0.8-1.0x at
+1 s, 0.7-0.85x at 10 s and 0.75-1.0x at 60 s there (BENCHMARKS.md, "The clock's own
+autoregression"). Its weight in the fusion is earned like any member's: from its scored forecasts.
+
+Robust by construction, because a clock's log is not a stationary process:
+- Each row (features and target) is in units of the clock's mean absolute step over the
+  ``SCALE_WINDOW`` samples before its origin: its motion is of order one in a quiet hour and in a
+  noisy one, so one regression serves both.
+- A row with a feature or target beyond ``CLIP`` units per step (a slew, a clock step within its
+  lags) is not one to learn from and is left out; the live features are clipped there instead.
+- Once a horizon answers, each new row is weighted as Huber's M-estimator weighs it (c = 2 fitted
+  standard deviations, as chrony's fit in ``chronotick.baselines``): one odd minute moves it little.
+
+The state per clock is a few forgotten sums per horizon (``AnchorRegression``, about 6 kB
+deflated for all eight): it does not grow with the clock's age, and it is a function of the
+clock's samples alone, so every gateway replica learns the same from the same requests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel
+
+NAME = "online-ar"
+# Lags of the features, in samples: one per octave, up to the longest a 512-sample context can
+# serve with a minute of horizon behind it.
+LAGS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+FEATURES = len(LAGS) + 1  # and a constant: a clock's steady drift
+# The mean absolute step over this many samples before a row's origin is the row's unit.
+SCALE_WINDOW = 64
+# Rows with a rate beyond this many units per step are left out: a clock's motion, drift included,
+# is about one unit per step by the unit's definition; a step of thousands is not a row to learn from.
+CLIP = 50.0
+# Forgetting: an hour's half-life follows a clock's regime (temperature, load) and still holds
+# thousands of rows at 1 s.
+HALF_LIFE_S = 3600.0
+# Effective rows (the sum of their forgetting and Huber weights) before a horizon's regression answers.
+READY_ROWS = 300.0
+# Ridge on each coefficient, relative to its feature's own weight: only to keep the solve
+# well-posed (features at neighbouring octaves are strongly correlated).
+RIDGE = 1e-6
+# Huber's tuning constant, in fitted residual standard deviations (chronotick.baselines uses it too).
+HUBER_C = 2.0
+_UPPER = np.triu_indices(FEATURES)
+_FLOOR_US = 1e-9  # a scale for a clock whose samples did not move at all
+
+
+class AnchorRegression(BaseModel):
+    """The forgotten sums of one horizon's regression: X'X (packed upper triangle), X'y, y'y, rows."""
+
+    gram: list[float] = [0.0] * len(_UPPER[0])
+    cross: list[float] = [0.0] * FEATURES
+    target_sq: float = 0.0
+    rows: float = 0.0
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        gram = np.zeros((FEATURES, FEATURES))
+        gram[_UPPER] = self.gram
+        gram = gram + np.triu(gram, 1).T
+        return gram, np.asarray(self.cross)
+
+
+def _unit_and_features(offsets_us: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) each origin's unit (mean absolute step before it) and (R, FEATURES) its features: the
+    change over each lag as a rate, in units per step; NaN where a sample they need is missing."""
+    steps = np.abs(np.diff(offsets_us, prepend=np.nan))
+    seen = np.isfinite(steps)
+    # sums over each origin's window of SCALE_WINDOW steps (ending at it), from running totals
+    total = np.concatenate([[0.0], np.cumsum(np.where(seen, steps, 0.0))])
+    count = np.concatenate([[0], np.cumsum(seen)])
+    ends, starts = origins + 1, origins + 1 - SCALE_WINDOW
+    with np.errstate(invalid="ignore", divide="ignore"):  # a window without a step: NaN, left out
+        unit = np.maximum((total[ends] - total[starts]) / (count[ends] - count[starts]), _FLOOR_US)
+    rates = np.stack([(offsets_us[origins] - offsets_us[origins - lag]) / lag for lag in LAGS], axis=1)
+    return unit, np.concatenate([rates / unit[:, None], np.ones((origins.size, 1))], axis=1)
+
+
+def _offset_at(offsets_us: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Offsets at fractional sample positions, linear between the two samples around each."""
+    below = np.floor(positions).astype(int)
+    above = np.minimum(below + 1, offsets_us.size - 1)
+    share = positions - below
+    return (1.0 - share) * offsets_us[below] + share * offsets_us[above]
+
+
+def first_origin() -> int:
+    """The earliest sample that can be an origin: the longest lag and the unit's window lie before it."""
+    return max(max(LAGS), SCALE_WINDOW)
+
+
+def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offsets_us: np.ndarray, interval_s: float,
+          first_new: int) -> int:
+    """Add the rows whose truth arrived with the samples from ``first_new`` on (earlier samples were
+    seen by an earlier request) to each horizon's sums; returns the rows added. ``offsets_us`` are
+    the clock's samples on its grid, NaN where missing: a row with a missing sample is left out."""
+    n = offsets_us.size
+    keep = 0.5 ** (interval_s / HALF_LIFE_S)
+    # every origin whose row may complete with the new samples, at any horizon: their features once
+    candidates = np.arange(max(first_origin(), math.floor(first_new - max(horizons_s) / interval_s - 1)), n)
+    units, all_features = _unit_and_features(offsets_us, candidates)
+    added = 0
+    for regression, horizon_s in zip(anchors, horizons_s, strict=True):
+        ahead = horizon_s / interval_s
+        # a row's truth is complete once the sample after its target time is in
+        complete = np.ceil(candidates + ahead).astype(int)
+        chosen = (complete >= first_new) & (complete <= n - 1)
+        if not chosen.any():
+            continue
+        origins, unit, features = candidates[chosen], units[chosen], all_features[chosen]
+        target = (_offset_at(offsets_us, origins + ahead) - offsets_us[origins]) / (ahead * unit)
+        with np.errstate(invalid="ignore"):  # NaN: a missing sample; the row is left out either way
+            usable = (np.abs(features) <= CLIP).all(axis=1) & (np.abs(target) <= CLIP)
+        features, target = features[usable], target[usable]
+        if target.size == 0:
+            continue
+        # the newest row weighs 1, each older one ``keep`` times the next; the old sums fade by all of them
+        weight = keep ** np.arange(target.size - 1, -1, -1)
+        if regression.rows >= READY_ROWS:  # Huber: a row far off the present fit counts as one at HUBER_C
+            fit = _solve_all(regression)
+            residual = np.abs(target - features @ fit.coefficients)
+            with np.errstate(divide="ignore"):
+                weight = weight * np.minimum(1.0, HUBER_C * fit.spread / residual)
+        fade = keep**target.size
+        gram, cross = regression.matrices()
+        gram = fade * gram + (features * weight[:, None]).T @ features
+        regression.gram = gram[_UPPER].tolist()
+        regression.cross = (fade * cross + features.T @ (weight * target)).tolist()
+        regression.target_sq = fade * regression.target_sq + float(weight @ target**2)
+        regression.rows = fade * regression.rows + float(weight.sum())
+        added += target.size
+    return added
+
+
+@dataclass(frozen=True)
+class AnchorForecast:
+    rate: float  # the change ahead per step, in the origin's units
+    spread: float  # the regression's residual standard deviation, same units
+
+
+@dataclass(frozen=True)
+class _Fit:
+    coefficients: np.ndarray
+    spread: float
+
+
+def _solve_all(regression: AnchorRegression) -> _Fit:
+    gram, cross = regression.matrices()
+    coefficients = np.linalg.solve(gram + RIDGE * np.diag(np.diag(gram)) + 1e-12 * np.eye(FEATURES), cross)
+    residual_sq = regression.target_sq - 2.0 * coefficients @ cross + coefficients @ gram @ coefficients
+    return _Fit(coefficients, math.sqrt(max(residual_sq, 0.0) / regression.rows))
+
+
+def _solve(regression: AnchorRegression, features: np.ndarray) -> AnchorForecast:
+    fit = _solve_all(regression)
+    return AnchorForecast(float(features @ fit.coefficients), fit.spread)
+
+
+def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], reached: Sequence[int],
+             offsets_us: np.ndarray, interval_s: float, horizon: int) -> tuple[np.ndarray, np.ndarray] | str:
+    """(H,) mean and standard deviation of the next ``horizon`` samples, or why there is none:
+    linear in time between the regressions of the ``reached`` horizons (from no change now), held
+    beyond the last of them."""
+    if not reached:
+        return "no remembered horizon within this forecast"
+    unready = [horizons_s[a] for a in reached if anchors[a].rows < READY_ROWS]
+    if unready:
+        return f"still learning this clock at {', '.join(f'{h:g}' for h in unready)} s"
+    if offsets_us.size <= first_origin() or not np.isfinite(offsets_us[-1]):
+        return f"needs the last sample and {first_origin()} before it"
+    observed = np.flatnonzero(np.isfinite(offsets_us))
+    filled = np.interp(np.arange(offsets_us.size), observed, offsets_us[observed])  # interior gaps bridged
+    unit, features = _unit_and_features(filled, np.array([offsets_us.size - 1]))
+    at = [_solve(anchors[a], np.clip(features[0], -CLIP, CLIP)) for a in reached]
+    times = np.array([0.0] + [horizons_s[a] for a in reached])
+    ahead = times[1:] / interval_s  # in steps: the regressions answer rates per step
+    steps_s = interval_s * np.arange(1, horizon + 1)
+    change = np.interp(steps_s, times, [0.0, *(ahead * [f.rate for f in at])])
+    variance = np.interp(steps_s, times, [0.0, *((ahead * [f.spread for f in at]) ** 2)])
+    return offsets_us[-1] + unit[0] * change, unit[0] * np.sqrt(variance)
