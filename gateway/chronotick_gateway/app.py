@@ -502,7 +502,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def models() -> FleetModels:
         """Backends, their models and versions, breaker state, and the configuration version in force."""
         return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL),
-                           config_version=fleet().config.version)
+                           per_clock=[online_ar.NAME], config_version=fleet().config.version)
 
     clock_path = Path(min_length=1, max_length=128, pattern=CLOCK_ID_PATTERN, description="The clock's id.")
     clock_problems: dict[int | str, dict[str, object]] = {

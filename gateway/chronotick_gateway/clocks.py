@@ -31,8 +31,8 @@ import numpy as np
 
 from chronotick.contract import ClockReport, HorizonMemory, MemoryState, SeriesMemory
 from chronotick_gateway import online_ar
-from chronotick_gateway.clockstore import ClockStore, StoreUnavailable
 from chronotick_gateway.backtest import SeriesPlan
+from chronotick_gateway.clockstore import ClockStore, StoreUnavailable
 from chronotick_gateway.fusion import FusedForecast, MemberForecast
 from chronotick_gateway.members import MemberResult
 from chronotick_gateway.memory import (
@@ -228,14 +228,14 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
         clock = clocks.get(index)
         if clock is None:
             answer: tuple[np.ndarray, np.ndarray] | str = "names no clock"
-        elif not clock.warm:
-            answer = f"its clock has {clock.scored} of the {clock.warm_after} scored forecasts that make it warm"
+        elif not clock.warm:  # (a reason without counts: the same one for every cold request)
+            answer = f"its clock is not warm yet ({clock.warm_after} scored forecasts at every horizon)"
         else:
             answer = online_ar.forecast(clock.state.regressions, ANCHOR_HORIZONS_S,
                                         anchors_within(clock.state.interval_s, horizon), clock.samples.offsets_us,
                                         clock.state.interval_s, horizon)
         if isinstance(answer, str):
-            return MemberResult(online_ar.NAME, None, "skipped", f"series {plan.id}: {answer}")
+            return MemberResult(online_ar.NAME, None, "skipped", f"series {index}: {answer}")
         no_backtests = np.empty((0, horizon))
         forecasts.append(MemberForecast(answer[0], answer[1], no_backtests, no_backtests))
     return MemberResult(online_ar.NAME, None, "ok", None, time.perf_counter() - started, 0, forecasts)

@@ -143,7 +143,8 @@ class UnreadableState(ValueError):
 
 def encode(state: ClockState) -> bytes:
     """JSON, deflated: its keys repeat for every member and anchor, so this is about a third of
-    the size (18 kB for a clock with 10 members and 12 pending answers), for ~0.2 ms."""
+    the size (18 kB for a clock with 10 members and 12 pending answers, and 6 kB more for its
+    ``online_ar`` sums), for ~0.2 ms."""
     return zlib.compress(state.model_dump_json().encode(), 1)
 
 

@@ -491,6 +491,10 @@ class ServiceStatus(BaseModel):
 class FleetModels(BaseModel):
     services: list[ServiceStatus]
     classical: list[str]
+    per_clock: list[str] = Field(
+        default_factory=list, description="Members the gateway learns for each remembered clock (online-ar): "
+        "they answer series that name a warm clock.",
+    )
     config_version: str | None = Field(
         default=None, description="The gateway's configuration in force: a short sha256 of its configuration "
         "file, or 'env' when it has none.",

@@ -232,6 +232,7 @@ def test_models_lists_backends_versions_and_breakers(gateway: str) -> None:
     assert {m["name"] for m in chronos["info"]["models"]} == CHRONOS_MODELS
     assert chronos["info"]["versions"]["chronos-forecasting"] == "2.3.2"
     assert set(fleet["classical"]) == CLASSICAL
+    assert fleet["per_clock"] == ["online-ar"]
 
 
 def test_docs_pages_are_served_with_their_own_assets(gateway: str) -> None:

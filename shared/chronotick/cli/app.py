@@ -141,6 +141,8 @@ def status(
         table.caption = "no model service configured: the classical members answer alone"
     out.print(table)
     out.print(f"classical members (always answer): {', '.join(fleet.classical)}", highlight=False)
+    if fleet.per_clock:
+        out.print(f"learned per clock (warm clocks): {', '.join(fleet.per_clock)}", highlight=False)
     out.print(f"configuration in force: {fleet.config_version or 'not reported'}", highlight=False)
 
 
