@@ -9,7 +9,9 @@ MAE in microseconds at 1, 10, 30 and 60 s and as a ratio to the last value's on 
   learns each new sample once) and ``online_ar.forecast``;
 - in-context: the same regression fitted on the request's own window only (about 200-250 rows
   per horizon), as a stateless gateway could;
-- kalman: the classical member, on the same windows, for scale.
+- kalman: the classical member, on the same windows, for scale;
+- hindsight: the same regression fitted once on the whole log, its future included, without
+  forgetting: not a forecaster, but how far any predictor of this linear family could go.
 
     python benchmarks/online_ar.py [LOG_OR_FOLDER ...] [--write BENCHMARKS.md]
 """
@@ -39,9 +41,13 @@ SCORE_AFTER = 1800
 def in_context(window_us: np.ndarray) -> np.ndarray:
     regressions = [online_ar.AnchorRegression() for _ in ANCHOR_HORIZONS_S]
     online_ar.learn(regressions, ANCHOR_HORIZONS_S, window_us, 1.0, 0)
+    return _forecast(regressions, window_us)
+
+
+def _forecast(regressions: list[online_ar.AnchorRegression], window_us: np.ndarray) -> np.ndarray:
     ready = online_ar.READY_ROWS
     try:
-        online_ar.READY_ROWS = 0.0  # what one window holds is all it has
+        online_ar.READY_ROWS = 0.0  # these fits answer with whatever rows they hold
         answer = online_ar.forecast(regressions, ANCHOR_HORIZONS_S, anchors_within(1.0, HORIZONS[-1]), window_us, 1.0,
                                     HORIZONS[-1])
     finally:
@@ -50,12 +56,25 @@ def in_context(window_us: np.ndarray) -> np.ndarray:
     return answer[0]
 
 
+def hindsight_fit(offsets_us: np.ndarray) -> list[online_ar.AnchorRegression]:
+    regressions = [online_ar.AnchorRegression() for _ in ANCHOR_HORIZONS_S]
+    half_life = online_ar.HALF_LIFE_S
+    try:
+        online_ar.HALF_LIFE_S = np.inf
+        online_ar.learn(regressions, ANCHOR_HORIZONS_S, without_spikes(offsets_us)[0], 1.0, 0)
+    finally:
+        online_ar.HALF_LIFE_S = half_life
+    return regressions
+
+
 def walk(offsets_us: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
     """MAE (us) at HORIZONS per variant over the log's scored origins, and the streamed member's CPU
     ms per request (learning and forecasting)."""
     steps = np.array(HORIZONS)
     state = ClockState(interval_s=1.0)
-    errors: dict[str, list[np.ndarray]] = {"last value": [], "kalman": [], "in-context": [], "streamed": []}
+    errors: dict[str, list[np.ndarray]] = {"last value": [], "kalman": [], "in-context": [], "streamed": [],
+                                           "hindsight": []}
+    whole_log = hindsight_fit(offsets_us)
     cpu, requests = 0.0, 0
     for end in range(CONTEXT, offsets_us.size - HORIZONS[-1], EVERY):
         window = without_spikes(offsets_us[end - CONTEXT:end])[0]
@@ -70,7 +89,8 @@ def walk(offsets_us: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
             continue
         forecasts = {"last value": np.full(HORIZONS[-1], window[-1]),
                      "kalman": KalmanDrift().forecast(window, HORIZONS[-1]).mean_us,
-                     "in-context": in_context(window), "streamed": streamed[0]}
+                     "in-context": in_context(window), "streamed": streamed[0],
+                     "hindsight": _forecast(whole_log, window)}
         for name, mean in forecasts.items():
             errors[name].append(np.abs(truth - mean[steps - 1]))
     return {name: np.mean(rows, axis=0) for name, rows in errors.items()}, cpu / requests * 1000.0
