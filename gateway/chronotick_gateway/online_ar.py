@@ -65,11 +65,41 @@ class AnchorRegression(BaseModel):
     target_sq: float = 0.0
     rows: float = 0.0
 
-    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
-        gram = np.zeros((FEATURES, FEATURES))
-        gram[_UPPER] = self.gram
-        gram = gram + np.triu(gram, 1).T
-        return gram, np.asarray(self.cross)
+
+@dataclass
+class _Sums:
+    """Every horizon's sums as arrays, to work on them at once: (A, K, K), (A, K), (A,), (A,)."""
+
+    gram: np.ndarray
+    cross: np.ndarray
+    target_sq: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, anchors: Sequence[AnchorRegression]) -> _Sums:
+        packed = np.array([a.gram for a in anchors])
+        gram = np.zeros((len(anchors), FEATURES, FEATURES))
+        gram[:, _UPPER[0], _UPPER[1]] = packed
+        gram[:, _UPPER[1], _UPPER[0]] = packed
+        return cls(gram, np.array([a.cross for a in anchors]), np.array([a.target_sq for a in anchors]),
+                   np.array([a.rows for a in anchors]))
+
+    def store(self, anchors: Sequence[AnchorRegression]) -> None:
+        for a, regression in enumerate(anchors):
+            regression.gram = self.gram[a][_UPPER].tolist()
+            regression.cross = self.cross[a].tolist()
+            regression.target_sq = float(self.target_sq[a])
+            regression.rows = float(self.rows[a])
+
+    def fits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A, K) least-squares coefficients and (A,) residual standard deviations (in row units)."""
+        diagonal = np.einsum("akk->ak", self.gram)
+        ridged = self.gram + np.einsum("ak,kl->akl", RIDGE * diagonal + 1e-12, np.eye(FEATURES))
+        coefficients = np.linalg.solve(ridged, self.cross[..., None])[..., 0]
+        residual_sq = (self.target_sq - 2.0 * np.einsum("ak,ak->a", coefficients, self.cross)
+                       + np.einsum("ak,akl,al->a", coefficients, self.gram, coefficients))
+        with np.errstate(invalid="ignore", divide="ignore"):  # a horizon without rows: NaN, never used
+            return coefficients, np.sqrt(np.maximum(residual_sq, 0.0) / self.rows)
 
 
 def _unit_and_features(offsets_us: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,62 +139,39 @@ def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offs
     keep = 0.5 ** (interval_s / HALF_LIFE_S)
     # every origin whose row may complete with the new samples, at any horizon: their features once
     candidates = np.arange(max(first_origin(), math.floor(first_new - max(horizons_s) / interval_s - 1)), n)
-    units, all_features = _unit_and_features(offsets_us, candidates)
-    added = 0
-    for regression, horizon_s in zip(anchors, horizons_s, strict=True):
-        ahead = horizon_s / interval_s
-        # a row's truth is complete once the sample after its target time is in
-        complete = np.ceil(candidates + ahead).astype(int)
-        chosen = (complete >= first_new) & (complete <= n - 1)
-        if not chosen.any():
-            continue
-        origins, unit, features = candidates[chosen], units[chosen], all_features[chosen]
-        target = (_offset_at(offsets_us, origins + ahead) - offsets_us[origins]) / (ahead * unit)
-        with np.errstate(invalid="ignore"):  # NaN: a missing sample; the row is left out either way
-            usable = (np.abs(features) <= CLIP).all(axis=1) & (np.abs(target) <= CLIP)
-        features, target = features[usable], target[usable]
-        if target.size == 0:
-            continue
-        # the newest row weighs 1, each older one ``keep`` times the next; the old sums fade by all of them
-        weight = keep ** np.arange(target.size - 1, -1, -1)
-        if regression.rows >= READY_ROWS:  # Huber: a row far off the present fit counts as one at HUBER_C
-            fit = _solve_all(regression)
-            residual = np.abs(target - features @ fit.coefficients)
-            with np.errstate(divide="ignore"):
-                weight = weight * np.minimum(1.0, HUBER_C * fit.spread / residual)
-        fade = keep**target.size
-        gram, cross = regression.matrices()
-        gram = fade * gram + (features * weight[:, None]).T @ features
-        regression.gram = gram[_UPPER].tolist()
-        regression.cross = (fade * cross + features.T @ (weight * target)).tolist()
-        regression.target_sq = fade * regression.target_sq + float(weight @ target**2)
-        regression.rows = fade * regression.rows + float(weight.sum())
-        added += target.size
-    return added
-
-
-@dataclass(frozen=True)
-class AnchorForecast:
-    rate: float  # the change ahead per step, in the origin's units
-    spread: float  # the regression's residual standard deviation, same units
-
-
-@dataclass(frozen=True)
-class _Fit:
-    coefficients: np.ndarray
-    spread: float
-
-
-def _solve_all(regression: AnchorRegression) -> _Fit:
-    gram, cross = regression.matrices()
-    coefficients = np.linalg.solve(gram + RIDGE * np.diag(np.diag(gram)) + 1e-12 * np.eye(FEATURES), cross)
-    residual_sq = regression.target_sq - 2.0 * coefficients @ cross + coefficients @ gram @ coefficients
-    return _Fit(coefficients, math.sqrt(max(residual_sq, 0.0) / regression.rows))
-
-
-def _solve(regression: AnchorRegression, features: np.ndarray) -> AnchorForecast:
-    fit = _solve_all(regression)
-    return AnchorForecast(float(features @ fit.coefficients), fit.spread)
+    if candidates.size == 0:
+        return 0
+    units, features = _unit_and_features(offsets_us, candidates)
+    ahead = np.asarray(horizons_s)[:, None] / interval_s  # (A, 1) in steps
+    targets_at = candidates + ahead  # (A, R) fractional sample positions
+    complete = np.ceil(targets_at).astype(int)  # a row's truth is in once the sample after its target is
+    chosen = (complete >= first_new) & (complete <= n - 1)
+    target = (_offset_at(offsets_us, np.minimum(targets_at, n - 1)) - offsets_us[candidates]) / (ahead * units)
+    with np.errstate(invalid="ignore"):  # NaN: a missing sample; the row is left out either way
+        usable = chosen & (np.abs(features) <= CLIP).all(axis=1) & (np.abs(target) <= CLIP)
+    counts = usable.sum(axis=1)
+    if not counts.any():
+        return 0
+    features = np.where(usable.any(axis=0)[:, None], features, 0.0)
+    target = np.where(usable, target, 0.0)
+    # the newest row weighs 1, each older one ``keep`` times the next; the old sums fade by all of them
+    newer = counts[:, None] - np.cumsum(usable, axis=1)
+    weight = np.where(usable, keep ** newer.astype(float), 0.0)
+    sums = _Sums.of(anchors)
+    ready = sums.rows >= READY_ROWS
+    if ready.any():  # Huber: a row far off the present fit counts as one at HUBER_C of its spread
+        coefficients, spread = sums.fits()
+        residual = np.abs(target - coefficients @ features.T)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            huber = np.minimum(1.0, HUBER_C * spread[:, None] / residual)
+        weight = np.where(ready[:, None] & usable, weight * np.nan_to_num(huber, nan=1.0), weight)
+    fade = keep**counts
+    sums.gram = fade[:, None, None] * sums.gram + np.einsum("ar,rk,rl->akl", weight, features, features)
+    sums.cross = fade[:, None] * sums.cross + np.einsum("ar,rk->ak", weight * target, features)
+    sums.target_sq = fade * sums.target_sq + np.sum(weight * target**2, axis=1)
+    sums.rows = fade * sums.rows + weight.sum(axis=1)
+    sums.store(anchors)
+    return int(counts.sum())
 
 
 def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], reached: Sequence[int],
@@ -182,10 +189,11 @@ def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], r
     observed = np.flatnonzero(np.isfinite(offsets_us))
     filled = np.interp(np.arange(offsets_us.size), observed, offsets_us[observed])  # interior gaps bridged
     unit, features = _unit_and_features(filled, np.array([offsets_us.size - 1]))
-    at = [_solve(anchors[a], np.clip(features[0], -CLIP, CLIP)) for a in reached]
+    coefficients, spread = _Sums.of([anchors[a] for a in reached]).fits()
+    rate = coefficients @ np.clip(features[0], -CLIP, CLIP)  # (reached,) the change ahead per step, in units
     times = np.array([0.0] + [horizons_s[a] for a in reached])
-    ahead = times[1:] / interval_s  # in steps: the regressions answer rates per step
+    ahead = times[1:] / interval_s  # in steps
     steps_s = interval_s * np.arange(1, horizon + 1)
-    change = np.interp(steps_s, times, [0.0, *(ahead * [f.rate for f in at])])
-    variance = np.interp(steps_s, times, [0.0, *((ahead * [f.spread for f in at]) ** 2)])
+    change = np.interp(steps_s, times, np.concatenate([[0.0], ahead * rate]))
+    variance = np.interp(steps_s, times, np.concatenate([[0.0], (ahead * spread) ** 2]))
     return offsets_us[-1] + unit[0] * change, unit[0] * np.sqrt(variance)
