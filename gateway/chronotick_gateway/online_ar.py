@@ -7,8 +7,8 @@ squares with exponential forgetting. It is what the clock memory can learn and n
 fitted inside one 512-sample context, this regression is 1.3-1.7x the last value's error at 10 s
 and 3.1-4.1x at 60 s on the scion clocks; fed by every sample a clock's requests bring, it is
 0.81-0.99x at 1 s, 0.72-0.85x at 10 s and 0.75-0.98x at 60 s (BENCHMARKS.md, "The clock's own
-autoregression", ``benchmarks/online_ar.py``), for about 1 ms of the gateway's CPU per request.
-Its weight in the fusion is earned like any member's: from its scored forecasts.
+autoregression", ``benchmarks/online_ar.py``), for about half a millisecond of the gateway's CPU per
+request. Its weight in the fusion is earned like any member's: from its scored forecasts.
 
 Robust by construction, because a clock's log is not a stationary process:
 - Each row (features and target) is in units of the clock's mean absolute step over the
