@@ -18,14 +18,12 @@ CPU time per origin of each.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from record import CONTEXT, provenance, write_section
+from record import CONTEXT, log_arguments, provenance, publish
 
 from chronotick.baselines import ClassicalForecast, KalmanDrift, KalmanPass, _kalman_tuning, measured_noise
 from chronotick.clockdata.formats import read_clock_log
@@ -97,11 +95,7 @@ def mae_and_cpu(offsets_us: np.ndarray, forecaster: Forecaster) -> tuple[np.ndar
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path, default=[Path("../shared/data/scion")])
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
-    args = parser.parse_args()
-    logs = sorted(p for path in args.paths for p in ([path] if path.is_file() else path.glob("*.txt")))
+    logs, markdown = log_arguments(__doc__ or "")
     # Each log starts every variant afresh (they carry state along one log).
     variants: dict[str, Callable[[], Forecaster]] = {}
     for every in CARRIED_FOR:
@@ -121,9 +115,7 @@ def main() -> None:
             f"An origin every {EVERY} s after each log's first {SKIP} s. MAE at {' / '.join(f'{h} s' for h in HORIZONS)}: "
             "today's in microseconds, the others as a ratio to it; CPU ms per origin of the Kalman member.\n\n"
             "| log | Kalman member | MAE | CPU ms |\n|---|---|---|---:|\n" + "\n".join(rows))
-    print(text)
-    if args.write:
-        write_section(args.write, "classical_carry", text)
+    publish(text, markdown, "classical_carry")
 
 
 if __name__ == "__main__":

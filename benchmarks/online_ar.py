@@ -18,13 +18,11 @@ MAE in microseconds at 1, 10, 30 and 60 s and as a ratio to the last value's on 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from record import CONTEXT, provenance, write_section
+from record import CONTEXT, log_arguments, provenance, publish
 
 from chronotick.baselines import KalmanDrift
 from chronotick.cleaning import without_spikes
@@ -97,11 +95,7 @@ def walk(offsets_us: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="*", type=Path, default=[Path("../shared/data/scion")])
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
-    args = parser.parse_args()
-    logs = sorted(p for path in args.paths for p in ([path] if path.is_file() else path.glob("*.txt")))
+    logs, markdown = log_arguments(__doc__ or "")
     rows = []
     for log in logs:
         mae, cpu_ms = walk(read_clock_log(log).offset_us)
@@ -116,9 +110,7 @@ def main() -> None:
             f"first {SCORE_AFTER} s. MAE at {' / '.join(f'{h} s' for h in HORIZONS)}, and its ratio to the last "
             "value's on the same origins; CPU ms per request of the streamed member (learning and forecasting).\n\n"
             "| log | forecaster | MAE (us) | over the last value | CPU ms |\n|---|---|---|---|---:|\n" + "\n".join(rows))
-    print(text)
-    if args.write:
-        write_section(args.write, "online_ar", text)
+    publish(text, markdown, "online_ar")
 
 
 if __name__ == "__main__":

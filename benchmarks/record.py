@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -56,3 +57,21 @@ def write_section(path: Path, name: str, text: str) -> None:
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     path.write_text(current)
+
+
+def log_arguments(doc: str) -> tuple[list[Path], Path | None]:
+    """A benchmark over real clock logs: the logs named (the ``*.txt`` of each folder named; the
+    scion logs beside the checkout by default), in order, and the Markdown file to record in."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("paths", nargs="*", type=Path, default=[Path("../shared/data/scion")])
+    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    args = parser.parse_args()
+    logs = sorted(p for path in args.paths for p in ([path] if path.is_file() else path.glob("*.txt")))
+    return logs, args.write
+
+
+def publish(text: str, markdown: Path | None, section: str) -> None:
+    """Print a benchmark's record, and put it in ``markdown`` as ``section`` when asked to."""
+    print(text)
+    if markdown is not None:
+        write_section(markdown, section, text)
