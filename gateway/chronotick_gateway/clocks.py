@@ -37,6 +37,7 @@ from chronotick_gateway.fusion import FusedForecast, MemberForecast
 from chronotick_gateway.members import MemberResult
 from chronotick_gateway.memory import (
     ANCHOR_HORIZONS_S,
+    ANCHOR_TOLERANCE,
     REPORTED_INTERVALS,
     ClockState,
     Outcome,
@@ -230,6 +231,9 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
             answer: tuple[np.ndarray, np.ndarray] | str = "names no clock"
         elif not clock.warm:  # (a reason without counts: the same one for every cold request)
             answer = f"its clock is not warm yet ({clock.warm_after} scored forecasts at every horizon)"
+        elif horizon * clock.state.interval_s > ANCHOR_HORIZONS_S[-1] + ANCHOR_TOLERANCE * clock.state.interval_s:
+            # past its longest horizon it would hold its last change, with the weight it earned there
+            answer = f"learns up to {ANCHOR_HORIZONS_S[-1]:g} s ahead; this forecast reaches more"
         else:
             answer = online_ar.forecast(clock.state.regressions, ANCHOR_HORIZONS_S,
                                         anchors_within(clock.state.interval_s, horizon), clock.samples.offsets_us,

@@ -178,7 +178,7 @@ def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], r
              offsets_us: np.ndarray, interval_s: float, horizon: int) -> tuple[np.ndarray, np.ndarray] | str:
     """(H,) mean and standard deviation of the next ``horizon`` samples, or why there is none:
     linear in time between the regressions of the ``reached`` horizons (from no change now), held
-    beyond the last of them."""
+    beyond the last of them (the gateway does not ask it past its longest horizon)."""
     if not reached:
         return "no remembered horizon within this forecast"
     unready = [horizons_s[a] for a in reached if anchors[a].rows < READY_ROWS]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from chronotick_gateway import online_ar
-from chronotick_gateway.clocks import learn_motion
+from chronotick_gateway.clocks import RecalledClock, learn_motion, online_ar_member
+from chronotick_gateway.members import MemberResult
 from chronotick_gateway.memory import ANCHOR_HORIZONS_S, ClockState, Samples, decode, encode
 
 ALL_ANCHORS = list(range(len(ANCHOR_HORIZONS_S)))
@@ -89,6 +90,7 @@ def test_it_says_why_it_cannot_answer_yet() -> None:
     assert "last sample" in str(online_ar.forecast(anchors, ANCHOR_HORIZONS_S, ALL_ANCHORS, missing_last, 1.0, 60))
     assert "last sample" in str(online_ar.forecast(anchors, ANCHOR_HORIZONS_S, ALL_ANCHORS, offsets[:200], 1.0, 60))
     assert "no remembered horizon" in str(online_ar.forecast(anchors, ANCHOR_HORIZONS_S, [], offsets, 1.0, 60))
+
     gappy = offsets.copy()
     gappy[600:610] = np.nan  # an interior gap is bridged for the features
     assert not isinstance(online_ar.forecast(anchors, ANCHOR_HORIZONS_S, ALL_ANCHORS, gappy, 1.0, 60), str)
@@ -105,3 +107,20 @@ def test_missing_samples_leave_their_rows_out_and_the_state_round_trips() -> Non
         assert 0 < h.rows < f.rows, ANCHOR_HORIZONS_S[a]
         assert np.all(np.isfinite(h.gram)) and np.all(np.isfinite(h.cross))
     assert decode(encode(holed)).regressions == holed.regressions
+
+
+def test_the_gateway_asks_it_for_warm_clocks_within_its_longest_horizon_only() -> None:
+    """Past 60 s it would hold its last change, with the weight it earned at 60 s."""
+    offsets = noisy_drift(1500, seed=5)
+    state = ClockState(interval_s=1.00027)  # a logger's cadence: 60 steps still end at the 60 s horizon
+    samples = Samples.on_grid(0.0, 1.00027, offsets)
+    learn_motion(state, samples)
+
+    def member(horizon: int, scored: int = 30) -> MemberResult:
+        clock = RecalledClock("host", state, samples, newly_scored=0, scored=scored, warm_after=30)
+        return online_ar_member([object()], {0: clock}, horizon)  # type: ignore[list-item]
+
+    assert member(60).status == "ok" and member(60).forecasts[0].mean_us.shape == (60,)  # type: ignore[index]
+    assert member(61).status == "skipped" and "learns up to 60 s ahead" in str(member(61).reason)
+    assert member(60, scored=29).status == "skipped" and "not warm yet" in str(member(60, scored=29).reason)
+    assert online_ar_member([object()], {}, 60).reason == "series 0: names no clock"  # type: ignore[list-item]
