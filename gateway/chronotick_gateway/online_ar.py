@@ -12,10 +12,11 @@ request. Its weight in the fusion is earned like any member's: from its scored f
 
 Robust by construction, because a clock's log is not a stationary process:
 - Each row (features and target) is in units of the clock's mean absolute step over the
-  ``SCALE_WINDOW`` samples before its origin: its motion is of order one in a quiet hour and in a
+  ``SCALE_WINDOW`` samples before its origin (its largest tenth left out): its motion is of order one in a quiet hour and in a
   noisy one, so one regression serves both.
 - A row with a feature or target beyond ``CLIP`` units per step (a slew, a clock step within its
-  lags) is not one to learn from and is left out; the live features are clipped there instead.
+  lags) is not one to learn from and is left out; nor does it forecast from such a row (it is
+  skipped, with the reason, until the step has left its longest lag).
 - Once a horizon answers, each new row is weighted as Huber's M-estimator weighs it (c = 2 fitted
   standard deviations, as chrony's fit in ``chronotick.baselines``): one odd minute moves it little.
 
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel
 
 NAME = "online-ar"
@@ -38,8 +40,11 @@ NAME = "online-ar"
 # serve with a minute of horizon behind it.
 LAGS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 FEATURES = len(LAGS) + 1  # and a constant: a clock's steady drift
-# The mean absolute step over this many samples before a row's origin is the row's unit.
+# The mean absolute step over this many samples before a row's origin is the row's unit, its
+# largest TRIM share left out: a clock step or a spike in the window must not be the unit itself
+# (one -11 s spike in a chrony log made it 180,000 us, and every forecast near it wild).
 SCALE_WINDOW = 64
+TRIM = 0.1
 # Rows with a rate beyond this many units per step are left out: a clock's motion, drift included,
 # is about one unit per step by the unit's definition; a step of thousands is not a row to learn from.
 CLIP = 50.0
@@ -102,19 +107,23 @@ class _Sums:
             return coefficients, np.sqrt(np.maximum(residual_sq, 0.0) / self.rows)
 
 
-def _unit_and_features(offsets_us: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R,) each origin's unit (mean absolute step before it) and (R, FEATURES) its features: the
-    change over each lag as a rate, in units per step; NaN where a sample they need is missing."""
+def _units(offsets_us: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """(R,) each origin's unit: the mean absolute step over the ``SCALE_WINDOW`` before it, its
+    largest ``TRIM`` share and its missing steps left out; NaN for a window without a step."""
     steps = np.abs(np.diff(offsets_us, prepend=np.nan))
-    seen = np.isfinite(steps)
-    # sums over each origin's window of SCALE_WINDOW steps (ending at it), from running totals
-    total = np.concatenate([[0.0], np.cumsum(np.where(seen, steps, 0.0))])
-    count = np.concatenate([[0], np.cumsum(seen)])
-    ends, starts = origins + 1, origins + 1 - SCALE_WINDOW
-    with np.errstate(invalid="ignore", divide="ignore"):  # a window without a step: NaN, left out
-        unit = np.maximum((total[ends] - total[starts]) / (count[ends] - count[starts]), _FLOOR_US)
+    windows = sliding_window_view(steps, SCALE_WINDOW)[origins - SCALE_WINDOW + 1]  # (R, W), ending at each origin
+    ordered = np.sort(windows, axis=1)  # missing steps (NaN) sort last
+    kept = np.floor(np.isfinite(ordered).sum(axis=1) * (1.0 - TRIM)).astype(int)
+    totals = np.concatenate([np.zeros((origins.size, 1)), np.cumsum(np.nan_to_num(ordered), axis=1)], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.maximum(np.take_along_axis(totals, kept[:, None], axis=1)[:, 0] / kept, _FLOOR_US)
+
+
+def _features(offsets_us: np.ndarray, origins: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """(R, FEATURES): the change over each lag as a rate, in units per step, and a constant; NaN
+    where a sample they need is missing."""
     rates = np.stack([(offsets_us[origins] - offsets_us[origins - lag]) / lag for lag in LAGS], axis=1)
-    return unit, np.concatenate([rates / unit[:, None], np.ones((origins.size, 1))], axis=1)
+    return np.concatenate([rates / unit[:, None], np.ones((origins.size, 1))], axis=1)
 
 
 def _offset_at(offsets_us: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -141,7 +150,8 @@ def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offs
     candidates = np.arange(max(first_origin(), math.floor(first_new - max(horizons_s) / interval_s - 1)), n)
     if candidates.size == 0:
         return 0
-    units, features = _unit_and_features(offsets_us, candidates)
+    units = _units(offsets_us, candidates)
+    features = _features(offsets_us, candidates, units)
     ahead = np.asarray(horizons_s)[:, None] / interval_s  # (A, 1) in steps
     targets_at = candidates + ahead  # (A, R) fractional sample positions
     complete = np.ceil(targets_at).astype(int)  # a row's truth is in once the sample after its target is
@@ -186,11 +196,18 @@ def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], r
         return f"still learning this clock at {', '.join(f'{h:g}' for h in unready)} s"
     if offsets_us.size <= first_origin() or not np.isfinite(offsets_us[-1]):
         return f"needs the last sample and {first_origin()} before it"
+    origin = np.array([offsets_us.size - 1])
+    # the unit from the steps observed (bridging a gap around a spike would smear it into many steps),
+    # the rates across interior gaps bridged
+    unit = _units(offsets_us, origin)
     observed = np.flatnonzero(np.isfinite(offsets_us))
-    filled = np.interp(np.arange(offsets_us.size), observed, offsets_us[observed])  # interior gaps bridged
-    unit, features = _unit_and_features(filled, np.array([offsets_us.size - 1]))
+    features = _features(np.interp(np.arange(offsets_us.size), observed, offsets_us[observed]), origin, unit)
+    if not np.all(np.isfinite(features)):
+        return f"no observed step in the last {SCALE_WINDOW} samples"
+    if np.any(np.abs(features[0]) > CLIP):  # a row it would not have learned from: no forecast from it
+        return f"a clock step or slew within the last {max(LAGS)} samples (a rate beyond {CLIP:g} of its units)"
     coefficients, spread = _Sums.of([anchors[a] for a in reached]).fits()
-    rate = coefficients @ np.clip(features[0], -CLIP, CLIP)  # (reached,) the change ahead per step, in units
+    rate = coefficients @ features[0]  # (reached,) the change ahead per step, in units
     times = np.array([0.0] + [horizons_s[a] for a in reached])
     ahead = times[1:] / interval_s  # in steps
     steps_s = interval_s * np.arange(1, horizon + 1)

@@ -71,6 +71,9 @@ def test_a_clock_step_in_its_past_does_not_wreck_what_it_learned() -> None:
     clean, dirty = fresh(), fresh()
     online_ar.learn(clean, ANCHOR_HORIZONS_S, offsets[:4000], 1.0, 0)
     online_ar.learn(dirty, ANCHOR_HORIZONS_S, stepped[:4000], 1.0, 0)
+    just_stepped = stepped.copy()
+    just_stepped[3990:] += 50_000.0
+    assert "clock step" in str(online_ar.forecast(dirty, ANCHOR_HORIZONS_S, ALL_ANCHORS, just_stepped[:4000], 1.0, 60))
     window = stepped[4000 - 512:4000]
     with_step = online_ar.forecast(dirty, ANCHOR_HORIZONS_S, ALL_ANCHORS, window, 1.0, 60)
     without = online_ar.forecast(clean, ANCHOR_HORIZONS_S, ALL_ANCHORS, window, 1.0, 60)
