@@ -4,11 +4,11 @@ At each remembered horizon h, the clock's rate of change over the next h seconds
 its rates of change over the past 1, 2, 4, ... 256 samples and a constant (its steady drift): an
 autoregression on the clock's increments, one coefficient per octave of lag, fitted by least
 squares with exponential forgetting. It is what the clock memory can learn and no request can:
-fitted inside one 512-sample context, this regression is 1.3-1.7x the last value's error at 10 s
-and 3.1-4.1x at 60 s on the scion clocks; fed by every sample a clock's requests bring, it is
-0.81-0.99x at 1 s, 0.72-0.85x at 10 s and 0.75-0.98x at 60 s (BENCHMARKS.md, "The clock's own
-autoregression", ``benchmarks/online_ar.py``), for about half a millisecond of the gateway's CPU per
-request. Its weight in the fusion is earned like any member's: from its scored forecasts.
+fitted inside one 512-sample context, this regression is 1.25-1.56x the last value's error at 10 s
+and 2.9-4.0x at 60 s on the scion clocks; fed by every sample a clock's requests bring, it is
+0.78-0.98x at 1 s, 0.68-0.85x at 10 s and 0.74-0.97x at 60 s there, and 0.78-0.87x at every
+horizon on the chrony, ntpd and TACC logs (BENCHMARKS.md, "The clock's own autoregression",
+``benchmarks/online_ar.py``), for about 0.6 ms of the gateway's CPU per request. Its weight in the fusion is earned like any member's: from its scored forecasts.
 
 Robust by construction, because a clock's log is not a stationary process:
 - Each row (features and target) is in units of the clock's mean absolute step over the
