@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,8 +68,16 @@ class SwarmStack:
         return subprocess.run(["docker", "exec", container, "python", "-c", code], capture_output=True, text=True,
                               check=True, timeout=30).stdout
 
-    def clock(self, clock_id: str) -> dict[str, object]:
-        response = httpx.get(f"{self.url}/clocks/{clock_id}", headers=self.headers, timeout=5.0)
+    def clock(self, clock_id: str, attempts: int = 3) -> dict[str, object]:
+        """The clock's report, as an operator's client reads it: a 503 "Clock memory unavailable"
+        says when to ask again (Retry-After), and is asked again. Under 32 agents a replica's busy
+        event loop can take a healthy Redis for gone for a second (a read late past the socket
+        timeout); its answers meanwhile are stateless and say so, which the drills count."""
+        for attempt in range(attempts):
+            response = httpx.get(f"{self.url}/clocks/{clock_id}", headers=self.headers, timeout=5.0)
+            if response.status_code != 503 or "retry-after" not in response.headers or attempt == attempts - 1:
+                break
+            time.sleep(float(response.headers["retry-after"]))
         response.raise_for_status()
         return response.json()
 
