@@ -131,7 +131,8 @@ def main() -> None:
         for name, values in mae.items():
             ratios = " / ".join(f"{r:.2f}" for r in values / mae["last value"])
             cost = f"{cpu_ms:.2f}" if name == "streamed" else ""
-            rows.append(f"| {log.name} | {at} | {name} | {' / '.join(f'{v:.3f}' for v in values)} | {ratios} | {cost} |")
+            maes = " / ".join(f"{v:.3f}" for v in values)
+            rows.append(f"| {log.name} | {at} | {name} | {maes} | {ratios} | {cost} |")
         print(*rows[-len(mae):], sep="\n", flush=True)
     text = ("### The clock's own autoregression: learned from the stream or from one request (issue 16)\n\n"
             f"{provenance('online_ar.py', sys.argv[1:])}\n\n"
@@ -139,8 +140,8 @@ def main() -> None:
             f"cleans it, scored after each log's first {SCORE_AFTER_S:g} s, where every variant answered. MAE at "
             "the horizons listed, and its ratio to the last value's on the same origins; CPU ms per request of "
             "the streamed member (learning and forecasting).\n\n"
-            "| log | horizons (s) | forecaster | MAE (us) | over the last value | CPU ms |\n|---|---|---|---|---|---:|\n"
-            + "\n".join(rows))
+            "| log | horizons (s) | forecaster | MAE (us) | over the last value | CPU ms |\n"
+            "|---|---|---|---|---|---:|\n" + "\n".join(rows))
     publish(text, markdown, "online_ar")
 
 

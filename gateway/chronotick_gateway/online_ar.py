@@ -8,12 +8,13 @@ fitted inside one 512-sample context, this regression is 1.25-1.56x the last val
 and 2.9-4.0x at 60 s on the scion clocks; fed by every sample a clock's requests bring, it is
 0.78-0.98x at 1 s, 0.68-0.85x at 10 s and 0.74-0.97x at 60 s there, and 0.78-0.87x at every
 horizon on the chrony, ntpd and TACC logs (BENCHMARKS.md, "The clock's own autoregression",
-``benchmarks/online_ar.py``), for about 0.6 ms of the gateway's CPU per request. Its weight in the fusion is earned like any member's: from its scored forecasts.
+``benchmarks/online_ar.py``), for about 0.6 ms of the gateway's CPU per request. Its weight in
+the fusion is earned like any member's: from its scored forecasts.
 
 Robust by construction, because a clock's log is not a stationary process:
 - Each row (features and target) is in units of the clock's mean absolute step over the
-  ``SCALE_WINDOW`` samples before its origin (its largest tenth left out): its motion is of order one in a quiet hour and in a
-  noisy one, so one regression serves both.
+  ``SCALE_WINDOW`` samples before its origin (its largest tenth left out): its motion is of order
+  one in a quiet hour and in a noisy one, so one regression serves both.
 - A row with a feature or target beyond ``CLIP`` units per step (a slew, a clock step within its
   lags) is not one to learn from and is left out; nor does it forecast from such a row (it is
   skipped, with the reason, until the step has left its longest lag).
@@ -45,6 +46,8 @@ FEATURES = len(LAGS) + 1  # and a constant: a clock's steady drift
 # (one -11 s spike in a chrony log made it 180,000 us, and every forecast near it wild).
 SCALE_WINDOW = 64
 TRIM = 0.1
+# The earliest sample that can be an origin: the longest lag and the unit's window lie before it.
+FIRST_ORIGIN = max(max(LAGS), SCALE_WINDOW)
 # Rows with a rate beyond this many units per step are left out: a clock's motion, drift included,
 # is about one unit per step by the unit's definition; a step of thousands is not a row to learn from.
 CLIP = 50.0
@@ -134,11 +137,6 @@ def _offset_at(offsets_us: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return (1.0 - share) * offsets_us[below] + share * offsets_us[above]
 
 
-def first_origin() -> int:
-    """The earliest sample that can be an origin: the longest lag and the unit's window lie before it."""
-    return max(max(LAGS), SCALE_WINDOW)
-
-
 def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offsets_us: np.ndarray, interval_s: float,
           first_new: int) -> int:
     """Add the rows whose truth arrived with the samples from ``first_new`` on (earlier samples were
@@ -147,7 +145,7 @@ def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offs
     n = offsets_us.size
     keep = 0.5 ** (interval_s / HALF_LIFE_S)
     # every origin whose row may complete with the new samples, at any horizon: their features once
-    candidates = np.arange(max(first_origin(), math.floor(first_new - max(horizons_s) / interval_s - 1)), n)
+    candidates = np.arange(max(FIRST_ORIGIN, math.floor(first_new - max(horizons_s) / interval_s - 1)), n)
     if candidates.size == 0:
         return 0
     units = _units(offsets_us, candidates)
@@ -194,8 +192,8 @@ def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], r
     unready = [horizons_s[a] for a in reached if anchors[a].rows < READY_ROWS]
     if unready:
         return f"still learning this clock at {', '.join(f'{h:g}' for h in unready)} s"
-    if offsets_us.size <= first_origin() or not np.isfinite(offsets_us[-1]):
-        return f"needs the last sample and {first_origin()} before it"
+    if offsets_us.size <= FIRST_ORIGIN or not np.isfinite(offsets_us[-1]):
+        return f"needs the last sample and {FIRST_ORIGIN} before it"
     origin = np.array([offsets_us.size - 1])
     # the unit from the steps observed (bridging a gap around a spike would smear it into many steps),
     # the rates across interior gaps bridged
