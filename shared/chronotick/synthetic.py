@@ -32,6 +32,7 @@ SCENARIOS: tuple[str, ...] = (
     "mixed",
     "chrony",
     "precise_reference",
+    "gnss_card",
 )
 
 # ntpd's kernel PLL and chrony's conservative setups cap slewing at 500 ppm.
@@ -157,6 +158,11 @@ class _ClockParams:
     # clock that ptp4l or chrony disciplines over the network): its noise, jitter and spikes are this
     # fraction of the servo's measurement error. 1 = the same measurement (the older scenarios).
     observation_error_scale: float = 1.0
+    # White frequency noise (a random walk of the phase), us per sqrt(s): 0 in the older scenarios, whose
+    # random draws it therefore leaves unchanged.
+    white_fm_us_per_sqrt_s: float = 0.0
+    # The logged offset is read with this resolution (a receiver card's timestamp LSB); 0 = exact.
+    resolution_us: float = 0.0
 
 
 def _quiet_params(rng: np.random.Generator) -> _ClockParams:
@@ -307,6 +313,36 @@ def _precise_reference(rng: np.random.Generator) -> dict[str, Any]:
     return overrides
 
 
+def _gnss_card(rng: np.random.Generator) -> dict[str, Any]:
+    """A host clock disciplined from a GNSS receiver card in the same host, and logged through that card.
+
+    The servo measures well (0.05-0.5 us) every 1-4 s but pulls gently, so the oscillator's frequency
+    wander shows as ramps lasting tens of seconds to minutes; white frequency noise adds a random walk of
+    the phase; and the log reads the offset with the card's timestamp resolution (0.05-0.5 us, e.g.
+    2^-22 s = 0.24 us). From one second to the next the logged offset mostly stays, or moves one
+    resolution step in the ramp's direction: its steps are correlated, where the network-measured
+    scenarios' are anti-correlated (white measurement noise), so "no change", or continuing the ramp,
+    beats smoothing towards the context's level.
+    """
+    overrides: dict[str, Any] = {
+        "noise_us": 10.0 ** rng.uniform(-1.3, -0.3),
+        "delay_jitter_us": 10.0 ** rng.uniform(-2.0, -0.7),
+        "spike_rate": 0.0,
+        "poll_s": float(rng.choice((1.0, 2.0, 4.0))),
+        "kp_scale": 10.0 ** rng.uniform(-2.5, -1.3),
+        "ki_scale": 10.0 ** rng.uniform(-4.5, -3.0),
+        "phase_jitter_us": 10.0 ** rng.uniform(-3.0, -1.5),
+        "freq_walk_ppm_per_sqrt_s": 10.0 ** rng.uniform(-2.7, -1.5),
+        "observation_error_scale": 10.0 ** rng.uniform(-2.0, -1.0),
+        "white_fm_us_per_sqrt_s": 10.0 ** rng.uniform(-2.0, -0.7),
+        "resolution_us": 10.0 ** rng.uniform(-1.3, -0.3),
+        "missing_rate": rng.uniform(0.0, 0.005),
+    }
+    # A servo this gentle would leave a load burst's or an HVAC cycle's ppm as minutes-long ramps of several
+    # us/s, which receiver-disciplined hosts do not show: those drivers are for the other scenarios.
+    return overrides
+
+
 def _draw_params(scenario: str, rng: np.random.Generator) -> _ClockParams:
     params = _quiet_params(rng)
     overrides: dict[str, Any] = {}
@@ -322,6 +358,8 @@ def _draw_params(scenario: str, rng: np.random.Generator) -> _ClockParams:
         overrides |= _chrony_over_wan(rng)
     elif scenario == "precise_reference":
         overrides |= _precise_reference(rng)
+    elif scenario == "gnss_card":
+        overrides |= _gnss_card(rng)
     elif scenario == "mixed":
         # Each mechanism independently, so the mix covers their combinations.
         for feature, probability in (
@@ -826,6 +864,10 @@ def _simulate(
     else:
         correction_us, steps = np.zeros(n_steps), np.empty(0, dtype=np.int64)
     true_offset_us = free_offset_us + correction_us + rng.normal(0.0, p.phase_jitter_us, n_steps)
+    if p.white_fm_us_per_sqrt_s > 0.0:
+        true_offset_us += np.cumsum(
+            rng.normal(0.0, p.white_fm_us_per_sqrt_s * math.sqrt(interval_s), n_steps)
+        )
 
     observer = p if p.observation_error_scale == 1.0 else replace(
         p,
@@ -834,6 +876,8 @@ def _simulate(
         spike_scale_us=p.spike_scale_us * p.observation_error_scale,
     )
     observed_offset_us = true_offset_us + _measurement_error_us(congested, observer, rng)
+    if p.resolution_us > 0.0:
+        observed_offset_us = np.round(observed_offset_us / p.resolution_us) * p.resolution_us
     observed_offset_us[_missing_mask(n_steps, p.missing_rate, p.mean_gap_s, interval_s, rng)] = (
         np.nan
     )

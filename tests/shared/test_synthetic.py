@@ -184,7 +184,7 @@ def test_older_scenarios_still_give_the_same_clock_for_a_seed(scenario: str) -> 
 def test_older_scenarios_keep_their_order_and_new_ones_come_after() -> None:
     assert SCENARIOS == (
         "stable", "server_load", "thermal_cycle", "network_spike", "free_running", "mixed", "chrony",
-        "precise_reference",
+        "precise_reference", "gnss_card",
     )
 
 
@@ -201,6 +201,28 @@ def test_a_precise_reference_logs_the_clock_motion_the_servo_noise_causes() -> N
 
     assert error_vs_motion("precise_reference") < 0.1
     assert error_vs_motion("stable") > 1.0
+
+
+def _step_autocorrelation(offsets_us: np.ndarray) -> float:
+    steps = np.diff(offsets_us)
+    steps = steps[np.isfinite(steps)] - np.nanmean(steps)
+    return float(np.dot(steps[:-1], steps[1:]) / np.dot(steps, steps))
+
+
+def test_a_gnss_card_logs_correlated_steps_at_its_resolution() -> None:
+    """Read through a receiver card, the logged offset keeps to the card's resolution and its steps go on in
+    the same direction (a ramp), where a clock logged through a network measurement steps back and forth."""
+    card, network = [], []
+    for seed in range(8):
+        clock = generate_clock("gnss_card", 3600, seed=seed)
+        params = synthetic._draw_params("gnss_card", np.random.default_rng(seed))
+        observed = clock.observed_offset_us[np.isfinite(clock.observed_offset_us)]
+        np.testing.assert_allclose(observed / params.resolution_us, np.round(observed / params.resolution_us),
+                                   atol=1e-6)
+        card.append(_step_autocorrelation(clock.observed_offset_us))
+        network.append(_step_autocorrelation(generate_clock("stable", 3600, seed=seed).observed_offset_us))
+    assert np.median(card) > 0.0
+    assert max(network) < -0.2
 
 
 def _chrony_clock(seed: int, n_steps: int, **overrides: Any) -> SyntheticClock:
