@@ -101,3 +101,14 @@ def test_regularize_cleans_on_request_and_reports_indices_of_the_given_samples()
     assert np.isnan(grid.offsets_us[200]) and np.isnan(grid.offsets_us[100:110]).all()
     raw = regularize(series, "series.0")
     assert raw.flagged_outliers.size == 0 and raw.offsets_us[200] == offsets[200]
+
+
+def test_a_spike_after_missing_samples_is_flagged_on_a_drifting_clock() -> None:
+    # The way back spans the gap too: the clock's drift over the missing samples is expected, not
+    # taken for a step (a chrony log had a -11 s spike right after two missing samples).
+    for seed in range(5):
+        series = clock(seed, drift_us_per_s=20.0)
+        at = LENGTH // 2
+        series[at - 3 : at] = np.nan
+        series[at] = -1.0e7
+        assert spike_indices(series).tolist() == [at], seed
