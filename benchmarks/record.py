@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from chronotick import hardware  # noqa: E402
 from chronotick.synthetic import generate_clock  # noqa: E402
 
 CONTEXT, HORIZON = 512, 60
@@ -35,13 +35,11 @@ def provenance(script: str, argv: list[str]) -> str:
     # Code only: the Markdown files (this record's own BENCHMARKS.md among them) change no figure.
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"],
                            capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     return (
         f"Command: `python benchmarks/{script} {' '.join(argv)}`  \n"
         f"Commit: `{commit}{' (with uncommitted changes)' if dirty else ''}`, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}  \n"
-        f"Machine: {os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"Machine: {hardware.describe()}, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}; context {CONTEXT}, horizon {HORIZON}."
     )
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from chronotick import hardware
 from chronotick.baselines import CLASSICAL_FORECASTERS, forecast_all
 from chronotick.contract import InputScaling
 from chronotick.kit.scaling import scale_windows
@@ -542,7 +543,8 @@ def model_card(
         "## Training",
         (
             f"- Seed {seed}, {n_steps} steps of batch {windows.batch_size}, {seconds:.0f} s with "
-            f"{torch.get_num_threads()} torch thread(s) (a shared machine: steps per second varied); AdamW, peak lr "
+            f"{torch.get_num_threads()} torch thread(s) on {hardware.describe()}, CPU only (a shared machine: "
+            "steps per second varied); AdamW, peak lr "
             f"{_lr_text(spec.peak_lr)}, warm-up + cosine, grad-norm clip 1.0."
         ),
         *([f"- Started from: {started_from or 'random initialisation (seeded).'}"] if spec.warm_start else []),
