@@ -188,12 +188,9 @@ class _LoopClock:
         self._late: list[tuple[float, float]] = []  # (when, how late), the last few seconds
 
     def start(self) -> None:
-        """Beat on the running loop (again, if the last beat ran on a loop that has ended)."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+        if self._task is None:
             self._expected = time.monotonic() + LOOP_BEAT_S
-            self._late = []
-            self._task = loop.create_task(self._beat(), name="loop-clock")
+            self._task = asyncio.get_running_loop().create_task(self._beat(), name="loop-clock")
 
     def stop(self) -> None:
         if self._task is not None:
