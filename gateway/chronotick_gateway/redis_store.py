@@ -26,7 +26,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chronotick_gateway.clockstore import StoreUnavailable
 
@@ -53,15 +52,6 @@ PROBE_DEADLINE_S = 2.0
 # and a connect each, within the 0.25 s socket timeout), and one late connect makes the store believe
 # the server down for a second.
 WARM_CONNECTIONS = 8
-# A timeout is Redis's fault only if the gateway's own event loop kept time meanwhile: a loop starved
-# of CPU (32 clients and the model services on two cores) runs a reply's callback after the timer
-# that gives up on it, and a healthy Redis would be taken for gone, every request answered without
-# its memory for a backoff. A heartbeat every LOOP_BEAT_S notes how late it wakes; a timeout while
-# the loop was later than LOOP_LATE_S within the call's span (or its heartbeat is overdue by that
-# much) fails that call alone, with the reason, and starts no backoff.
-LOOP_BEAT_S = 0.05
-LOOP_LATE_S = 0.1
-TIMED_OUT = "no answer"  # how a timed-out attempt's reason begins
 
 T = TypeVar("T")
 
@@ -91,7 +81,6 @@ class RedisClockStore:
         self._next_try = 0.0  # time.monotonic() of the probe's next try while the server is believed down
         self._last_failure = ""
         self._probe: asyncio.Task[None] | None = None  # running while the server is believed down
-        self._loop_clock = _LoopClock()
 
     async def connect(self) -> None:
         """Open WARM_CONNECTIONS pooled connections (within PROBE_DEADLINE_S); a server that does not
@@ -137,25 +126,17 @@ class RedisClockStore:
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
-        self._loop_clock.stop()
         await self._redis.aclose()
 
     async def _call(self, operation: Callable[[], Awaitable[T]], deadline_s: float) -> T:
         """``operation`` within ``deadline_s``; any failure becomes StoreUnavailable and starts the
-        probe, until whose success calls fail at once; but a timeout while this event loop itself ran
-        late fails only its own call (see LOOP_LATE_S)."""
+        probe, until whose success calls fail at once."""
         if self._probe is not None:
             remaining_s = max(0.0, self._next_try - time.monotonic())
             raise StoreUnavailable(f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): "
                                    f"{self._last_failure}")
-        self._loop_clock.start()
-        started = time.monotonic()
         outcome = await _attempt(operation, deadline_s)
         if isinstance(outcome, str):
-            late_s = self._loop_clock.lateness_since(started)
-            if outcome.startswith(TIMED_OUT) and late_s > LOOP_LATE_S:
-                raise StoreUnavailable(f"redis at {self._where} did not answer in time while the gateway's own "
-                                       f"event loop ran {late_s:.2f} s late: this call only")
             self._believe_down(outcome)
             raise StoreUnavailable(f"redis at {self._where} is unavailable: {outcome}")
         return outcome.value
@@ -178,41 +159,6 @@ class RedisClockStore:
             self._believe_down(outcome)  # (the probe runs: only the next try moves)
 
 
-class _LoopClock:
-    """How late the running event loop has woken a heartbeat (every LOOP_BEAT_S), remembered with
-    when: ``lateness_since(t)`` is the most it was late since ``t``, an overdue heartbeat included."""
-
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._expected = math.inf  # time.monotonic() the next beat is due
-        self._late: list[tuple[float, float]] = []  # (when, how late), the last few seconds
-
-    def start(self) -> None:
-        if self._task is None:
-            self._expected = time.monotonic() + LOOP_BEAT_S
-            self._task = asyncio.get_running_loop().create_task(self._beat(), name="loop-clock")
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def lateness_since(self, since: float) -> float:
-        now = time.monotonic()
-        overdue = max(0.0, now - self._expected)
-        return max([overdue, *(late for when, late in self._late if when >= since)])
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(LOOP_BEAT_S)
-            now = time.monotonic()
-            late = now - self._expected
-            if late > LOOP_LATE_S / 2:
-                self._late.append((now, late))
-            self._late = [(when, late) for when, late in self._late if now - when < 10 * CALL_DEADLINE_S]
-            self._expected = now + LOOP_BEAT_S
-
-
 @dataclass(frozen=True)
 class _Answered(Generic[T]):
     value: T
@@ -222,8 +168,8 @@ async def _attempt(operation: Callable[[], Awaitable[T]], deadline_s: float) -> 
     """What ``operation`` answered within ``deadline_s``, or why it did not."""
     try:
         return _Answered(await asyncio.wait_for(operation(), deadline_s))
-    except (TimeoutError, RedisTimeoutError) as error:  # the call's deadline, or redis-py's socket timeout
-        return f"{TIMED_OUT} within {deadline_s:g} s" if isinstance(error, TimeoutError) else f"{TIMED_OUT}: {error}"
+    except TimeoutError:
+        return f"no answer within {deadline_s:g} s"
     except (RedisError, OSError) as error:
         return f"{type(error).__name__}: {error}"
 
