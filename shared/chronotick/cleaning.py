@@ -64,7 +64,7 @@ def spike_indices(offsets_us: np.ndarray) -> np.ndarray:
     for entry in np.flatnonzero(outlier).tolist():
         if entry < next_entry:
             continue
-        span = _excursion_length(diffs_us, median_us, outlier, threshold_us, observed, entry)
+        span = _excursion_length(diffs_us, median_us, residual_us, outlier, threshold_us, observed, entry)
         if span:
             # Difference ``entry`` leads into observed sample entry + 1.
             flagged.extend(observed[entry + 1 : entry + 1 + span].tolist())
@@ -115,8 +115,8 @@ def _series_scale_us(diffs_us: np.ndarray) -> float:
     return float(moves_us.min()) if moves_us.size else 0.0
 
 
-def _excursion_length(diffs_us: np.ndarray, median_us: np.ndarray, outlier: np.ndarray, threshold_us: np.ndarray,
-                      observed: np.ndarray, entry: int) -> int:
+def _excursion_length(diffs_us: np.ndarray, median_us: np.ndarray, residual_us: np.ndarray, outlier: np.ndarray,
+                      threshold_us: np.ndarray, observed: np.ndarray, entry: int) -> int:
     """Samples in the spike entered by difference ``entry``, or 0 if the series does not come back.
 
     The way back is judged over the grid steps from the sample before the spike to the one after
@@ -124,7 +124,6 @@ def _excursion_length(diffs_us: np.ndarray, median_us: np.ndarray, outlier: np.n
     difference is expected once per step, and the scatter grows as a random walk's (a clock's wander
     over a gap is real motion; on a chrony log a -11 s spike after two missing samples was left in,
     and Kalman then forecast wildly around it)."""
-    residual_us = diffs_us - median_us
     for span in range(1, MAX_SPIKE_SAMPLES + 1):
         exit_ = entry + span
         if exit_ >= diffs_us.size:
