@@ -2,12 +2,13 @@
 
 Starts the four family services (each in its own environment) and the gateway as processes, as
 ``gateway_speed`` does, with the gateway's settings as shipped: a clock is warm after 30 scored
-forecasts at every horizon its forecast reaches, and the default 1 s deadline, which no request
-names. A pool of synthetic clocks ("mixed", a seed each) is streamed to it as agents stream theirs:
-each request the next 512-sample window of a clock, ending 5 s after the last (``clock_id`` and
-``start_s``), so that every answer is remembered and scored by the requests after it. The clocks
-are warmed up first, a few at a time, each until its answer says ``remembered`` (with a 10 s
-deadline, for the warm-up only: the cold answers fuse every member). Then:
+forecasts at every horizon its forecast reaches, a warm clock's model forecasts stand in for 5 s of
+its time (``reuse_forecasts_s``), and the default 1 s deadline, which no request names. A pool of
+synthetic clocks ("mixed", a seed each) is streamed to it as agents stream theirs: each request the
+next 512-sample window of a clock, ending 5 s after the last (``clock_id`` and ``start_s``), so
+that every answer is remembered and scored by the requests after it, and every other one asks no
+model. The clocks are warmed up first, a few at a time, each until its answer says ``remembered``
+(with a 10 s deadline, for the warm-up only: the cold answers fuse every member). Then:
 
 1. One client: p50/p99 of remembered answers, in turn over a few clocks, each request paired with
    the same window without ``clock_id`` (today's stateless path) sent right after it; and the
@@ -189,6 +190,7 @@ class OneClient:
     latencies_s: list[float] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     degraded: list[bool] = field(default_factory=list)
+    reused: list[bool] = field(default_factory=list)  # the models' kept forecasts answered, re-anchored
     cpu_s: dict[str, float] = field(default_factory=dict)
 
     def cpu_ms(self) -> dict[str, float]:
@@ -199,8 +201,8 @@ class OneClient:
         fleet_ms = sum(self.cpu_ms().values())
         by_process = ", ".join(f"{process} {ms:.0f}" for process, ms in self.cpu_ms().items())
         return (f"| {name} | {percentile_ms(self.latencies_s, 50):.1f} | {percentile_ms(self.latencies_s, 99):.1f} | "
-                f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.degraded):.0%} | "
-                f"{fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |")
+                f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.reused):.0%} | "
+                f"{share(self.degraded):.0%} | {fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |")
 
 
 def share(flags: Iterable[bool]) -> float:
@@ -233,6 +235,7 @@ def one_client(url: str, clocks: list[Clock], requests: int,
                 kind.latencies_s.append(elapsed_s)
                 kind.states.append(answer["memory"][0]["state"])
                 kind.degraded.append(answer["degraded"])
+                kind.reused.append(any(b.get("forecast_age_s") is not None for b in answer["backends"]))
     return kinds
 
 
@@ -409,9 +412,9 @@ def main() -> None:
         f"**One client**, {count_of(args.one_client_clocks, 'warm clock')} in turn, {args.requests} windows; each "
         "request naming its clock is followed at once by the same window without `clock_id`:",
         "",
-        f"| request | p50 ms | p99 ms | remembered | degraded | fleet CPU ms per request (floor on {cores} cores) | "
-        "by process |",
-        "|---|---|---|---|---|---|---|",
+        f"| request | p50 ms | p99 ms | remembered | models' forecasts reused | degraded | fleet CPU ms per request "
+        f"(floor on {cores} cores) | by process |",
+        "|---|---|---|---|---|---|---|---|",
         single["remembered"].row("warm clock (remembered)", cores),
         single["stateless"].row("the same window, stateless (backtests)", cores),
         "",

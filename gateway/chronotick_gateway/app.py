@@ -67,6 +67,7 @@ from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_e
 from chronotick_gateway.members import MemberResult, classical_members, remote_member
 from chronotick_gateway.memory import REPROBE_EVERY, Samples, remember, weightless_members
 from chronotick_gateway.metrics import GatewayMetrics
+from chronotick_gateway.reuse import ForecastReuse, keep_fresh, reuse_reach, reused_members, within
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
 
 _PROBLEMS: dict[int | str, dict[str, object]] = {
@@ -145,6 +146,7 @@ def _backend_result(result: MemberResult, plans: list[SeriesPlan], weights: list
         name=result.name, service=result.service, status=result.status, reason=result.reason,
         latency_ms=None if result.latency_s is None else result.latency_s * 1000.0, retries=result.retries,
         covariates_used=list(result.covariates_used), calibration_scale=scales,
+        forecast_age_s=result.age_s,
         weights=None if weights is None else [w.tolist() for w in weights],
         forecasts=forecasts,
     )
@@ -183,7 +185,7 @@ def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bo
 
 async def _gather_members(
     fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
-    horizon: int, deadline: float, settings: GatewaySettings,
+    horizon: int, deadline: float, settings: GatewaySettings, reach: int | None = None,
 ) -> list[MemberResult]:
     """Every member's result by the deadline: the remote calls go out first, the classical members
     run while they are under way, and a remote member still out at the deadline is a timeout (its
@@ -191,7 +193,7 @@ async def _gather_members(
     a way nobody foresaw fails alone: the answer comes from the others."""
     loop = asyncio.get_running_loop()
     tasks = {
-        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings)):
+        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings, reach)):
             (model.name, service.name)
         for service, model in remote
     }
@@ -288,6 +290,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     finishing = Finishing()
     state: dict[str, Fleet] = {}
     memories: dict[str, ClockMemory] = {}
+    reuse = ForecastReuse(max_clocks=settings.max_clocks)
 
     async def put_in_force(config: FleetConfig) -> None:
         waiting = [key for key in _AT_START_ONLY if getattr(config.settings, key) != getattr(settings, key)]
@@ -420,7 +423,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         remote, resting = _rest_weightless(remote, classical, list(clocks.values()) if len(clocks) == len(plans)
                                            else [], query.horizon)
         absent += resting
-        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings)
+        # A warm clock's model forecasts stand in for a few seconds of its time (``reuse``).
+        versions = {model.name: model.model_version for _, model in remote}
+        order = [model.name for _, model in remote] + classical
+        remote, reused = reused_members(reuse, remote, plans, clocks, query.horizon, settings.reuse_forecasts_s)
+        for result in reused:
+            metrics.forecasts_reused.labels(backend=result.name).inc()
+        reach = reuse_reach(plans, clocks, query.horizon, settings.reuse_forecasts_s)
+        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach)
+        if reach is not None:
+            keep_fresh(reuse, results, versions, clocks)
+        results = sorted(reused + [within(r, query.horizon) for r in results], key=lambda r: order.index(r.name))
         if clocks and (wanted is None or online_ar.NAME in wanted):
             results.append(online_ar_member(plans, clocks, query.horizon))
         members_done = loop.time()
@@ -535,6 +548,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.delete("/clocks/{clock_id}", status_code=204, responses=clock_problems, dependencies=predict_dependencies)
     async def forget_clock(clock_id: str = clock_path) -> Response:
         """Forget a clock (after a hardware change, say): its next request starts it afresh."""
+        reuse.forget(clock_id)
         if not await from_store(memories["memory"].forget(clock_id)):
             raise unknown_clock(clock_id)
         return Response(status_code=204)

@@ -37,6 +37,7 @@ class MemberResult:
     retries: int = 0
     forecasts: list[MemberForecast] | None = None
     covariates_used: tuple[str, ...] = ()
+    age_s: float | None = None  # not asked: its kept forecast from this much earlier, re-anchored (``reuse``)
 
     @property
     def ok(self) -> bool:
@@ -98,10 +99,13 @@ def member_bodies(
 
 async def remote_member(
     fleet: Fleet, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int, deadline: float,
-    settings: GatewaySettings,
+    settings: GatewaySettings, reach: int | None = None,
 ) -> MemberResult:
     """Ask one model of a service for every series and its backtests, in as few calls as fit, under
-    the ``settings`` the request started with."""
+    the ``settings`` the request started with. With ``reach`` (of a request without backtests), its
+    forecasts go that many steps ahead, ``horizon`` at least, as far as the model goes in the passes
+    the horizon takes anyway: the steps past the horizon are for the forecast's reuse (``reuse``),
+    not for the answer."""
     if horizon > model.max_horizon:
         return MemberResult(model.name, service.name, "skipped",
                             f"horizon {horizon} is beyond its maximum of {model.max_horizon}")
@@ -117,6 +121,7 @@ async def remote_member(
         fleet.metrics.overloaded.labels(backend=model.name).inc()
         return MemberResult(model.name, service.name, "overloaded", refusal)
     started = time.perf_counter()
+    horizon = max(horizon, min(reach or horizon, model.one_pass_horizon or model.max_horizon))
     covariates = member_covariates(model, plans)
     bodies = member_bodies(plans, horizon, model.name, past_covariates=set(covariates),
                            future_covariates=set(covariates) if model.future_covariates else set(),

@@ -81,6 +81,10 @@ class GatewayMetrics:
             "chronotick_gateway_forecasts_scored", "Remembered forecasts scored at one horizon by the truth.",
             registry=self.registry,
         )
+        self.forecasts_reused = Counter(
+            "chronotick_gateway_forecasts_reused", "Model forecasts that a warm clock's kept forecast stood in "
+            "for, re-anchored (the model was not asked), by member.", ["backend"], registry=self.registry,
+        )
         self.interval_outcomes = Counter(
             "chronotick_gateway_interval_outcomes", "Remembered central intervals scored, by level, scored "
             "horizon and whether they covered the truth.", ["level", "horizon_s", "outcome"], registry=self.registry,

@@ -123,6 +123,12 @@ class GatewaySettings(BaseSettings):
         description="Scored forecasts a clock needs at every remembered horizon within a forecast before its "
         "answer uses remembered weights and bounds alone and skips the backtests (the warm path).",
     )
+    # Read by each request (a reload changes it at once).
+    reuse_forecasts_s: float = Field(
+        default=5.0, ge=0.0, le=60.0,
+        description="On the warm path, a model's forecast of a clock stands in for a fresh one for this many "
+        "seconds of the clock's time, re-anchored at the newest sample (the model is not asked); 0: always ask.",
+    )
 
     @model_validator(mode="after")
     def _routes_do_not_overlap(self) -> GatewaySettings:

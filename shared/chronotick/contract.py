@@ -263,6 +263,11 @@ class ModelInfo(BaseModel):
     min_context: int
     max_context: int = Field(description="Older samples than this are not seen by the model.")
     max_horizon: int
+    one_pass_horizon: int | None = Field(
+        default=None,
+        description="The longest horizon the model forecasts in one pass, where longer ones take more passes "
+        "(Toto decodes one 64-step patch a pass); null: any horizon up to max_horizon costs about the same.",
+    )
     native_quantile_levels: list[float]
     past_covariates: bool
     future_covariates: bool
@@ -362,6 +367,12 @@ class BackendResult(BaseModel):
         description="The request's covariates its forecast used: those the model knows, the only ones it is "
         "sent (so a covariate one member was not trained with costs no member). Empty for classical members, "
         "models that take no covariates and members that did not answer.",
+    )
+    forecast_age_s: float | None = Field(
+        default=None,
+        description="Set when the model was not asked: its forecast of the series' clocks from this many seconds "
+        "earlier (of the clocks' own time) stood in, re-anchored at the newest sample. A warm clock's model "
+        "forecasts are reused for up to the gateway's reuse_forecasts_s; null: a fresh forecast.",
     )
     calibration_scale: list[float] | None = Field(
         default=None, description="Per series: the variance scale its backtests gave (1 = its own spread was right)."

@@ -31,6 +31,8 @@ CHRONOS_MODELS = 3
 
 
 def settings_for(**extra: object) -> GatewaySettings:
+    """Every model asked on every request (these tests count the calls), but where a test says otherwise."""
+    extra = {"reuse_forecasts_s": 0.0} | extra
     return GatewaySettings(health_interval_s=0.2, warm_after_scored=WARM_AFTER, **extra)  # type: ignore[arg-type]
 
 
@@ -129,6 +131,40 @@ def test_a_member_that_is_always_wrong_is_left_out_on_a_warm_clock_but_asked_now
     assert all("no remembered weight" in line["reason"] for line in left_out)
     assert calls == 2 * 2  # line and line-cov, on the two re-probes only
     assert all(not answer["degraded"] for answer in answers)  # left out is not a failure
+
+
+def test_a_warm_clock_reuses_each_models_forecast_for_a_few_seconds_moved_to_the_newest_sample(
+    chronos_url: str
+) -> None:
+    """Asked every 5 s with forecasts reused for up to 10 s, the models forecast every third request;
+    in between, each model's last fresh forecast answers, re-anchored at the new last sample."""
+    with serve_in_thread(create_app(settings_for(services={"chronos": chronos_url}, reuse_forecasts_s=10.0))) as url:
+        stream = ClockStream("host-reuse", seed=23)
+        stream.until_warm(url)
+        before = series_forecast_by_chronos(chronos_url)
+        lasts, answers = [], []
+        for _ in range(7):
+            lasts.append(float(stream.offsets[stream.end - 1]))
+            answers.append(stream.ask(url))
+        asked = series_forecast_by_chronos(chronos_url) - before
+        metrics = httpx.get(f"{url}/metrics").text
+    models = [[b for b in answer["backends"] if b["service"] == "chronos"] for answer in answers]
+    ages = [{b["forecast_age_s"] for b in answer} for answer in models]
+    assert all(len(age) == 1 for age in ages), ages  # the models of a request: all fresh, or all reused
+    ages = [age.pop() for age in ages]
+    fresh = [i for i, age in enumerate(ages) if age is None]
+    assert ages[fresh[0]:fresh[0] + 4] == [None, 5.0, 10.0, None], ages
+    assert asked == CHRONOS_MODELS * len(fresh)  # a reused forecast costs the service nothing
+    assert all(answer["memory"][0]["state"] == "remembered" and not answer["degraded"] for answer in answers)
+    later, age = fresh[0] + 1, 5
+    for kept, moved in zip(models[fresh[0]], models[later], strict=True):
+        # The fresh answer shows the model's first HORIZON steps (it was asked 10 steps further): the
+        # re-anchored one's first HORIZON - 5 steps are its path from its step 5 on, from the new sample.
+        path = np.array(kept["forecasts"][0]["mean_us"])
+        moved_path = np.array(moved["forecasts"][0]["mean_us"])
+        np.testing.assert_allclose(moved_path[:HORIZON - age], lasts[later] + path[age:] - path[age - 1], atol=1e-3)
+    reused = re.findall(r'^chronotick_gateway_forecasts_reused_total\{backend="[^"]+"\} (\S+)$', metrics, re.M)
+    assert sum(float(v) for v in reused) == CHRONOS_MODELS * (len(answers) - len(fresh))
 
 
 def test_the_clock_report_says_what_the_memory_learned_per_horizon(gateway: str) -> None:

@@ -262,6 +262,7 @@ class TotoModel:
             min_context=MIN_CONTEXT,
             max_context=MAX_CONTEXT,
             max_horizon=MAX_HORIZON,
+            one_pass_horizon=int(self._toto.model.patch_embed.patch_size),  # one patch a decoding pass
             native_quantile_levels=SPREAD_LEVELS.tolist(),
             past_covariates=True,
             future_covariates=True,

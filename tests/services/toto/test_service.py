@@ -56,6 +56,7 @@ class TestTotoService(ServiceContract):
         (model,) = info["models"]
         assert model["library"] == "toto-ts"
         assert (model["max_context"], model["max_horizon"]) == (512, MAX_HORIZON)
+        assert model["one_pass_horizon"] == 64  # one patch: longer horizons decode patch after patch
         versions = info["versions"]
         assert versions["toto-ts"] == "0.2.0"
         assert versions["torch"].startswith("2.13.0")
