@@ -376,15 +376,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 metrics.memory_unavailable.inc()
             await asyncio.sleep(CLOCKS_HELD_EVERY_S)
 
-    async def recall_clocks(query: FusedPredictRequest,
-                            plans: list[SeriesPlan]) -> tuple[dict[int, RecalledClock], str | None]:
-        """The request's clocks by series index, scored on its samples; or why none could be recalled."""
+    async def recall_clocks(query: FusedPredictRequest, plans: list[SeriesPlan],
+                            deadline: float) -> tuple[dict[int, RecalledClock], str | None]:
+        """The request's clocks by series index, scored on its samples; or why none could be recalled
+        before the members' ``deadline`` (event-loop time)."""
         named = [(i, series.clock_id, _samples_of(series, plan))
                  for i, (series, plan) in enumerate(zip(query.series, plans, strict=True)) if series.clock_id]
         if not named:
             return {}, None
         recalled = await memories["memory"].recall([(clock_id, samples) for _, clock_id, samples in named],
-                                                   query.horizon)
+                                                   query.horizon, deadline - asyncio.get_running_loop().time())
         if isinstance(recalled, str):
             return {}, recalled
         return {i: clock for (i, _, _), clock in zip(named, recalled, strict=True)}, None
@@ -412,7 +413,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         _check_limits(query, settings)
         plans = [_plan(series, i, query.horizon, settings.backtest_origins, query.clean)
                  for i, series in enumerate(query.series)]
-        clocks, memory_trouble = await recall_clocks(query, plans)
+        clocks, memory_trouble = await recall_clocks(query, plans, deadline)
         # The warm path: a clock with enough scored forecasts needs no backtests.
         plans = [dataclasses.replace(plan, origins=()) if i in clocks and clocks[i].warm else plan
                  for i, plan in enumerate(plans)]

@@ -90,13 +90,27 @@ class ClockMemory:
         # clock id -> the save under way that holds its newest state (bounded by the store's own deadline)
         self._saving: dict[str, asyncio.Task[None]] = {}
 
-    async def recall(self, series: Sequence[tuple[str, Samples]], horizon: int) -> list[RecalledClock] | str:
+    async def recall(self, series: Sequence[tuple[str, Samples]], horizon: int,
+                     within_s: float | None = None) -> list[RecalledClock] | str:
         """Each (clock id, samples)'s clock with its pending forecasts scored on the samples, in
-        order; or why the store could not say (the series are then answered statelessly)."""
+        order; or why the store could not say within ``within_s`` (the series are then answered
+        statelessly).
+
+        ``within_s`` is the request's own time left: a store that has just gone away takes its
+        whole bound (``redis_store.CALL_DEADLINE_S``) to fail, and a request that came in late on
+        a busy event loop had less than that left (one at 32 clients answered 1.24 s after its
+        arrival with a 1 s deadline). The store's call goes on when the request stops waiting, so
+        its own verdict (down, or merely slow) is the same either way."""
         clock_ids = sorted({c for c, _ in series})
-        await self._saved(clock_ids)
+        loading = asyncio.ensure_future(self._load(clock_ids))
+        done, _ = await asyncio.wait({loading}, timeout=None if within_s is None else max(0.0, within_s))
+        if not done:
+            loading.add_done_callback(_outcome_seen)
+            self.metrics.memory_unavailable.inc()
+            return (f"clock memory unavailable ({self.store.name}): no answer within the request's "
+                    f"{max(0.0, within_s or 0.0) * 1000:.0f} ms left")
         try:
-            stored = await self.store.load(clock_ids)
+            stored = loading.result()
         except StoreUnavailable as error:
             self.metrics.memory_unavailable.inc()
             return f"clock memory unavailable ({self.store.name}): {error}"
@@ -111,6 +125,10 @@ class ClockMemory:
             recalled.append(RecalledClock(clock_id, state, samples, len(outcomes), evidence(state, horizon),
                                           self.warm_after))
         return recalled
+
+    async def _load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
+        await self._saved(clock_ids)
+        return await self.store.load(clock_ids)
 
     def keep(self, clocks: Sequence[RecalledClock]) -> None:
         """Save the clocks' states in the background (the answer does not wait for the store)."""
@@ -206,6 +224,12 @@ class ClockMemory:
             for level in REPORTED_INTERVALS:
                 hits = sum(anchor.covered[level] for anchor in state.anchors)
                 self.metrics.clock_coverage.labels(level=level).observe(hits / remembered)
+
+
+def _outcome_seen(task: asyncio.Future[dict[str, bytes]]) -> None:
+    """A load nobody waits for any more: its failure was counted by the store, not an error here."""
+    if not task.cancelled():
+        task.exception()
 
 
 def learn_motion(state: ClockState, samples: Samples) -> None:

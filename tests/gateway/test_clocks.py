@@ -53,3 +53,36 @@ def test_a_clock_asked_again_at_once_is_recalled_with_its_last_answer_saved() ->
     assert seen == [0, 1, 2]  # without the wait, each request read the state from before its predecessor
     assert kept == 3
     assert other == [0.0, 0.0, 0.0]
+
+
+class SlowLoads(InProcessClockStore):
+    """The in-process store, each load taking ``delay_s`` (a Redis that has just gone away)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(max_clocks=10, idle_expiry_s=600.0)
+        self.delay_s = delay_s
+        self.loads_finished = 0
+
+    async def load(self, clock_ids: list[str]) -> dict[str, bytes]:  # type: ignore[override]
+        await asyncio.sleep(self.delay_s)
+        self.loads_finished += 1
+        return await super().load(clock_ids)
+
+
+def test_a_request_waits_for_its_clocks_no_longer_than_its_own_time_left() -> None:
+    """The store's call goes on after the request stops waiting (the store's own verdict stands)."""
+    async def drill() -> tuple[object, float, int, int]:
+        store = SlowLoads(delay_s=0.3)
+        memory = ClockMemory(store, GatewayMetrics(), warm_after=3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await memory.recall([("host-a", samples(0.0))], horizon=60, within_s=0.05)
+        waited_s = loop.time() - started
+        finished_then = store.loads_finished
+        await asyncio.sleep(0.4)
+        return answer, waited_s, finished_then, store.loads_finished
+
+    answer, waited_s, finished_then, finished_later = asyncio.run(drill())
+    assert isinstance(answer, str) and "no answer within the request's 50 ms left" in answer, answer
+    assert waited_s < 0.2
+    assert (finished_then, finished_later) == (0, 1)
