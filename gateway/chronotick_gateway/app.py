@@ -427,10 +427,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # A warm clock's model forecasts stand in for a few seconds of its time (``reuse``).
         versions = {model.name: model.model_version for _, model in remote}
         order = [model.name for _, model in remote] + classical
-        remote, reused = reused_members(reuse, remote, plans, clocks, query.horizon, settings.reuse_forecasts_s)
+        reach = reuse_reach(plans, clocks, query.horizon, settings.reuse_forecasts_s)
+        reused: list[MemberResult] = []
+        if reach is not None:
+            remote, reused = reused_members(reuse, remote, plans, clocks, query.horizon, settings.reuse_forecasts_s)
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
-        reach = reuse_reach(plans, clocks, query.horizon, settings.reuse_forecasts_s)
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach)
         if reach is not None:
             keep_fresh(reuse, results, versions, clocks)

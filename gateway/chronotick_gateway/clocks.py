@@ -103,12 +103,13 @@ class ClockMemory:
         its own verdict (down, or merely slow) is the same either way."""
         clock_ids = sorted({c for c, _ in series})
         loading = asyncio.ensure_future(self._load(clock_ids))
-        done, _ = await asyncio.wait({loading}, timeout=None if within_s is None else max(0.0, within_s))
+        timeout_s = None if within_s is None else max(0.0, within_s)
+        done, _ = await asyncio.wait({loading}, timeout=timeout_s)
         if not done:
             loading.add_done_callback(_outcome_seen)
             self.metrics.memory_unavailable.inc()
             return (f"clock memory unavailable ({self.store.name}): no answer within the request's "
-                    f"{max(0.0, within_s or 0.0) * 1000:.0f} ms left")
+                    f"{(timeout_s or 0.0) * 1000:.0f} ms left")
         try:
             stored = loading.result()
         except StoreUnavailable as error:
@@ -264,8 +265,7 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
                                         clock.state.interval_s, horizon)
         if isinstance(answer, str):
             return MemberResult(online_ar.NAME, None, "skipped", f"series {index}: {answer}")
-        no_backtests = np.empty((0, horizon))
-        forecasts.append(MemberForecast(answer[0], answer[1], no_backtests, no_backtests))
+        forecasts.append(MemberForecast.without_backtests(*answer))
     return MemberResult(online_ar.NAME, None, "ok", None, time.perf_counter() - started, 0, forecasts)
 
 

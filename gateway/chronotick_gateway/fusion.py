@@ -63,6 +63,12 @@ class MemberForecast:
     backtest_errors_us: np.ndarray
     backtest_std_us: np.ndarray
 
+    @classmethod
+    def without_backtests(cls, mean_us: np.ndarray, std_us: np.ndarray) -> MemberForecast:
+        """A forecast judged by the clock's memory, not by backtests (J = 0)."""
+        none = np.empty((0, mean_us.size))
+        return cls(mean_us, std_us, none, none)
+
 
 @dataclass(frozen=True)
 class FusedForecast:

@@ -147,11 +147,10 @@ def reused_members(
     reuse: ForecastReuse, remote: list[tuple[Service, ModelInfo]], plans: list[SeriesPlan],
     clocks: dict[int, RecalledClock], horizon: int, most_s: float,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[MemberResult]]:
-    """The remote members still to ask, and those answered from their kept forecasts: a member is
-    not asked when every series of the request names a warm clock whose kept forecast of it is
-    recent enough (one series left out would need the call all the same)."""
-    if reuse_reach(plans, clocks, horizon, most_s) is None:
-        return remote, []
+    """The remote members still to ask, and those answered from their kept forecasts, for a request
+    whose series all name a warm clock (``reuse_reach`` is not None): a member is not asked when
+    every series' clock has a kept forecast of it recent enough (one series left out would need the
+    call all the same)."""
     ask, reused = [], []
     for service, model in remote:
         answers = [reuse.reuse(clocks[i].clock_id, model.name, model.model_version, clocks[i].samples.last_s,
@@ -160,8 +159,7 @@ def reused_members(
         if any(answer is None for answer in answers):
             ask.append((service, model))
             continue
-        no_backtests = np.empty((0, horizon))
-        forecasts = [MemberForecast(mean, std, no_backtests, no_backtests) for mean, std, _ in answers]
+        forecasts = [MemberForecast.without_backtests(mean, std) for mean, std, _ in answers]
         reused.append(MemberResult(model.name, service.name, "ok", None, 0.0, 0, forecasts,
                                    age_s=max(age for _, _, age in answers)))
     return ask, reused
@@ -169,9 +167,9 @@ def reused_members(
 
 def keep_fresh(reuse: ForecastReuse, results: list[MemberResult], versions: dict[str, str],
                clocks: dict[int, RecalledClock]) -> None:
-    """Keep the models' fresh forecasts of the request's clocks (``versions``: of the models asked)."""
+    """Keep the fresh forecasts of the models just asked (``versions``) of the request's clocks."""
     for result in results:
-        if not result.ok or result.name not in versions or result.age_s is not None or result.forecasts is None:
+        if not result.ok or result.name not in versions or result.forecasts is None:
             continue
         for index, clock in clocks.items():
             forecast = result.forecasts[index]
