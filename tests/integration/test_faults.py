@@ -46,7 +46,7 @@ def test_killing_a_backend_under_load_fails_no_client_request(fleet: ComposeFlee
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
             running = [pool.submit(client, index) for index in range(CLIENTS)]
             fleet.wait_until(lambda: len(answers) >= CLIENTS // 2, 600.0, "first answers under load")
-            fleet.compose("kill", victim)
+            fleet.docker("kill", victim)
             killed_at.append(time.monotonic())
             for future in running:
                 future.result()

@@ -58,10 +58,29 @@ class ComposeFleet:
         return done.stdout
 
     def container(self, service: str) -> str:
-        container_id = self.compose("ps", "-q", service).strip()
-        if not container_id:
-            raise RuntimeError(f"no container for service {service}")
-        return container_id
+        """The service's container id, from the labels compose puts on it (through the docker CLI:
+        see ``docker``)."""
+        found = subprocess.run(
+            ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}",
+             "--filter", f"label=com.docker.compose.service={service}"],
+            capture_output=True, text=True, check=True, timeout=30.0,
+        ).stdout.split()
+        if len(found) != 1:
+            raise RuntimeError(f"{len(found)} containers for service {service}, one expected")
+        return found[0]
+
+    def docker(self, verb: str, service: str, *args: str, options: tuple[str, ...] = (),
+               timeout_s: float = 120.0) -> str:
+        """``docker VERB OPTIONS CONTAINER ARGS`` on the service's container: what a drill does to the
+        fleet under load. The docker CLI costs a few milliseconds of CPU where each run of
+        docker-compose 1.29 (Python) costs about 0.7 s, which on 2 cores under load is taken from
+        the very services the drill measures (in one CI run, an answer that arrived as `compose stop`
+        ran was 6 ms past the gateway's bound)."""
+        done = subprocess.run(["docker", verb, *options, self.container(service), *args], capture_output=True,
+                              text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"docker {verb} {service} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
 
     def inspect(self, service: str) -> dict[str, object]:
         out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True, text=True,
