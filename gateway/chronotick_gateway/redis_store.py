@@ -3,11 +3,16 @@
 Every gateway worker and replica that names the same Redis shares the clocks. A Redis that is down
 or slow must cost requests nothing: every call is bounded (``CALL_DEADLINE_S``), and after a failure
 the store answers ``StoreUnavailable`` at once, without touching the network, until one background
-probe finds the server again (a PING every ``BACKOFF_S``); then redis-py's pool reconnects by itself.
+probe finds the server again (a PING at once, then every ``BACKOFF_S``).
 Requests never try the server while it is believed down: under load, each of them trying once its
 backoff ended would mean one connection attempt (and one name lookup: on Docker's internal network a
 stopped container's name takes up to the resolver's timeout to fail, seconds, in the event loop's
 few lookup threads) per request a second, and recovery would wait behind those that hang.
+For the same reason no request opens a connection while the server is up: the pool holds
+``POOL_CONNECTIONS``, all opened before the first request and again when the probe has found the
+server, and a request waits for a free one (within its call's deadline). A pool that opened
+connections as requests needed them did so in the first seconds of a load, when the event loop is
+latest: a connect that timed out took a healthy Redis for a dead one, again and again.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,14 +37,15 @@ from chronotick_gateway.clockstore import StoreUnavailable
 logger = logging.getLogger("chronotick.gateway.memory")
 
 KEY_PREFIX = "chronotick:clock:"
-# One socket operation (connect, or one reply): a healthy Redis beside the gateway answers in well
-# under a millisecond, so a quarter second means it is gone or stuck.
-SOCKET_TIMEOUT_S = 0.25
 # A whole call, its one retry included: what a request waits for its clocks at most, taken from its
 # members' time (a stuck Redis costs one request a second this much; the backoff answers the others
 # at once). Not less: the time counts the gateway's own event loop too, which at 32 clients is late
 # by tens of milliseconds, and a tenth of a second took a healthy Redis for a dead one (measured).
 CALL_DEADLINE_S = 0.5
+# One socket operation (connect, or one reply). A healthy Redis beside the gateway answers in well
+# under a millisecond, but the reply is read by the event loop, which under load wakes a few hundred
+# milliseconds late: a bound tighter than the call's own would take that lateness for a dead server.
+SOCKET_TIMEOUT_S = CALL_DEADLINE_S
 # count() walks every key (SCAN); only the metrics gauge and the memory report ask for it.
 COUNT_DEADLINE_S = 5.0
 SCAN_BATCH = 10_000
@@ -47,11 +53,12 @@ SCAN_BATCH = 10_000
 # meanwhile), and how long one try may take: it holds no request, so it may wait out a late event loop.
 BACKOFF_S = 1.0
 PROBE_DEADLINE_S = 2.0
-# Connections opened at start-up, before the first request: a new replica that the front door hands
-# its share of clocks at once would otherwise open them all together under that load (a name lookup
-# and a connect each, within the 0.25 s socket timeout), and one late connect makes the store believe
-# the server down for a second.
-WARM_CONNECTIONS = 8
+# The pool's connections, every one opened before it is needed (see the module's docstring). A call
+# holds one for a round trip, well under a millisecond, or as long as the event loop takes to read
+# the reply; a request's load and save are two calls. In the drill that restarts Redis under 32
+# clients, a pool of 16 was taken whole each time Redis was slow for a moment after its restart,
+# and the calls waiting for a connection outlived their requests' time; with 64 none waited.
+POOL_CONNECTIONS = 64
 
 T = TypeVar("T")
 
@@ -68,8 +75,10 @@ class RedisClockStore:
         # Rounded up: a clock is never forgotten sooner than configured.
         self._expiry_s = max(1, math.ceil(idle_expiry_s))
         self._where = _without_credentials(url)
-        pool = ConnectionPool.from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_CONNECTIONS,
+            timeout=CALL_DEADLINE_S,  # waiting for a free connection (the call's deadline bounds it too)
             socket_connect_timeout=SOCKET_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
             # The pool reconnects a connection it finds closed (a restarted server) when it hands it
@@ -83,14 +92,16 @@ class RedisClockStore:
         self._probe: asyncio.Task[None] | None = None  # running while the server is believed down
 
     async def connect(self) -> None:
-        """Open WARM_CONNECTIONS pooled connections (within PROBE_DEADLINE_S); a server that does not
-        answer is only logged: the first requests find out, as they would have."""
-        async def pings() -> None:
-            await asyncio.gather(*(self._redis.ping() for _ in range(WARM_CONNECTIONS)))
-
-        outcome = await _attempt(pings, PROBE_DEADLINE_S)
+        """Open the pool's connections (within PROBE_DEADLINE_S); a server that does not answer is
+        only logged: the first requests find out, as they would have."""
+        outcome = await _attempt(self._open_every_connection, PROBE_DEADLINE_S)
         if isinstance(outcome, str):
             logger.warning("clock memory: redis at %s not reached at start-up: %s", self._where, outcome)
+
+    async def _open_every_connection(self) -> None:
+        """A PING on each of the pool's connections at once: each opens one (a restarted server's
+        too: the pool reconnects a closed connection as it hands it out)."""
+        await asyncio.gather(*(self._redis.ping() for _ in range(POOL_CONNECTIONS)))
 
     async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
         if not clock_ids:
@@ -142,18 +153,24 @@ class RedisClockStore:
         return outcome.value
 
     def _believe_down(self, failure: str) -> None:
-        """Note the failure and when the probe tries next; start the probe if none runs."""
+        """Note the failure and when the probe tries next: at once after a request's call failed (a
+        timeout may have been the event loop's lateness, and the probe's PING waits that out), then
+        every BACKOFF_S; start the probe if none runs."""
         self._last_failure = failure
-        self._next_try = time.monotonic() + BACKOFF_S
         if self._probe is None:
+            self._next_try = time.monotonic()
             self._probe = asyncio.get_running_loop().create_task(self._find_the_server(), name="redis-probe")
+        else:
+            self._next_try = time.monotonic() + BACKOFF_S
 
     async def _find_the_server(self) -> None:
-        """PING every BACKOFF_S until the server answers; then calls go to it again."""
+        """PING until the server answers, and open the pool's connections again before the calls go
+        to it (those it cannot open in time are opened by the first calls that need them)."""
         while True:
             await asyncio.sleep(max(0.0, self._next_try - time.monotonic()))
             outcome = await _attempt(self._redis.ping, PROBE_DEADLINE_S)
             if not isinstance(outcome, str):
+                await _attempt(self._open_every_connection, PROBE_DEADLINE_S)
                 self._probe = None
                 return
             self._believe_down(outcome)  # (the probe runs: only the next try moves)

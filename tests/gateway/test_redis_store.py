@@ -11,14 +11,14 @@ from functools import partial
 import pytest
 
 from chronotick_gateway.clockstore import StoreUnavailable
-from chronotick_gateway.redis_store import (BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, PROBE_DEADLINE_S,
-                                            WARM_CONNECTIONS, RedisClockStore)
+from chronotick_gateway.redis_store import (BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, POOL_CONNECTIONS,
+                                            PROBE_DEADLINE_S, RedisClockStore)
 from support.redis_server import RedisServer
 
 # Slack for a loaded test machine on top of the store's own bounds.
 SLACK_S = 0.1
 # A call answered from the backoff touches no network: well under this (a try on a stuck server
-# takes the socket timeout, 0.25 s).
+# takes the call's deadline, 0.5 s).
 AT_ONCE_S = 0.05
 
 
@@ -294,17 +294,52 @@ def test_calls_under_load_through_a_restart_are_bounded_and_recover(redis_server
     asyncio.run(scenario())
 
 
-def test_connect_opens_the_warm_connections_before_the_first_request(redis_server: RedisServer) -> None:
-    async def scenario() -> int:
+def connections(redis_server: RedisServer) -> int:
+    """The server's clients, less the one asking."""
+    with redis_server.client() as client:
+        return int(client.info("clients")["connected_clients"]) - 1
+
+
+def test_connect_opens_the_pools_connections_and_calls_never_open_more(redis_server: RedisServer) -> None:
+    async def scenario() -> tuple[int, int]:
         store = RedisClockStore(redis_server.url, idle_expiry_s=60)
         try:
             await store.connect()
-            with redis_server.client() as client:
-                return int(client.info("clients")["connected_clients"]) - 1  # less this client's own
+            opened = connections(redis_server)
+            # Four times the pool's calls at once: they wait for a free connection, within their deadline.
+            saved = await asyncio.gather(*(store.save({f"clock-{i}": b"state"}) for i in range(4 * POOL_CONNECTIONS)))
+            assert len(saved) == 4 * POOL_CONNECTIONS
+            return opened, connections(redis_server)
         finally:
             await store.close()
 
-    assert asyncio.run(scenario()) == WARM_CONNECTIONS
+    assert asyncio.run(scenario()) == (POOL_CONNECTIONS, POOL_CONNECTIONS)
+
+
+def test_a_call_that_timed_out_on_a_server_still_there_costs_no_backoff(redis_server: RedisServer) -> None:
+    # What a late event loop looks like to the store: a call that outlived its deadline. The probe
+    # asks at once, with its own longer deadline, and finds the server; a second's backoff would
+    # have answered every request of that second statelessly.
+    async def scenario() -> float:
+        store = RedisClockStore(redis_server.url, idle_expiry_s=60)
+        try:
+            await store.save({"clock": b"state"})
+            redis_server.pause()
+            with pytest.raises(StoreUnavailable):
+                await store.load(["clock"])
+            redis_server.resume()
+            resumed = time.monotonic()
+            while True:
+                try:
+                    assert await store.load(["clock"]) == {"clock": b"state"}
+                    return time.monotonic() - resumed
+                except StoreUnavailable:
+                    await asyncio.sleep(0.01)
+        finally:
+            redis_server.resume()
+            await store.close()
+
+    assert asyncio.run(scenario()) < BACKOFF_S / 2
 
 
 def test_connect_to_a_server_that_is_down_only_logs_and_leaves_the_store_to_find_out(
