@@ -59,6 +59,7 @@ from chronotick_gateway.clocks import (
     handed_over,
     online_ar_member,
     series_memory,
+    warm_clocks,
 )
 from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
@@ -223,15 +224,15 @@ def _result_of(task: asyncio.Task[MemberResult], name: str, service: str) -> Mem
 
 
 def _rest_weightless(
-    remote: list[tuple[Service, ModelInfo]], classical: list[str], clocks: list[RecalledClock], horizon: int,
+    remote: list[tuple[Service, ModelInfo]], classical: list[str], warm: list[RecalledClock], horizon: int,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[BackendResult]]:
-    """The remote members worth asking, and those left out: members that carry no remembered weight
-    at this forecast's horizons on any of the request's clocks (all of them warm) are not asked,
-    but on every REPROBE_EVERY-th request of a clock, which keeps their record current."""
-    if not clocks or not all(c.warm for c in clocks) or any(c.state.requests % REPROBE_EVERY == 0 for c in clocks):
+    """The remote members worth asking, and those left out: on the warm path (``warm``: the request's
+    clocks), members that carry no remembered weight at this forecast's horizons on any of its clocks
+    are not asked, but on every REPROBE_EVERY-th request of a clock, which keeps their record current."""
+    if not warm or any(c.state.requests % REPROBE_EVERY == 0 for c in warm):
         return remote, []
     names = [model.name for _, model in remote] + classical
-    resting = set.intersection(*(weightless_members(c.state, names, horizon) for c in clocks))
+    resting = set.intersection(*(weightless_members(c.state, names, horizon) for c in warm))
     reason = (f"no remembered weight on this clock at these horizons; asked again every {REPROBE_EVERY}th "
               "request")
     return ([(service, model) for service, model in remote if model.name not in resting],
@@ -421,21 +422,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if wanted is None:
             wanted = settings.default_backends(max(query.horizon * plan.grid.interval_s for plan in plans))
         remote, classical, absent = _select(fleet(), wanted, configured=query.backends is None)
-        remote, resting = _rest_weightless(remote, classical, list(clocks.values()) if len(clocks) == len(plans)
-                                           else [], query.horizon)
+        warm = warm_clocks(clocks, len(plans))
+        remote, resting = _rest_weightless(remote, classical, warm, query.horizon)
         absent += resting
         # A warm clock's model forecasts stand in for a few seconds of its time (``reuse``).
         versions = {model.name: model.model_version for _, model in remote}
         order = [model.name for _, model in remote] + classical
-        reach = reuse_reach(plans, clocks, query.horizon, settings.reuse_forecasts_s)
+        reach = reuse_reach(plans, warm, query.horizon, settings.reuse_forecasts_s)
         reused: list[MemberResult] = []
         if reach is not None:
-            remote, reused = reused_members(reuse, remote, plans, clocks, query.horizon, settings.reuse_forecasts_s)
+            remote, reused = reused_members(reuse, remote, plans, warm, query.horizon, settings.reuse_forecasts_s)
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach)
         if reach is not None:
-            keep_fresh(reuse, results, versions, clocks)
+            keep_fresh(reuse, results, versions, warm)
         results = sorted(reused + [within(r, query.horizon) for r in results], key=lambda r: order.index(r.name))
         if clocks and (wanted is None or online_ar.NAME in wanted):
             results.append(online_ar_member(plans, clocks, query.horizon))

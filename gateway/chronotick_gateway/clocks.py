@@ -79,6 +79,14 @@ class RecalledClock:
         return min(1.0, self.scored / self.warm_after)
 
 
+def warm_clocks(clocks: dict[int, RecalledClock], series: int) -> list[RecalledClock]:
+    """The request's clocks in series order when each of its ``series`` names a warm clock: the warm
+    path, on which members without weight rest and the models' forecasts are reused. Else none."""
+    if len(clocks) != series or not all(clock.warm for clock in clocks.values()):
+        return []
+    return [clocks[index] for index in range(series)]
+
+
 class ClockMemory:
     """The clocks' states in ``store``, read and written for requests."""
 

@@ -123,10 +123,11 @@ class ForecastReuse:
         self._clocks.pop(clock_id, None)
 
 
-def reuse_reach(plans: list[SeriesPlan], clocks: dict[int, RecalledClock], horizon: int, most_s: float) -> int | None:
+def reuse_reach(plans: list[SeriesPlan], warm: list[RecalledClock], horizon: int, most_s: float) -> int | None:
     """How far ahead to ask the models so that their forecasts can stand in for the next ``most_s``
-    seconds, for a request whose series all name a warm clock; None: ask them for ``horizon``."""
-    if most_s <= 0 or len(clocks) != len(plans) or not all(clock.warm for clock in clocks.values()):
+    seconds, for a request on the warm path (``warm``: its series' clocks, ``clocks.warm_clocks``);
+    None: ask them for ``horizon``."""
+    if most_s <= 0 or not warm:
         return None
     return horizon + max(reuse_steps(most_s, plan.grid.interval_s) for plan in plans)
 
@@ -145,17 +146,17 @@ def within(result: MemberResult, horizon: int) -> MemberResult:
 
 def reused_members(
     reuse: ForecastReuse, remote: list[tuple[Service, ModelInfo]], plans: list[SeriesPlan],
-    clocks: dict[int, RecalledClock], horizon: int, most_s: float,
+    warm: list[RecalledClock], horizon: int, most_s: float,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[MemberResult]]:
     """The remote members still to ask, and those answered from their kept forecasts, for a request
-    whose series all name a warm clock (``reuse_reach`` is not None): a member is not asked when
+    on the warm path (``warm``: its series' clocks): a member is not asked when
     every series' clock has a kept forecast of it recent enough (one series left out would need the
     call all the same)."""
     ask, reused = [], []
     for service, model in remote:
-        answers = [reuse.reuse(clocks[i].clock_id, model.name, model.model_version, clocks[i].samples.last_s,
+        answers = [reuse.reuse(clock.clock_id, model.name, model.model_version, clock.samples.last_s,
                                plan.grid.interval_s, float(plan.grid.offsets_us[-1]), horizon, most_s)
-                   for i, plan in enumerate(plans)]
+                   for clock, plan in zip(warm, plans, strict=True)]
         if any(answer is None for answer in answers):
             ask.append((service, model))
             continue
@@ -166,12 +167,13 @@ def reused_members(
 
 
 def keep_fresh(reuse: ForecastReuse, results: list[MemberResult], versions: dict[str, str],
-               clocks: dict[int, RecalledClock]) -> None:
-    """Keep the fresh forecasts of the models just asked (``versions``) of the request's clocks."""
+               warm: list[RecalledClock]) -> None:
+    """Keep the fresh forecasts of the models just asked (``versions``) of the request's clocks
+    (``warm``, in series order)."""
     for result in results:
         if not result.ok or result.name not in versions or result.forecasts is None:
             continue
-        for index, clock in clocks.items():
+        for index, clock in enumerate(warm):
             forecast = result.forecasts[index]
             reuse.keep(clock.clock_id, result.name, versions[result.name], clock.samples.last_s,
                        clock.samples.interval_s, forecast.mean_us, forecast.std_us)
