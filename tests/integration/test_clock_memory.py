@@ -8,7 +8,7 @@ import httpx
 from chronotick.synthetic import generate_clock
 from support.containers import ComposeFleet
 from support.fleet_calls import AgentStreams, agent_body
-from support.load_drill import Event, run_drill, summarize
+from support.load_drill import Event, run_drill, summarize, timeline
 from test_load import CLIENTS, DEADLINE_S, DURATION_S, GATEWAY_MARGIN_S, MARGIN_S
 
 CONTEXT = 512
@@ -59,7 +59,7 @@ def test_redis_stopped_and_started_under_load_fails_no_request(fleet: ComposeFle
     failed = [a for a in result.answers if a.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {described}"
     late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S)
-    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; {described}"
+    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; at {timeline(late)}; {described}"
     # Before: the answers over by the time Redis was being stopped (one in flight then may find it gone).
     before = [a for a in result.between(2.0, result.began["stop redis"])
               if a.sent_at + a.elapsed_s < result.began["stop redis"]]

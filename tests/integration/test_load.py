@@ -12,7 +12,7 @@ import httpx
 from chronotick.contract import FleetModels
 from support.containers import ComposeFleet
 from support.fleet_calls import clock_body
-from support.load_drill import DrillResult, Event, run_drill, summarize
+from support.load_drill import DrillResult, Event, run_drill, summarize, timeline
 
 CLIENTS = 32
 DURATION_S = 60.0
@@ -70,7 +70,7 @@ def test_a_backend_killed_and_started_and_one_paused_under_load_fail_no_request(
     failed = [a for a in result.answers if a.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {describe(result)}"
     late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S)
-    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; {describe(result)}"
+    assert not late, f"{len(late)} answers after the deadline: {late[:3]}; at {timeline(late)}; {describe(result)}"
     # Once chronos answers ready inside its container, the gateway fuses it again within 10 s.
     fused_at = result.first_answered_by("chronos", after_s=ready_at)
     assert fused_at is not None and fused_at - ready_at <= REJOIN_S, (ready_at, fused_at, describe(result))
@@ -116,7 +116,8 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     assert settled and all(a.status == 200 for a in settled)
     late = [a for a in settled if a.elapsed_s > DEADLINE_S + MARGIN_S
             or (a.gateway_s or 0.0) > DEADLINE_S + GATEWAY_MARGIN_S]
-    assert not late, f"{len(late)} late answers after the gateway recovered: {late[:3]}; {describe(result)}"
+    assert not late, (f"{len(late)} late answers after the gateway recovered: {late[:3]}; at {timeline(late)}; "
+                      f"{describe(result)}")
     fleet.wait_until(lambda: fleet_view_matches_the_services(fleet), REJOIN_S, "the gateway's view after the load")
 
 

@@ -70,6 +70,13 @@ class DrillResult:
         return min(times) if times else None
 
 
+def timeline(answers: list[Answer], limit: int = 40) -> str:
+    """When each answer was sent, and how long the gateway and the client took, in drill seconds
+    (``12.3: 1.16/1.31 s``): late answers that come in a cluster are one stall of the gateway."""
+    return ", ".join(f"{a.sent_at:.1f}: {a.gateway_s or float('nan'):.2f}/{a.elapsed_s:.2f} s"
+                     for a in sorted(answers, key=lambda a: a.sent_at)[:limit])
+
+
 def summarize(answers: list[Answer]) -> dict[str, object]:
     """Counts, statuses, degraded share and latency percentiles of some answers."""
     if not answers:
