@@ -100,8 +100,13 @@ class RedisClockStore:
 
     async def _open_every_connection(self) -> None:
         """A PING on each of the pool's connections at once: each opens one (a restarted server's
-        too: the pool reconnects a closed connection as it hands it out)."""
-        await asyncio.gather(*(self._redis.ping() for _ in range(POOL_CONNECTIONS)))
+        too: the pool reconnects a closed connection as it hands it out). One that fails leaves the
+        others to open (the first call that needs it opens it); all failing is the server's failure."""
+        outcomes = await asyncio.gather(*(self._redis.ping() for _ in range(POOL_CONNECTIONS)),
+                                        return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if len(failures) == len(outcomes):
+            raise failures[0]
 
     async def load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
         if not clock_ids:

@@ -350,3 +350,29 @@ def test_connect_to_a_server_that_is_down_only_logs_and_leaves_the_store_to_find
     assert raised is None and took < PROBE_DEADLINE_S + SLACK_S
     assert "not reached at start-up" in caplog.text
     assert isinstance(error, StoreUnavailable)  # the first request still finds out, bounded, as before
+
+
+def test_connections_that_cannot_be_opened_leave_the_others_open(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server that takes fewer clients than the pool holds: the opening of the pool is not given
+    # up at the first refusal, and the store works on the connections it has.
+    with redis_server.client() as client:
+        client.config_set("maxclients", POOL_CONNECTIONS // 2)
+
+    async def scenario() -> dict[str, bytes]:
+        store = RedisClockStore(redis_server.url, idle_expiry_s=60)
+        try:
+            await store.connect()
+            await store.save({"clock": b"state"})
+            return await store.load(["clock"])
+        finally:
+            await store.close()
+
+    try:
+        assert asyncio.run(scenario()) == {"clock": b"state"}
+        assert "not reached at start-up" not in caplog.text
+        assert connections(redis_server) == 0   # (all closed again; the server counted them)
+    finally:
+        with redis_server.client() as client:
+            client.config_set("maxclients", 10000)
