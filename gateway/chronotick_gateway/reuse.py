@@ -149,9 +149,8 @@ def reused_members(
     warm: list[RecalledClock], horizon: int, most_s: float,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[MemberResult]]:
     """The remote members still to ask, and those answered from their kept forecasts, for a request
-    on the warm path (``warm``: its series' clocks): a member is not asked when
-    every series' clock has a kept forecast of it recent enough (one series left out would need the
-    call all the same)."""
+    on the warm path (``warm``: its series' clocks): a member is not asked when every series' clock
+    has a kept forecast of it recent enough (one series left out would need the call all the same)."""
     ask, reused = [], []
     for service, model in remote:
         answers = [reuse.reuse(clock.clock_id, model.name, model.model_version, clock.samples.last_s,
