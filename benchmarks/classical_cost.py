@@ -38,9 +38,9 @@ def main() -> None:
     origins = GatewaySettings().backtest_origins
     plans = [_plan(SeriesInput.model_validate(clock_series(seed)), 0, HORIZON, origins, True)
              for seed in range(args.requests)]
-    forecasters = list(CLASSICAL_FORECASTERS)
+    forecasters = [f.name for f in CLASSICAL_FORECASTERS]
     load_before = os.getloadavg()[0]
-    per_member: dict[str, list[float]] = {f.name: [] for f in forecasters}
+    per_member: dict[str, list[float]] = {name: [] for name in forecasters}
     per_request_ms = []
 
     async def requests() -> None:  # one event loop, as in the gateway

@@ -28,7 +28,6 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import (
     CLOCK_ID_PATTERN,
     BackendResult,
@@ -65,7 +64,8 @@ from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
-from chronotick_gateway.members import MemberResult, classical_members, remote_member
+from chronotick_gateway.classical_helper import ClassicalHelper
+from chronotick_gateway.members import CLASSICAL_BY_NAME, MemberResult, classical_members, remote_member
 from chronotick_gateway.memory import REPROBE_EVERY, Samples, remember, weightless_members
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.reuse import ForecastReuse, keep_fresh, reuse_reach, reused_members, within
@@ -79,10 +79,9 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
         422: "Invalid request: each field and the reason.",
     }.items()
 }
-_CLASSICAL = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
 # Read once, when the HTTP layer is built: a reload that changes them is told they wait for a restart.
 _AT_START_ONLY = ("api_key", "cors_origins", "max_body_bytes", "clock_store_url", "clock_state_file", "max_clocks",
-                  "clock_idle_expiry_s", "warm_after_scored")
+                  "clock_idle_expiry_s", "warm_after_scored", "classical_processes")
 # How often the number of clocks held is read from the store for its gauge.
 CLOCKS_HELD_EVERY_S = 5.0
 logger = logging.getLogger("chronotick.gateway.config")
@@ -101,7 +100,7 @@ def _select(
     """
     remote: list[tuple[Service, ModelInfo]] = []
     absent: list[BackendResult] = []
-    known = set(_CLASSICAL) | {online_ar.NAME} | set(fleet.services)
+    known = set(CLASSICAL_BY_NAME) | {online_ar.NAME} | set(fleet.services)
     for service in fleet.services.values():
         known |= {m.name for m in service.info.models} if service.info else set()
     if wanted is not None:
@@ -124,7 +123,7 @@ def _select(
             absent += [BackendResult(name=n, service=service.name, status=status, reason=reason) for n in names]
             continue
         remote += [(service, model) for model in chosen]
-    classical = [name for name in _CLASSICAL if wanted is None or name in wanted]
+    classical = [name for name in CLASSICAL_BY_NAME if wanted is None or name in wanted]
     return remote, classical, absent
 
 
@@ -187,6 +186,7 @@ def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bo
 async def _gather_members(
     fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
     horizon: int, deadline: float, settings: GatewaySettings, reach: int | None = None,
+    helper: ClassicalHelper | None = None,
 ) -> list[MemberResult]:
     """Every member's result by the deadline: the remote calls go out first, the classical members
     run while they are under way, and a remote member still out at the deadline is a timeout (its
@@ -203,7 +203,7 @@ async def _gather_members(
         # Two turns of the loop: the members encode their calls, then the calls are written out.
         for _ in range(2 if tasks else 0):
             await asyncio.sleep(0)
-        results = await classical_members([_CLASSICAL[name] for name in classical], plans, horizon, deadline)
+        results = await classical_members(classical, plans, horizon, deadline, helper)
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
             results += [_result_of(task, *tasks[task]) for task in done]
@@ -291,6 +291,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     finishing = Finishing()
     state: dict[str, Fleet] = {}
     memories: dict[str, ClockMemory] = {}
+    helpers: dict[str, ClassicalHelper] = {}
     reuse = ForecastReuse(max_clocks=settings.max_clocks)
 
     async def put_in_force(config: FleetConfig) -> None:
@@ -314,6 +315,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                      idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
             memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored)
             await store.connect()
+            if settings.classical_processes:
+                helpers["classical"] = ClassicalHelper(settings.classical_processes, metrics)
+                helpers["classical"].start()
             await fleet.poll_once()
             # What start-up made (modules, the app, the fleet) lives as long as the process: out of the
             # collector's reach, a full collection under load paused the loop 13 ms, not 32 (measured).
@@ -337,6 +341,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await memories["memory"].close()
+            if "classical" in helpers:
+                helpers.pop("classical").close()
 
     app = FastAPIOffline(
         title="ChronoTick gateway",
@@ -434,7 +440,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             remote, reused = reused_members(reuse, remote, plans, warm, query.horizon, settings.reuse_forecasts_s)
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
-        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach)
+        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach,
+                                        helpers.get("classical"))
         if reach is not None:
             keep_fresh(reuse, results, versions, warm)
         results = sorted(reused + [within(r, query.horizon) for r in results], key=lambda r: order.index(r.name))
@@ -518,7 +525,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/models", response_model=FleetModels)
     async def models() -> FleetModels:
         """Backends, their models and versions, breaker state, and the configuration version in force."""
-        return FleetModels(services=[s.status() for s in fleet().services.values()], classical=list(_CLASSICAL),
+        return FleetModels(services=[s.status() for s in fleet().services.values()],
+                           classical=list(CLASSICAL_BY_NAME),
                            per_clock=[online_ar.NAME], config_version=fleet().config.version)
 
     clock_path = Path(min_length=1, max_length=128, pattern=CLOCK_ID_PATTERN, description="The clock's id.")

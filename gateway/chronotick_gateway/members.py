@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chronotick.baselines import ClassicalForecaster
+from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import BackendStatus, ModelInfo
 from chronotick_gateway.backtest import SeriesPlan
 from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
 from chronotick_gateway.fusion import MemberForecast
 from chronotick_gateway.settings import GatewaySettings
 
+if TYPE_CHECKING:
+    from chronotick_gateway.classical_helper import ClassicalHelper
+
+CLASSICAL_BY_NAME = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
 # The classical member that finishes every series, past the deadline too: the cheapest.
 ALWAYS_ANSWERS = "last-value"
 # A backend call stays well under the services' limits (256 series, 2 MB body).
@@ -143,47 +149,102 @@ async def remote_member(
                         max(r.retries for r in results), forecasts, covariates_used=covariates)
 
 
-async def classical_members(
-    forecasters: list[ClassicalForecaster], plans: list[SeriesPlan], horizon: int, deadline: float
-) -> list[MemberResult]:
-    """The classical forecasters on every series and its backtests, on the event loop itself.
+@dataclass(frozen=True)
+class ClassicalSeries:
+    """One series as the classical forecasters take it: picklable, to go to the helper process."""
 
-    They are the fallback that must always answer, so they are never queued: in worker threads,
-    under load, they waited behind each other and the GIL until the deadline had passed (and the
-    gateway answered 503 with its models busy). Here each series costs a few milliseconds of the
-    loop, paid at once; between series the loop serves the other requests, so a request with many
-    series does not stall them. Each forecaster answers a series and all its backtest cuts in one
-    call (``forecast_with_backtests``), which shares their work: about a third of the cost of a
-    forecast per cut. A failure (a backtest context with no observed sample, say) fails that member
-    only. Once the ``deadline`` (event-loop time) has passed, only ``ALWAYS_ANSWERS`` goes on (a
-    fraction of a millisecond per series), so even a request far too large for its deadline gets
-    an answer, about on time, and the loop is not held from the other requests.
-    """
-    loop = asyncio.get_running_loop()
-    elapsed_s = dict.fromkeys((f.name for f in forecasters), 0.0)
-    forecasts: dict[str, list[MemberForecast]] = {f.name: [] for f in forecasters}
-    failures: dict[str, tuple[BackendStatus, str]] = {}
-    for index, plan in enumerate(plans):
-        late = loop.time() > deadline
-        for forecaster in forecasters:
-            if forecaster.name in failures:
+    context_us: np.ndarray
+    origins: tuple[int, ...]
+    interval_s: float
+
+
+def classical_series(plans: list[SeriesPlan]) -> list[ClassicalSeries]:
+    return [ClassicalSeries(plan.context(None), plan.origins, plan.grid.interval_s) for plan in plans]
+
+
+@dataclass
+class ClassicalRun:
+    """What the classical forecasters made of a request's series: per member, per series, the
+    (mean, std) at the real origin and then at each backtest cut; or why a member has none."""
+
+    names: tuple[str, ...]
+    answers: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]]
+    failures: dict[str, tuple[BackendStatus, str]]
+    elapsed_s: dict[str, float]
+
+    @classmethod
+    def begun(cls, names: Sequence[str]) -> ClassicalRun:
+        return cls(tuple(names), {name: [] for name in names}, {}, dict.fromkeys(names, 0.0))
+
+    def results(self, plans: list[SeriesPlan]) -> list[MemberResult]:
+        return [
+            MemberResult(name, None, *self.failures[name], self.elapsed_s[name]) if name in self.failures
+            else MemberResult(name, None, "ok", None, self.elapsed_s[name], 0,
+                              [_member_forecast(plan, answers) for plan, answers in zip(plans, self.answers[name],
+                                                                                           strict=True)])
+            for name in self.names
+        ]
+
+
+def classical_steps(run: ClassicalRun, series: Sequence[ClassicalSeries], horizon: int, deadline: float,
+                    now: Callable[[], float]) -> Iterator[None]:
+    """Fill ``run`` series by series, pausing (a yield) after each. Each forecaster answers a series
+    and all its backtest cuts in one call (``forecast_with_backtests``), which shares their work:
+    about a third of the cost of a forecast per cut. A failure (a backtest context with no observed
+    sample, say) fails that member only. Once ``deadline`` (on ``now``'s clock) has passed, only
+    ``ALWAYS_ANSWERS`` goes on (a fraction of a millisecond per series), so even a request far too
+    large for its deadline gets an answer, about on time."""
+    for index, one in enumerate(series):
+        late = now() > deadline
+        for name in run.names:
+            if name in run.failures:
                 continue
-            if late and forecaster.name != ALWAYS_ANSWERS:
-                failures[forecaster.name] = ("timeout", f"the deadline passed after {index} of {len(plans)} series")
+            if late and name != ALWAYS_ANSWERS:
+                run.failures[name] = ("timeout", f"the deadline passed after {index} of {len(series)} series")
                 continue
             started = time.perf_counter()
             try:
-                results = forecaster.forecast_with_backtests(
-                    plan.context(None), plan.origins, horizon, interval_s=plan.grid.interval_s
+                results = CLASSICAL_BY_NAME[name].forecast_with_backtests(
+                    one.context_us, one.origins, horizon, interval_s=one.interval_s
                 )
-                answers = [(result.mean_us, result.std_us) for result in results]
-                forecasts[forecaster.name].append(_member_forecast(plan, answers))
+                run.answers[name].append([(result.mean_us, result.std_us) for result in results])
             except ValueError as error:
-                failures[forecaster.name] = ("failed", str(error))
-            elapsed_s[forecaster.name] += time.perf_counter() - started
+                run.failures[name] = ("failed", str(error))
+            run.elapsed_s[name] += time.perf_counter() - started
+        yield
+
+
+def run_classical(names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int,
+                  deadline_monotonic_s: float) -> ClassicalRun:
+    """The classical members of one request, at once: what the helper process runs."""
+    run = ClassicalRun.begun(names)
+    for _ in classical_steps(run, series, horizon, deadline_monotonic_s, time.monotonic):
+        pass
+    return run
+
+
+async def classical_members(
+    names: Sequence[str], plans: list[SeriesPlan], horizon: int, deadline: float,
+    helper: ClassicalHelper | None = None,
+) -> list[MemberResult]:
+    """The classical forecasters on every series and its backtests: in the ``helper`` process when it
+    can finish them by the ``deadline`` (event-loop time), else on the event loop itself.
+
+    They are the fallback that must always answer, so they never wait on anything they cannot
+    count on: in worker threads, under load, they waited behind each other and the GIL until the
+    deadline had passed (and the gateway answered 503 with its models busy). The helper process
+    takes them off the loop, which then only reads, sends and fuses (half its work at 32 clients,
+    measured), and its backlog is known; a helper that is behind, broken or absent leaves them to
+    the loop, where each series costs a few milliseconds, paid at once, and between series the
+    loop serves the other requests, so a request with many series does not stall them.
+    """
+    series = classical_series(plans)
+    if helper is not None:
+        run = await helper.run(names, series, horizon, deadline)
+        if run is not None:
+            return run.results(plans)
+    loop = asyncio.get_running_loop()
+    run = ClassicalRun.begun(names)
+    for _ in classical_steps(run, series, horizon, deadline, loop.time):
         await asyncio.sleep(0)
-    return [
-        MemberResult(f.name, None, *failures[f.name], elapsed_s[f.name]) if f.name in failures
-        else MemberResult(f.name, None, "ok", None, elapsed_s[f.name], 0, forecasts[f.name])
-        for f in forecasters
-    ]
+    return run.results(plans)

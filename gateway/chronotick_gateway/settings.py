@@ -95,6 +95,12 @@ class GatewaySettings(BaseSettings):
     )
 
     backtest_origins: int = Field(default=6, ge=0, le=32, description="Rolling origins for calibration.")
+    classical_processes: int = Field(
+        default=1, ge=0, le=16,
+        description="Helper processes that compute the classical members off the event loop, which then only "
+        "reads, sends and fuses (0: on the loop itself). A request they could not finish in time is computed on "
+        "the loop all the same. Read at start only.",
+    )
     skip_spread_backtests: bool = Field(
         default=True,
         description="Ask point forecasters (TTM, Time-MoE) for their cheap random-walk spread instead of "

@@ -93,7 +93,7 @@ def test_a_classical_member_forecasts_the_real_origin_then_scores_each_backtest_
     offsets_us[rng.choice(300, 20, replace=False)] = np.nan
     grid = GridSeries(offsets_us=offsets_us, interval_s=2.0, past_covariates={}, future_covariates={})
     plan = plan_series(grid, 30, 6, "host")
-    results = asyncio.run(classical_members(list(CLASSICAL_FORECASTERS), [plan], 30, deadline=math.inf))
+    results = asyncio.run(classical_members([f.name for f in CLASSICAL_FORECASTERS], [plan], 30, deadline=math.inf))
     for forecaster, result in zip(CLASSICAL_FORECASTERS, results):
         assert result.ok and result.name == forecaster.name
         (member,) = result.forecasts
@@ -114,7 +114,7 @@ def test_past_the_deadline_only_the_cheapest_classical_member_goes_on_so_a_huge_
 
     async def scenario() -> list[MemberResult]:
         # The deadline has passed already: as if the request waited that long behind others.
-        return await classical_members(list(CLASSICAL_FORECASTERS), plans, 10, asyncio.get_running_loop().time())
+        return await classical_members([f.name for f in CLASSICAL_FORECASTERS], plans, 10, asyncio.get_running_loop().time())
 
     results = {r.name: r for r in asyncio.run(scenario())}
     assert results[ALWAYS_ANSWERS].ok and len(results[ALWAYS_ANSWERS].forecasts) == 3

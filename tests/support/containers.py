@@ -24,6 +24,7 @@ from support.servers import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose"
 MODEL_SERVICES = ("chronos", "ttm", "toto", "timemoe")
+FREEZE_RETRIES = 3
 
 
 @dataclass
@@ -76,8 +77,14 @@ class ComposeFleet:
         docker-compose 1.29 (Python) costs about 0.7 s, which on 2 cores under load is taken from
         the very services the drill measures (in one CI run, an answer that arrived as `compose stop`
         ran was 6 ms past the gateway's bound)."""
-        done = subprocess.run(["docker", verb, *options, self.container(service), *args], capture_output=True,
-                              text=True, timeout=timeout_s)
+        command = ["docker", verb, *options, self.container(service), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        for _ in range(FREEZE_RETRIES):
+            # runc freezes a cgroup v1 by chance, and a busy container can slip through its tries
+            # ("unable to freeze": opencontainers/runc#2791, moby/moby#48205): an operator pauses again.
+            if verb != "pause" or "unable to freeze" not in done.stderr:
+                break
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
             raise RuntimeError(f"docker {verb} {service} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout

@@ -1,0 +1,105 @@
+"""The classical members computed in a helper process, so that the event loop only reads, sends and fuses.
+
+At 32 clients on 2 cores the gateway's event loop was the fleet's bottleneck (84 % of a core) and
+half of its time went to the classical members (the last value, chrony's fit and the Kalman
+filter on every series and each of its backtest cuts; py-spy). A request that reached the
+gateway then waited behind that work before the gateway even noticed it: time its client waited
+that the gateway's deadline could not see (80 ms at the median, up to 290 ms, between the
+gateway's own time and the client's, measured with the kernel's receive timestamps). A helper
+process takes that work to the other core.
+
+The helper is an accelerator, never a dependency: a request whose classical members it could not
+finish by the deadline (its backlog at its recent pace says so), or that meets a helper that has
+died, has them computed on the loop as before, and a dead helper is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from chronotick_gateway.metrics import GatewayMetrics
+from chronotick_gateway.members import ClassicalRun, ClassicalSeries, run_classical
+
+logger = logging.getLogger("chronotick.gateway")
+
+# Until measured: one series and its 6 cuts, three forecasters (about 4 ms), and the two copies.
+_FIRST_GUESS_S = 0.005
+# Weight of the newest request in the pace estimate: about the last ten count.
+_PACE_SMOOTHING = 0.2
+# The helpers are started by a server process that has imported the forecasters once: a helper
+# that replaces a dead one is ready in milliseconds, and none inherits the gateway's threads, locks
+# or sockets (as a fork of the gateway itself would).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["chronotick_gateway.members"])
+
+
+class ClassicalHelper:
+    """``processes`` helper processes that compute the classical members of requests in turn."""
+
+    def __init__(self, processes: int, metrics: GatewayMetrics) -> None:
+        self.processes = processes
+        self.metrics = metrics
+        self.in_flight = 0        # requests handed over and not yet back
+        self.pace_s = _FIRST_GUESS_S  # what one request's classical members have lately taken a helper
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the helpers now, not at the first request, and have them import their code."""
+        pool = ProcessPoolExecutor(self.processes, mp_context=_CONTEXT)
+        try:
+            for _ in range(self.processes):
+                pool.submit(run_classical, (), [], 1, 0.0)
+        except OSError as error:  # no process can be started here (a sandbox's limits): the loop does it all
+            logger.error("classical helper process could not start (%s); the event loop computes the classical "
+                         "members", error)
+            self.metrics.background_failures.labels(task="classical-helper").inc()
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        self._pool = pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def expected_s(self) -> float:
+        """How long the classical members of a request handed over now should take to come back."""
+        return math.ceil((self.in_flight + 1) / self.processes) * self.pace_s
+
+    async def run(self, names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int,
+                  deadline: float) -> ClassicalRun | None:
+        """The classical members of a request by its ``deadline`` (event-loop time), from a helper; or
+        None, when the helpers could not say in time or have died: the caller computes them itself."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None or loop.time() + self.expected_s() > deadline:
+            return None
+        # The helper's clock is the system's monotonic one; the loop's may count from elsewhere.
+        deadline_monotonic_s = time.monotonic() + (deadline - loop.time())
+        pool = self._pool
+        self.in_flight += 1
+        try:
+            run = await asyncio.wrap_future(
+                pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
+        except BrokenProcessPool as error:
+            if pool is self._pool:  # not replaced yet by another request that met the same death
+                self._replace(error)
+            return None
+        finally:
+            self.in_flight -= 1
+        self.pace_s += _PACE_SMOOTHING * (sum(run.elapsed_s.values()) - self.pace_s)
+        return run
+
+    def _replace(self, error: BaseException) -> None:
+        """A helper died (killed, out of memory): every request it held is computed on the loop, and
+        new helpers take over. Counted with the background tasks that fail and come back."""
+        logger.error("classical helper process died (%s); starting another", error)
+        self.metrics.background_failures.labels(task="classical-helper").inc()
+        self.close()
+        self.start()
