@@ -114,7 +114,8 @@ def test_past_the_deadline_only_the_cheapest_classical_member_goes_on_so_a_huge_
 
     async def scenario() -> list[MemberResult]:
         # The deadline has passed already: as if the request waited that long behind others.
-        return await classical_members([f.name for f in CLASSICAL_FORECASTERS], plans, 10, asyncio.get_running_loop().time())
+        names = [f.name for f in CLASSICAL_FORECASTERS]
+        return await classical_members(names, plans, 10, asyncio.get_running_loop().time())
 
     results = {r.name: r for r in asyncio.run(scenario())}
     assert results[ALWAYS_ANSWERS].ok and len(results[ALWAYS_ANSWERS].forecasts) == 3
