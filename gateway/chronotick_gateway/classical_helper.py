@@ -21,11 +21,13 @@ import math
 import multiprocessing
 import time
 from collections.abc import Sequence
+
+import numpy as np
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from chronotick_gateway.metrics import GatewayMetrics
-from chronotick_gateway.members import ClassicalRun, ClassicalSeries, run_classical
+from chronotick_gateway.members import CLASSICAL_BY_NAME, ClassicalRun, ClassicalSeries, run_classical
 
 logger = logging.getLogger("chronotick.gateway")
 
@@ -33,6 +35,8 @@ logger = logging.getLogger("chronotick.gateway")
 _FIRST_GUESS_S = 0.005
 # Weight of the newest request in the pace estimate: about the last ten count.
 _PACE_SMOOTHING = 0.2
+# A clock drifting at 1 ppm, forecast 8 s ahead from its end and from one backtest cut.
+_WARM_UP = [ClassicalSeries(np.arange(128, dtype=np.float64), (96,), 1.0)]
 # The helpers are started by a server process that has imported the forecasters once: a helper
 # that replaces a dead one is ready in milliseconds, and none inherits the gateway's threads, locks
 # or sockets (as a fork of the gateway itself would).
@@ -54,8 +58,8 @@ class ClassicalHelper:
         """Start the helpers now, not at the first request, and have them import their code."""
         pool = ProcessPoolExecutor(self.processes, mp_context=_CONTEXT)
         try:
-            for _ in range(self.processes):
-                pool.submit(run_classical, (), [], 1, 0.0)
+            for _ in range(self.processes):  # its first forecast, so that no request pays for it
+                pool.submit(run_classical, tuple(CLASSICAL_BY_NAME), _WARM_UP, 8, math.inf)
         except OSError as error:  # no process can be started here (a sandbox's limits): the loop does it all
             logger.error("classical helper process could not start (%s); the event loop computes the classical "
                          "members", error)

@@ -12,14 +12,16 @@ the fleet needs (on a real site the clients are other hosts). Only their threads
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
 
@@ -98,19 +100,19 @@ def summarize(answers: list[Answer]) -> dict[str, object]:
     }
 
 
-def _answer(client: int, sent_at: float, elapsed_s: float, response: httpx.Response) -> Answer:
-    if response.headers.get("server") != "uvicorn":
+def _answer(client: int, sent_at: float, elapsed_s: float, status: int, headers: Message, content: bytes) -> Answer:
+    if headers.get("server") != "uvicorn":
         # Not the gateway: while its port is closed (a restart), the sandbox's network layer may
         # answer for it. For the client that is no answer from the fleet at all.
         return Answer(client, sent_at, elapsed_s, 0,
-                      error=f"not the gateway: {response.status_code} {response.text[:200]}")
-    if response.status_code != 200:
-        return Answer(client, sent_at, elapsed_s, response.status_code, error=response.text[:300])
-    body = json.loads(response.content)
+                      error=f"not the gateway: {status} {content[:200].decode(errors='replace')}")
+    if status != 200:
+        return Answer(client, sent_at, elapsed_s, status, error=content[:300].decode(errors="replace"))
+    body = json.loads(content)
     answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
     return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
                   gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])),
-                  served_by=response.headers.get("x-chronotick-gateway"))
+                  served_by=headers.get("x-chronotick-gateway"))
 
 
 def run_drill(
@@ -133,24 +135,36 @@ def run_drill(
     answers: list[Answer] = []
     lock = threading.Lock()
     request_headers = {"content-type": "application/json", **(headers or {})}
+    target = urlsplit(url)
 
     def client(index: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CLIENT_NICENESS)  # this thread only
         count = 0
-        # trust_env=False: loopback traffic only, never through a proxy the environment names.
-        with httpx.Client(timeout=client_timeout_s, headers=request_headers, trust_env=False) as http:
+        # The standard library's client, straight to the address (never a proxy the environment
+        # names): half of httpx's CPU per request (1.5 ms against 3.1, most of it now reading the
+        # answer), which in a drill is taken from the fleet it measures, and part of it is spent
+        # between a request's timestamp and its sending (the longest client-side wait in the same
+        # drill: 233-254 ms beyond the gateway's own time, against 347-409 with httpx).
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=client_timeout_s)
+        try:
             while time.monotonic() < stop_at[0]:
                 body = bodies[(index + count * clients) % len(bodies)]
                 count += 1
                 sent = time.monotonic()
                 try:
-                    response = http.post(f"{url}/predict", content=body)
-                    answer = _answer(index, sent - started, time.monotonic() - sent, response)
-                except httpx.HTTPError as error:
+                    connection.request("POST", f"{target.path}/predict", body=body, headers=request_headers)
+                    response = connection.getresponse()
+                    content = response.read()
+                    answer = _answer(index, sent - started, time.monotonic() - sent, response.status,
+                                     response.headers, content)
+                except (OSError, http.client.HTTPException) as error:
+                    connection.close()  # the next request opens a new connection
                     answer = Answer(index, sent - started, time.monotonic() - sent, 0,
                                     error=f"{type(error).__name__}: {error}")
                 with lock:
                     answers.append(answer)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
