@@ -21,10 +21,10 @@ import math
 import multiprocessing
 import time
 from collections.abc import Sequence
-
-import numpy as np
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
 
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.members import CLASSICAL_BY_NAME, ClassicalRun, ClassicalSeries, run_classical

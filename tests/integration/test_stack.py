@@ -104,7 +104,7 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
     # the store's bound (0.5 s) answers for a second without it (stateless, saying why): seen in about one
     # run in six here, while the new replica starts on the same two cores. That costs answers their
     # memory, never the memory itself (checked above).
-    forgetful = [a for a in after if a.memory not in (("remembered",), ("cold-start",))]
+    forgetful = [a for a in after if not a.from_memory]
     assert len(forgetful) <= 0.05 * len(after), (
         f"{len(forgetful)} of {len(after)} answers without their clock's memory: {forgetful[:3]}; "
         f"by replica {Counter(a.served_by for a in forgetful)}; at {timeline(forgetful)}; {described}")

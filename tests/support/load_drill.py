@@ -42,6 +42,11 @@ class Answer:
     memory: tuple[str, ...] = ()     # per series, what its clock memory did (stateless, remembered ...)
     served_by: str | None = None     # which gateway replica, where a front door says (X-ChronoTick-Gateway)
 
+    @property
+    def from_memory(self) -> bool:
+        """Every series answered with its clock's memory (cold-start or remembered), none without."""
+        return bool(self.memory) and all(state in ("cold-start", "remembered") for state in self.memory)
+
 
 @dataclass(frozen=True)
 class Event:
