@@ -10,7 +10,9 @@ process takes that work to the other core.
 
 The helper is an accelerator, never a dependency: a request whose classical members it could not
 finish by the deadline (its backlog at its recent pace says so), or that meets a helper that has
-died, has them computed on the loop as before, and a dead helper is replaced.
+died, has them computed on the loop as before, and a dead helper is replaced. So is one that is
+alive but stuck (frozen, or starved of every cycle): a request waits for it only until its deadline
+and a short grace, and a helper from which nothing at all came back in that time is killed.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ _WARM_UP = [ClassicalSeries(np.arange(128, dtype=np.float64), (96,), 1.0)]
 # The helpers are started by a server process that has imported the forecasters once: a helper
 # that replaces a dead one is ready in milliseconds, and none inherits the gateway's threads, locks
 # or sockets (as a fork of the gateway itself would).
+# How long past a request's deadline its members may still come back from a helper that is merely
+# slow (finishing the series it was on, waiting out a time slice) before the loop answers for it.
+# Past its deadline a request asks only for the last value, a fraction of a millisecond per series.
+GRACE_S = 0.05
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["chronotick_gateway.members"])
 
@@ -53,6 +59,7 @@ class ClassicalHelper:
         self.in_flight = 0        # requests handed over and not yet back
         self.pace_s = _FIRST_GUESS_S  # what one request's classical members have lately taken a helper
         self._pool: ProcessPoolExecutor | None = None
+        self._came_back_at = -math.inf  # event-loop time of the last request a helper gave back
 
     def start(self) -> None:
         """Start the helpers now, not at the first request, and have them import their code."""
@@ -68,8 +75,13 @@ class ClassicalHelper:
             return
         self._pool = pool
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Let the helpers go; with ``kill``, at once (a stuck helper would never pick up the call to
+        stop). The requests they held then fail with ``BrokenProcessPool``."""
         if self._pool is not None:
+            if kill:  # the executor has no public way to kill its workers before Python 3.14
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
@@ -86,24 +98,36 @@ class ClassicalHelper:
             return None
         # The helper's clock is the system's monotonic one; the loop's may count from elsewhere.
         deadline_monotonic_s = time.monotonic() + (deadline - loop.time())
-        pool = self._pool
+        pool, handed_at = self._pool, loop.time()
+        future = asyncio.wrap_future(
+            pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
         self.in_flight += 1
+        future.add_done_callback(self._came_back)  # also for a request that stopped waiting for it
+        wait_s = max(deadline - handed_at, 0.0) + GRACE_S
         try:
-            run = await asyncio.wrap_future(
-                pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
+            return await asyncio.wait_for(asyncio.shield(future), wait_s if math.isfinite(wait_s) else None)
         except BrokenProcessPool as error:
             if pool is self._pool:  # not replaced yet by another request that met the same death
-                self._replace(error)
+                self._replace(f"died ({error})")
             return None
-        finally:
-            self.in_flight -= 1
-        self.pace_s += _PACE_SMOOTHING * (sum(run.elapsed_s.values()) - self.pace_s)
-        return run
+        except TimeoutError:
+            # A helper that is behind still gives back the requests ahead of this one; from one
+            # that gave back nothing since this was handed over, nothing is coming.
+            if pool is self._pool and self._came_back_at < handed_at:
+                self._replace(f"gave nothing back in {loop.time() - handed_at:.3f} s", kill=True)
+            return None
 
-    def _replace(self, error: BaseException) -> None:
-        """A helper died (killed, out of memory): every request it held is computed on the loop, and
-        new helpers take over. Counted with the background tasks that fail and come back."""
-        logger.error("classical helper process died (%s); starting another", error)
+    def _came_back(self, future: asyncio.Future[ClassicalRun]) -> None:
+        self.in_flight -= 1
+        if future.cancelled() or future.exception() is not None:  # retrieved, so never logged as lost
+            return
+        self._came_back_at = asyncio.get_running_loop().time()
+        self.pace_s += _PACE_SMOOTHING * (sum(future.result().elapsed_s.values()) - self.pace_s)
+
+    def _replace(self, what: str, kill: bool = False) -> None:
+        """A helper died (killed, out of memory) or is stuck: every request it held is computed on the
+        loop, and new helpers take over. Counted with the background tasks that fail and come back."""
+        logger.error("classical helper process %s; starting another", what)
         self.metrics.background_failures.labels(task="classical-helper").inc()
-        self.close()
+        self.close(kill)
         self.start()

@@ -1,12 +1,14 @@
 """The classical members in a real helper process: the same answers as on the event loop, by the
-same deadline; a helper that is behind leaves a request to the loop; a helper that dies is
-replaced, and the requests it held are answered all the same."""
+same deadline; a helper that is behind leaves a request to the loop; a helper that dies or is stuck
+is replaced, and the requests it held are answered all the same."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import multiprocessing
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,7 +18,7 @@ import numpy as np
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.grid import GridSeries
 from chronotick_gateway.backtest import SeriesPlan, plan_series
-from chronotick_gateway.classical_helper import ClassicalHelper
+from chronotick_gateway.classical_helper import GRACE_S, ClassicalHelper
 from chronotick_gateway.members import ALWAYS_ANSWERS, classical_members, classical_series, run_classical
 from chronotick_gateway.metrics import GatewayMetrics
 
@@ -107,6 +109,41 @@ def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by
 
     answered, after = run(scenario)
     assert all(r.ok for r in answered)
+    assert after is not None  # a new helper
+    assert metrics.registry.get_sample_value("chronotick_gateway_background_failures_total",
+                                             {"task": "classical-helper"}) == 1.0
+
+
+def test_a_stuck_helper_holds_a_request_only_until_its_deadline_and_is_then_replaced() -> None:
+    series = plans(1)
+    metrics = GatewayMetrics()
+
+    async def scenario() -> tuple[float, list[object], object]:
+        helper = ClassicalHelper(1, metrics)
+        helper.start()
+        stuck = []
+        try:
+            assert await helper.run(NAMES, classical_series(series), HORIZON, math.inf) is not None
+            for process in multiprocessing.active_children():  # frozen, as `docker pause` or SIGSTOP do
+                if process.pid is not None and process.name.startswith("ForkServerProcess"):
+                    os.kill(process.pid, signal.SIGSTOP)
+                    stuck.append(process)
+            assert stuck, "the helper process was not found among the children"
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            answered = await classical_members(NAMES, series, HORIZON, sent + 0.3, helper)
+            waited = loop.time() - sent
+            return waited, answered, await helper.run(NAMES, classical_series(series), HORIZON, math.inf)
+        finally:
+            for process in stuck:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGCONT)
+            helper.close()
+
+    waited, answered, after = run(scenario)
+    assert waited < 0.3 + GRACE_S + 0.2, f"the request waited {waited:.3f} s for a stuck helper"
+    results = {r.name: r for r in answered}
+    assert results[ALWAYS_ANSWERS].ok, "the loop did not answer for the stuck helper"
     assert after is not None  # a new helper
     assert metrics.registry.get_sample_value("chronotick_gateway_background_failures_total",
                                              {"task": "classical-helper"}) == 1.0
