@@ -26,6 +26,7 @@ from chronotick.bench.replay import (
     DEFAULT_CONCURRENCY,
     DEFAULT_EVERY_S,
     DEFAULT_SCORE_AFTER_S,
+    ReplayScoring,
     replay_clock_ids,
     run_replay,
     streamed_origins,
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--score-after-s", type=float, default=DEFAULT_SCORE_AFTER_S,
                         help="score only origins after each clock's first this many seconds, its warm-up "
                              "(default %(default)g)")
+    replay.add_argument("--score-every-s", type=float,
+                        help="score only the origins of this coarser grid, a multiple of --replay-every-s (default: "
+                             "every origin streamed); each scored origin is also asked for statelessly, the "
+                             "expensive way, so an agent's cadence of 1 s is replayed with, say, 10 here")
+    replay.add_argument("--stream-for-s", type=float,
+                        help="stream only this many seconds of each log from its first origin (default: all of it)")
     replay.add_argument("--clock-prefix",
                         help="clock ids are this prefix + the log's file name (default: the file name + a suffix "
                              "unique to the run); each is forgotten at the gateway before the run, to start cold")
@@ -112,6 +119,13 @@ def _check_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--replay spaces each clock's origins by --replay-every-s, not --stride-s")
     if args.replay_every_s <= 0 or args.score_after_s < 0 or args.replay_concurrency < 1:
         parser.error("--replay-every-s must be positive, --score-after-s at least 0, --replay-concurrency at least 1")
+    if args.score_every_s is not None:
+        ratio = args.score_every_s / args.replay_every_s
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            parser.error("--score-every-s must be a whole multiple of --replay-every-s: the scored origins are "
+                         "among those streamed")
+    if args.stream_for_s is not None and args.stream_for_s <= args.score_after_s:
+        parser.error("--stream-for-s must be longer than --score-after-s: nothing after the warm-up would be scored")
     if args.clock_prefix is not None:
         try:
             TypeAdapter(ClockId).validate_python(args.clock_prefix + "x")
@@ -189,12 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     if after_time_s is not None:
         mode += f"; only origins after the fine-tuning cut at {after_time_s:.3f} s ({args.after_finetune})"
     clock_ids: list[str] = []
+    scoring = ReplayScoring(args.score_after_s, args.score_every_s, args.stream_for_s)
     if args.replay:
         run_token = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         clock_ids = replay_clock_ids([s.name for s in series], prefix=args.clock_prefix, run_token=run_token)
         mode += (f"; replay: an origin every {args.replay_every_s:g} s per clock, scored after its first "
-                 f"{args.score_after_s:g} s, clocks {', '.join(clock_ids)}")
-        total = streamed_origins(series, config, args.score_after_s)
+                 f"{args.score_after_s:g} s")
+        if args.score_every_s is not None:
+            mode += f", every {args.score_every_s:g} s"
+        if args.stream_for_s is not None:
+            mode += f"; the first {args.stream_for_s:g} s of each log streamed"
+        mode += f", clocks {', '.join(clock_ids)}"
+        total = streamed_origins(series, config, scoring)
     else:
         total = sum(plan_series(s, config)[2].origins.size for s in series)
     bar = None
@@ -206,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.replay:
             results, series_results = run_replay(series, failures, forecaster, config, clock_ids=clock_ids,
-                                                 score_after_s=args.score_after_s,
+                                                 scoring=scoring,
                                                  concurrency=args.replay_concurrency, progress=progress)
         else:
             results, series_results = run_bench(series, failures, forecaster, config, progress=progress)

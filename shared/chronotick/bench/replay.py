@@ -14,10 +14,16 @@ gateway to forecast at all. The origins that are scored are those the rolling ba
 is over; each of them is also asked for without naming the clock, from the same gateway, so that
 the stateless and the remembered forecast of one origin are scored side by side, against the best
 classical member on the same origins.
+
+An agent asks every second (``chronotick.agent``); scoring every one of its origins would ask the
+gateway as often again without memory, the expensive way. ``score_every_s`` scores the origins of a
+coarser grid (the same ones a replay at that cadence scores), and ``stream_for_s`` ends each
+clock's stream early, so that a replay at the agent's own cadence takes minutes, not hours.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import Counter
@@ -99,16 +105,29 @@ def warm_up_reason(score_after_s: float) -> str:
     return f"in the clock's warm-up (its first {score_after_s:g} s)"
 
 
+@dataclass(frozen=True)
+class ReplayScoring:
+    """Which streamed origins are scored, and how much of each log is streamed."""
+
+    after_s: float = DEFAULT_SCORE_AFTER_S  # each clock's warm-up, from its first request: never scored
+    every_s: float | None = None  # score only the origins of this coarser grid (None: every origin streamed)
+    stream_for_s: float | None = None  # stream only this much of each log from its first origin (None: all)
+
+
 def plan_replay(series: EvalSeries, config: BenchConfig,
-                score_after_s: float) -> tuple[np.ndarray, int, ReplayPlan]:
+                scoring: ReplayScoring) -> tuple[np.ndarray, int, ReplayPlan]:
     """Step column of each horizon, the forecast horizon in steps, and the replay's origins."""
-    columns, horizon, fair = plan_series(series, config)
+    score_after_s = scoring.after_s
+    scored_config = config if scoring.every_s is None else dataclasses.replace(config, stride_s=scoring.every_s)
+    columns, horizon, fair = plan_series(series, scored_config)
     if horizon == 0:
         return columns, 0, ReplayPlan(np.empty(0, np.int64), np.empty(0, bool), fair.skipped)
     stream = candidate_origins(int(series.offsets_us.size), interval_s=series.interval_s, context=config.context,
                                horizon=horizon, stride_s=config.stride_s, skip_start_s=config.skip_start_s)
     stream = stream[stream >= first_origin_after(series, config.after_time_s)]
     stream = stream[observed_counts(series.offsets_us, stream, config.context) >= MIN_STREAM_OBSERVATIONS]
+    if scoring.stream_for_s is not None and stream.size:
+        stream = stream[(stream - stream[0]) * series.interval_s < scoring.stream_for_s]
     fair_mask = np.isin(stream, fair.origins)
     warm = (stream - stream[0]) * series.interval_s < score_after_s if stream.size else np.empty(0, bool)
     skipped = Counter(fair.skipped)
@@ -144,9 +163,9 @@ def _keep(methods: dict[str, Forecasts], shape: tuple[int, int], row: int, answe
 
 
 def replay_series(series: EvalSeries, clock_id: str, forecaster: ClockForecaster, config: BenchConfig,
-                  score_after_s: float, progress: Callable[[int], None] = lambda _: None) -> ReplayedSeries:
+                  scoring: ReplayScoring, progress: Callable[[int], None] = lambda _: None) -> ReplayedSeries:
     """Stream one clock's origins in order, one request at a time; answer each scored one twice."""
-    columns, horizon, plan = plan_replay(series, config, score_after_s)
+    columns, horizon, plan = plan_replay(series, config, scoring)
     scored = plan.origins[plan.scored]
     truth = truth_at(series, scored, columns)
     methods: dict[str, Forecasts] = {}
@@ -214,7 +233,7 @@ def _mean_ratios(files: list[dict[str, Any]], horizons_s: list[float]) -> dict[s
 
 
 def replay_summary(results: dict[str, Any], replayed: list[ReplayedSeries], config: BenchConfig,
-                   score_after_s: float) -> dict[str, Any]:
+                   scoring: ReplayScoring) -> dict[str, Any]:
     """The replay's own part of the results document (``results["replay"]``)."""
     horizons = config.horizons_s
     files = [{"source": r.result.series.name, "clock_id": r.clock_id, "streamed_origins": r.streamed,
@@ -224,7 +243,9 @@ def replay_summary(results: dict[str, Any], replayed: list[ReplayedSeries], conf
     overall = results["overall"]
     return {
         "every_s": config.stride_s,
-        "score_after_s": score_after_s,
+        "score_after_s": scoring.after_s,
+        "score_every_s": scoring.every_s if scoring.every_s is not None else config.stride_s,
+        "stream_for_s": scoring.stream_for_s,
         "streamed_origins": sum(r.streamed for r in replayed),
         "overall": {"comparison": side_by_side(overall["metrics"], set(overall["classical"]), horizons),
                     "mean_of_clock_ratios": _mean_ratios(files, horizons),
@@ -236,7 +257,7 @@ def replay_summary(results: dict[str, Any], replayed: list[ReplayedSeries], conf
 
 
 def run_replay(series: list[EvalSeries], failures: list[SourceFailure], forecaster: ClockForecaster,
-               config: BenchConfig, *, clock_ids: list[str], score_after_s: float = DEFAULT_SCORE_AFTER_S,
+               config: BenchConfig, *, clock_ids: list[str], scoring: ReplayScoring = ReplayScoring(),
                concurrency: int = DEFAULT_CONCURRENCY,
                progress: Callable[[int], None] = lambda _: None) -> tuple[dict[str, Any], list[SeriesResult]]:
     """Forget every clock (so each starts cold), replay them, ``concurrency`` clocks at a time, and
@@ -251,13 +272,13 @@ def run_replay(series: list[EvalSeries], failures: list[SourceFailure], forecast
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         replayed = list(pool.map(
-            lambda pair: replay_series(pair[0], pair[1], forecaster, config, score_after_s, counted),
+            lambda pair: replay_series(pair[0], pair[1], forecaster, config, scoring, counted),
             zip(series, clock_ids, strict=True)))
     results = summarize([r.result for r in replayed], failures, config)
-    results["replay"] = replay_summary(results, replayed, config, score_after_s)
+    results["replay"] = replay_summary(results, replayed, config, scoring)
     return results, [r.result for r in replayed]
 
 
-def streamed_origins(series: list[EvalSeries], config: BenchConfig, score_after_s: float) -> int:
+def streamed_origins(series: list[EvalSeries], config: BenchConfig, scoring: ReplayScoring) -> int:
     """How many requests with memory a replay of ``series`` sends (for a progress bar)."""
-    return sum(plan_replay(s, config, score_after_s)[2].origins.size for s in series)
+    return sum(plan_replay(s, config, scoring)[2].origins.size for s in series)

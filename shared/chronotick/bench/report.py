@@ -115,13 +115,27 @@ def replay_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _streamed_part(replay: dict[str, Any]) -> str:
+    stream_for_s = replay.get("stream_for_s")
+    return "" if stream_for_s is None else f" for the first {stream_for_s:g} s of each log"
+
+
+def _scored_part(replay: dict[str, Any]) -> str:
+    every_s = replay.get("score_every_s", replay["every_s"])
+    if every_s == replay["every_s"]:
+        return ""
+    return (f"Origins are scored every {every_s:g} s only (the origins a replay at that cadence scores), as an "
+            "agent's cadence would ask the stateless gateway far more often than its memory needs. ")
+
+
 def replay_description(results: dict[str, Any]) -> str:
     replay = results["replay"]
     latency = replay["latency_ms"]
     text = (f"Replay: each log streamed to the gateway in time order as an agent would, {replay['streamed_origins']} "
-            f"requests in all, an origin every {replay['every_s']:g} s, each request naming its clock (a clock id per "
-            "log, forgotten before the run so that it starts cold) and sent after the clock's previous one was "
-            "answered. Each scored origin was asked for twice from the same gateway: once naming the clock "
+            f"requests in all, an origin every {replay['every_s']:g} s{_streamed_part(replay)}, each request naming its "
+            "clock (a clock id per log, forgotten before the run so that it starts cold) and sent after the clock's "
+            f"previous one was answered. {_scored_part(replay)}Each scored origin was asked for twice from the same "
+            "gateway: once naming the clock "
             "(memory: the gateway's weights and bounds learned from the clock's scored forecasts) and once naming "
             f"none (stateless). Only origins after each clock's first {replay['score_after_s']:g} s (its warm-up) "
             "are scored. The best classical method is the classical member with the lowest MAE on the same origins, "

@@ -17,7 +17,7 @@ from chronotick.bench.__main__ import main
 from chronotick.bench.forecasters import FUSED, FUSED_STATELESS, BatchAnswer
 from chronotick.bench.metrics import Forecasts
 from chronotick.bench.origins import select_origins
-from chronotick.bench.replay import plan_replay, replay_clock_ids, run_replay, warm_up_reason
+from chronotick.bench.replay import ReplayScoring, plan_replay, replay_clock_ids, run_replay, warm_up_reason
 from chronotick.bench.report import results_markdown
 from chronotick.bench.run import BenchConfig
 from chronotick.bench.sources import EvalSeries
@@ -74,7 +74,7 @@ class RememberingRamp:
 
 def test_a_clock_streams_every_origin_in_time_order_and_scores_the_fair_ones_after_its_warm_up() -> None:
     series = ramp(2000, steps=[1000])
-    _, horizon, plan = plan_replay(series, CONFIG, score_after_s=300.0)
+    _, horizon, plan = plan_replay(series, CONFIG, ReplayScoring(after_s=300.0))
     assert horizon == 10
     assert np.all(np.diff(plan.origins) == 10) and plan.origins[0] == 64
     # An agent cannot know a step is coming, nor skip one in its window: those origins are streamed...
@@ -90,11 +90,21 @@ def test_a_clock_streams_every_origin_in_time_order_and_scores_the_fair_ones_aft
     assert plan.skipped["crosses a clock step"] == int(crossing.sum())
 
 
+def test_an_agent_cadence_is_streamed_in_full_and_scored_on_the_coarser_grid_up_to_the_stream_s_end() -> None:
+    series = ramp(3000, steps=[1000])
+    every_second = BenchConfig(horizons_s=[1.0, 10.0], context=64, stride_s=1.0, skip_start_s=0.0, batch=1)
+    _, _, coarse = plan_replay(series, CONFIG, ReplayScoring(after_s=300.0))
+    _, _, plan = plan_replay(series, every_second, ReplayScoring(after_s=300.0, every_s=10.0, stream_for_s=2000.0))
+    assert np.all(np.diff(plan.origins) == 1) and plan.origins[0] == 64 and plan.origins[-1] == 64 + 1999
+    # the origins a replay every 10 s scores, those before the stream's end
+    np.testing.assert_array_equal(plan.origins[plan.scored], coarse.origins[coarse.scored & (coarse.origins < 2064)])
+
+
 def test_a_context_too_thin_to_forecast_is_not_streamed_and_a_thin_one_is_not_scored() -> None:
     offsets = np.arange(1500, dtype=np.float64)
     offsets[400:700] = np.nan  # contexts inside the hole have nothing; at its edges, a few samples
     series = EvalSeries("holey.log", "test", offsets, 1.0, [], 0, 0, [])
-    _, _, plan = plan_replay(series, CONFIG, score_after_s=0.0)
+    _, _, plan = plan_replay(series, CONFIG, ReplayScoring(after_s=0.0))
     observed = np.array([np.isfinite(offsets[o - 64 : o]).sum() for o in plan.origins])
     truth = np.array([np.isfinite(offsets[o : o + 10]).any() for o in plan.origins])
     assert observed.min() >= 8 and (observed < 32).any()
@@ -118,13 +128,13 @@ def test_clock_ids_come_from_the_file_names_valid_unique_and_new_each_run() -> N
 def test_replay_forgets_each_clock_then_sends_its_origins_one_at_a_time_and_answers_scored_ones_twice() -> None:
     clocks = [ramp(900, name="a.log"), ramp(700, name="b.log")]
     forecaster = RememberingRamp()
-    results, series_results = run_replay(clocks, [], forecaster, CONFIG, clock_ids=["a", "b"], score_after_s=300.0,
-                                         concurrency=2)
+    results, series_results = run_replay(clocks, [], forecaster, CONFIG, clock_ids=["a", "b"],
+                                         scoring=ReplayScoring(after_s=300.0), concurrency=2)
     calls = forecaster.calls
     assert calls[:2] == [("forget", "a", None), ("forget", "b", None)]
     for clock_id, series in zip(("a", "b"), clocks, strict=True):
         starts = [start for kind, c, start in calls if kind == "memory" and c == clock_id]
-        _, _, plan = plan_replay(series, CONFIG, 300.0)
+        _, _, plan = plan_replay(series, CONFIG, ReplayScoring(after_s=300.0))
         assert starts == [START_S + o - 64 for o in plan.origins.tolist()]  # in order, the first context sample's time
     scored = sum(r.origins.size for r in series_results)
     assert sum(kind == "stateless" for kind, _, _ in calls) == scored > 0
