@@ -99,12 +99,13 @@ class ClassicalHelper:
         # The helper's clock is the system's monotonic one; the loop's may count from elsewhere.
         deadline_monotonic_s = time.monotonic() + (deadline - loop.time())
         pool, handed_at = self._pool, loop.time()
-        future = asyncio.wrap_future(
-            pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
-        self.in_flight += 1
-        future.add_done_callback(self._came_back)  # also for a request that stopped waiting for it
         wait_s = max(deadline - handed_at, 0.0) + GRACE_S
         try:
+            # A death noticed while the helper was idle fails the submission itself, at once.
+            future = asyncio.wrap_future(
+                pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
+            self.in_flight += 1
+            future.add_done_callback(self._came_back)  # also for a request that stopped waiting for it
             return await asyncio.wait_for(asyncio.shield(future), wait_s if math.isfinite(wait_s) else None)
         except BrokenProcessPool as error:
             if pool is self._pool:  # not replaced yet by another request that met the same death

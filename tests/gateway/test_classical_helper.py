@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import numpy as np
+import pytest
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.grid import GridSeries
@@ -91,7 +92,9 @@ def test_a_helper_that_could_not_finish_in_time_leaves_the_request_to_the_event_
     assert all(r.ok for r in answered)  # by the loop
 
 
-def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by_the_loop() -> None:
+# The next request comes at once, or after the pool has noticed the death (its submission then fails).
+@pytest.mark.parametrize("idle_s", [0.0, 1.0])
+def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by_the_loop(idle_s: float) -> None:
     series = plans(1)
     metrics = GatewayMetrics()
 
@@ -102,6 +105,7 @@ def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by
             assert await helper.run(NAMES, classical_series(series), HORIZON, math.inf) is not None
             for process in multiprocessing.active_children():  # as the kernel's OOM killer would
                 process.kill()
+            await asyncio.sleep(idle_s)
             answered = await classical_members(NAMES, series, HORIZON, math.inf, helper)
             return answered, await helper.run(NAMES, classical_series(series), HORIZON, math.inf)
         finally:
