@@ -440,8 +440,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             remote, reused = reused_members(reuse, remote, plans, warm, query.horizon, settings.reuse_forecasts_s)
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
+        # The helper frees the loop for other work: the member calls' answers, other requests. A
+        # request alone with nothing to call would only wait for it, longer than the loop would take
+        # (1 context: 2.0 ms on the loop against 3.4 ms handed over, at the median, measured).
+        helper = helpers.get("classical") if remote or finishing.in_flight > 1 else None
         results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach,
-                                        helpers.get("classical"))
+                                        helper)
         if reach is not None:
             keep_fresh(reuse, results, versions, warm)
         results = sorted(reused + [within(r, query.horizon) for r in results], key=lambda r: order.index(r.name))

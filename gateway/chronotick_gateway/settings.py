@@ -98,8 +98,8 @@ class GatewaySettings(BaseSettings):
     classical_processes: int = Field(
         default=1, ge=0, le=16,
         description="Helper processes that compute the classical members off the event loop, which then only "
-        "reads, sends and fuses (0: on the loop itself). A request they could not finish in time is computed on "
-        "the loop all the same. Read at start only.",
+        "reads, sends and fuses (0: on the loop itself). A request they could not finish in time, or one alone "
+        "with no model to call, is computed on the loop all the same. Read at start only.",
     )
     skip_spread_backtests: bool = Field(
         default=True,
