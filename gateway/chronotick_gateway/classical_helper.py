@@ -92,7 +92,7 @@ class ClassicalHelper:
     async def run(self, names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int,
                   deadline: float) -> ClassicalRun | None:
         """The classical members of a request by its ``deadline`` (event-loop time), from a helper; or
-        None, when the helpers could not say in time or have died: the caller computes them itself."""
+        None, when the helpers could not say in time, have died or are stuck: the caller computes them itself."""
         loop = asyncio.get_running_loop()
         if self._pool is None or loop.time() + self.expected_s() > deadline:
             return None
