@@ -39,13 +39,13 @@ _FIRST_GUESS_S = 0.005
 _PACE_SMOOTHING = 0.2
 # A clock drifting at 1 ppm, forecast 8 s ahead from its end and from one backtest cut.
 _WARM_UP = [ClassicalSeries(np.arange(128, dtype=np.float64), (96,), 1.0)]
-# The helpers are started by a server process that has imported the forecasters once: a helper
-# that replaces a dead one is ready in milliseconds, and none inherits the gateway's threads, locks
-# or sockets (as a fork of the gateway itself would).
 # How long past a request's deadline its members may still come back from a helper that is merely
 # slow (finishing the series it was on, waiting out a time slice) before the loop answers for it.
 # Past its deadline a request asks only for the last value, a fraction of a millisecond per series.
 GRACE_S = 0.05
+# The helpers are started by a server process that has imported the forecasters once: a helper
+# that replaces a dead one is ready in milliseconds, and none inherits the gateway's threads, locks
+# or sockets (as a fork of the gateway itself would).
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["chronotick_gateway.members"])
 
