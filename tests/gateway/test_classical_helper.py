@@ -35,8 +35,8 @@ def plans(count: int = 2, length: int = 300) -> list[SeriesPlan]:
 
 
 @asynccontextmanager
-async def helper_started(processes: int = 1) -> AsyncIterator[ClassicalHelper]:
-    helper = ClassicalHelper(processes, GatewayMetrics())
+async def helper_started(processes: int = 1, metrics: GatewayMetrics | None = None) -> AsyncIterator[ClassicalHelper]:
+    helper = ClassicalHelper(processes, metrics or GatewayMetrics())
     helper.start()
     try:
         yield helper
@@ -99,17 +99,13 @@ def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by
     metrics = GatewayMetrics()
 
     async def scenario() -> tuple[list[object], object]:
-        helper = ClassicalHelper(1, metrics)
-        helper.start()
-        try:
+        async with helper_started(metrics=metrics) as helper:
             assert await helper.run(NAMES, classical_series(series), HORIZON, math.inf) is not None
             for process in multiprocessing.active_children():  # as the kernel's OOM killer would
                 process.kill()
             await asyncio.sleep(idle_s)
             answered = await classical_members(NAMES, series, HORIZON, math.inf, helper)
             return answered, await helper.run(NAMES, classical_series(series), HORIZON, math.inf)
-        finally:
-            helper.close()
 
     answered, after = run(scenario)
     assert all(r.ok for r in answered)
@@ -123,26 +119,24 @@ def test_a_stuck_helper_holds_a_request_only_until_its_deadline_and_is_then_repl
     metrics = GatewayMetrics()
 
     async def scenario() -> tuple[float, list[object], object]:
-        helper = ClassicalHelper(1, metrics)
-        helper.start()
         stuck = []
-        try:
-            assert await helper.run(NAMES, classical_series(series), HORIZON, math.inf) is not None
-            for process in multiprocessing.active_children():  # frozen, as `docker pause` or SIGSTOP do
-                if process.pid is not None and process.name.startswith("ForkServerProcess"):
-                    os.kill(process.pid, signal.SIGSTOP)
-                    stuck.append(process)
-            assert stuck, "the helper process was not found among the children"
-            loop = asyncio.get_running_loop()
-            sent = loop.time()
-            answered = await classical_members(NAMES, series, HORIZON, sent + 0.3, helper)
-            waited = loop.time() - sent
-            return waited, answered, await helper.run(NAMES, classical_series(series), HORIZON, math.inf)
-        finally:
-            for process in stuck:
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGCONT)
-            helper.close()
+        async with helper_started(metrics=metrics) as helper:
+            try:
+                assert await helper.run(NAMES, classical_series(series), HORIZON, math.inf) is not None
+                for process in multiprocessing.active_children():  # frozen, as `docker pause` or SIGSTOP do
+                    if process.pid is not None and process.name.startswith("ForkServerProcess"):
+                        os.kill(process.pid, signal.SIGSTOP)
+                        stuck.append(process)
+                assert stuck, "the helper process was not found among the children"
+                loop = asyncio.get_running_loop()
+                sent = loop.time()
+                answered = await classical_members(NAMES, series, HORIZON, sent + 0.3, helper)
+                waited = loop.time() - sent
+                return waited, answered, await helper.run(NAMES, classical_series(series), HORIZON, math.inf)
+            finally:
+                for process in stuck:
+                    if process.is_alive():
+                        os.kill(process.pid, signal.SIGCONT)
 
     waited, answered, after = run(scenario)
     assert waited < 0.3 + GRACE_S + 0.2, f"the request waited {waited:.3f} s for a stuck helper"
