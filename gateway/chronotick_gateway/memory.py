@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import zstandard
 from pydantic import BaseModel, Field, ValidationError
 from scipy.special import ndtri
 
@@ -141,18 +142,35 @@ class UnreadableState(ValueError):
     """Stored bytes that this version cannot read: discarded by the caller, with a log line."""
 
 
+# Every warm request reads its clock's state and writes it back, on the event loop. Zstandard at
+# its fastest level took 0.15 ms to compress a 62 kB state (10 members, 12 answers waiting) to
+# 21 kB and 0.05 ms to expand it; zlib at its fastest, 0.61 ms to 25 kB and 0.27 ms (measured).
+_ZSTD_LEVEL = 1
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def encode(state: ClockState) -> bytes:
-    """JSON, deflated: its keys repeat for every member and anchor, so this is about a third of
-    the size (18 kB for a clock with 10 members and 12 pending answers, and 6 kB more for its
-    ``online_ar`` sums), for ~0.2 ms."""
-    return zlib.compress(state.model_dump_json().encode(), 1)
+    """JSON, compressed: its keys repeat for every member and anchor, so this is about a third of
+    the size (21 kB for a clock with 10 members and 12 pending answers, ``online_ar``'s sums
+    included)."""
+    return zstandard.compress(state.model_dump_json().encode(), _ZSTD_LEVEL)
+
+
+def _expanded(data: bytes) -> bytes:
+    """The JSON of an encoded state: Zstandard, or zlib's deflate, which states were written in
+    before (kept readable, so that an upgrade keeps what the clocks' memory learned)."""
+    try:
+        if data.startswith(_ZSTD_MAGIC):
+            return zstandard.decompress(data)
+        return zlib.decompress(data)
+    except (zstandard.ZstdError, zlib.error) as error:
+        raise UnreadableState(f"not a compressed clock state: {error}") from error
 
 
 def decode(data: bytes) -> ClockState:
+    json_bytes = _expanded(data)
     try:
-        state = ClockState.model_validate_json(zlib.decompress(data))
-    except zlib.error as error:
-        raise UnreadableState(f"not a deflated clock state: {error}") from error
+        state = ClockState.model_validate_json(json_bytes)
     except ValidationError as error:
         raise UnreadableState(f"not a clock state of this version: {error.error_count()} errors") from error
     if state.version != STATE_VERSION or {len(state.anchors), len(state.regressions)} != {len(ANCHOR_HORIZONS_S)}:

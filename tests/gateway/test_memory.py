@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -229,6 +231,14 @@ def test_a_state_round_trips_and_one_of_another_version_or_garbage_is_refused() 
     other = state.model_copy(update={"version": STATE_VERSION + 1})
     with pytest.raises(UnreadableState):
         decode(encode(other))
-    for garbage in (b"", b"\xff\xfe", b'{"interval_s": "x"}', b"[]"):
+    for garbage in (b"", b"\xff\xfe", b'{"interval_s": "x"}', b"[]", b"\x28\xb5\x2f\xfd truncated"):
         with pytest.raises(UnreadableState):
             decode(garbage)
+
+
+def test_a_state_written_deflated_before_the_switch_to_zstandard_is_still_read() -> None:
+    """An upgraded gateway keeps what the clocks' memory learned (Redis keeps it across restarts)."""
+    state = ClockState(interval_s=1.0)
+    remember(state, 10.0, {"a": flat(1.0)}, flat(1.0), flat(1.0), remembered=False)
+    assert decode(zlib.compress(state.model_dump_json().encode(), 1)) == state
+    assert encode(state) != zlib.compress(state.model_dump_json().encode(), 1)  # written as Zstandard now
