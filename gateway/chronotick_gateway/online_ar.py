@@ -21,8 +21,8 @@ Robust by construction, because a clock's log is not a stationary process:
 - Once a horizon answers, each new row is weighted as Huber's M-estimator weighs it (c = 2 fitted
   standard deviations, as chrony's fit in ``chronotick.baselines``): one odd minute moves it little.
 
-The state per clock is a few forgotten sums per horizon (``AnchorRegression``, about 6 kB
-deflated for all eight): it does not grow with the clock's age, and it is a function of the
+The state per clock is a few forgotten sums per horizon (``AnchorRegression``, about 5 kB
+compressed for all eight): it does not grow with the clock's age, and it is a function of the
 clock's samples alone, so every gateway replica learns the same from the same requests.
 """
 
