@@ -9,11 +9,14 @@ import math
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import numpy as np
+import psutil
 import pytest
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
@@ -145,3 +148,43 @@ def test_a_stuck_helper_holds_a_request_only_until_its_deadline_and_is_then_repl
     assert after is not None  # a new helper
     assert metrics.registry.get_sample_value("chronotick_gateway_background_failures_total",
                                              {"task": "classical-helper"}) == 1.0
+
+
+_HELPER_IN_A_GATEWAY = """
+import sys
+from chronotick_gateway.classical_helper import ClassicalHelper
+from chronotick_gateway.metrics import GatewayMetrics
+
+helper = ClassicalHelper(2, GatewayMetrics())
+helper.start()
+print(" ".join(str(pid) for pid in helper._pool._processes), flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_the_helpers_end_when_the_gateway_is_killed_outright() -> None:
+    """SIGKILL (the OOM killer, say) gives a gateway no chance to close its helpers: they must not
+    outlive it, nor the forkserver that started them."""
+    gateway = subprocess.Popen([sys.executable, "-c", _HELPER_IN_A_GATEWAY], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    try:
+        assert gateway.stdout is not None
+        helpers = [psutil.Process(int(pid)) for pid in gateway.stdout.readline().split()]
+        assert len(helpers) == 2
+        forkserver = psutil.Process(helpers[0].ppid())
+        assert forkserver.pid != gateway.pid
+        left = [*helpers, forkserver]
+    finally:
+        gateway.kill()
+        gateway.wait()
+
+    def gone(process: psutil.Process) -> bool:
+        try:
+            return process.status() == psutil.STATUS_ZOMBIE  # ended, not yet reaped by its new parent
+        except psutil.NoSuchProcess:
+            return True
+
+    waited = time.monotonic()
+    while not all(gone(process) for process in left) and time.monotonic() - waited < 10.0:
+        time.sleep(0.05)
+    assert [process.pid for process in left if not gone(process)] == []
