@@ -143,7 +143,7 @@ class UnreadableState(ValueError):
 
 
 # Every warm request reads its clock's state and writes it back, on the event loop. Zstandard at
-# its fastest level took 0.15 ms to compress a 62 kB state (10 members, 12 answers waiting) to
+# its fastest level took 0.15 ms to compress a 62 kB state (11 members, 12 answers waiting) to
 # 21 kB and 0.05 ms to expand it; zlib at its fastest, 0.61 ms to 25 kB and 0.27 ms (measured).
 _ZSTD_LEVEL = 1
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -151,7 +151,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 def encode(state: ClockState) -> bytes:
     """JSON, compressed: its keys repeat for every member and anchor, so this is about a third of
-    the size (21 kB for a clock with 10 members and 12 pending answers, ``online_ar``'s sums
+    the size (21 kB for a clock with 11 members and 12 pending answers, ``online_ar``'s sums
     included)."""
     return zstandard.compress(state.model_dump_json().encode(), _ZSTD_LEVEL)
 
