@@ -146,7 +146,6 @@ class UnreadableState(ValueError):
 # its fastest level took 0.15 ms to compress a 62 kB state (11 members, 12 answers waiting) to
 # 21 kB and 0.05 ms to expand it; zlib at its fastest, 0.61 ms to 25 kB and 0.27 ms (measured).
 _ZSTD_LEVEL = 1
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def encode(state: ClockState) -> bytes:
@@ -160,7 +159,7 @@ def _expanded(data: bytes) -> bytes:
     """The JSON of an encoded state: Zstandard, or zlib's deflate, which states were written in
     before (kept readable, so that an upgrade keeps what the clocks' memory learned)."""
     try:
-        if data.startswith(_ZSTD_MAGIC):
+        if data.startswith(zstandard.FRAME_HEADER):
             return zstandard.decompress(data)
         return zlib.decompress(data)
     except (zstandard.ZstdError, zlib.error) as error:
