@@ -30,6 +30,11 @@ _TIMEOUT_FACTOR = 1.5
 MIN_CALL_S = 0.005
 
 
+# A service whose calls are expected to take more than this share of a request's remaining time is
+# busy (``ServiceLoad.busy``): past half, a call has no room left for one slow answer or one retry.
+BUSY_SHARE = 0.5
+
+
 class Overloaded(Exception):
     """The service cannot answer this call before the deadline; it was not sent."""
 
@@ -61,6 +66,12 @@ class ServiceLoad:
             return self.latency_s
         # Slots free up about max_in_flight per latency: the calls ahead of this one go first.
         return self.latency_s * (1 + math.ceil((self.waiting + 1) / self.max_in_flight))
+
+    def busy(self, remaining_s: float) -> bool:
+        """Whether a call sent now is expected to take more than ``BUSY_SHARE`` of ``remaining_s``:
+        the service is falling behind this gateway's calls (``reuse`` then prefers a member's older
+        forecast to waiting for a new one)."""
+        return self.in_flight > 0 and self.expected_s() > BUSY_SHARE * remaining_s
 
     def observe(self, duration_s: float) -> None:
         if self.latency_s is None:

@@ -10,12 +10,19 @@ the new origin on, moved to start from the newest sample,
     mean'[k] = last sample + (mean[d + k] - mean[d])        (d: steps since the kept forecast's origin)
 
 and the spread of a forecast k steps ahead, std[k]. So that the path is the model's own to the
-end, a warm clock's models are asked ``most_s`` further ahead than the request's horizon, as far as
+end, a warm clock's models are asked that much further ahead than the request's horizon, as far as
 each forecasts in the passes the horizon takes anyway (``ModelInfo.one_pass_horizon``; the answer
 gets the horizon's steps); steps past a kept forecast's end (a few at most, for models that stop
 at 64 steps) continue its last step's slope. The classical members and the clock's own autoregression are always
 fresh, and the memory scores a reused forecast as that member's answer (it is what the fusion got),
 so a member whose reused forecasts are worse at a horizon loses its weight there by itself.
+
+Under load a kept forecast stands in longer: when a model's service is busy (its calls are expected
+to take more than half the time the request has left, ``ServiceLoad.busy``), up to ``busy_s``
+instead of ``most_s``. A call sent then would wait in the service's queue and likely miss the
+deadline, and the member would be dropped from the answer; a forecast a few seconds older keeps it,
+and every call not sent lets the queue drain, so the fleet settles where its calls come back in
+time instead of where every one of them is late.
 
 Kept per gateway process, not in the clock store: losing it (a restart, another replica serving the
 clock) costs one fresh forecast per member, nothing else. Bounded: the least recently used clock is
@@ -146,15 +153,18 @@ def within(result: MemberResult, horizon: int) -> MemberResult:
 
 def reused_members(
     reuse: ForecastReuse, remote: list[tuple[Service, ModelInfo]], plans: list[SeriesPlan],
-    warm: list[RecalledClock], horizon: int, most_s: float,
+    warm: list[RecalledClock], horizon: int, most_s: float, busy_s: float, remaining_s: float,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[MemberResult]]:
     """The remote members still to ask, and those answered from their kept forecasts, for a request
-    on the warm path (``warm``: its series' clocks): a member is not asked when every series' clock
-    has a kept forecast of it recent enough (one series left out would need the call all the same)."""
+    on the warm path (``warm``: its series' clocks) with ``remaining_s`` before its deadline: a
+    member is not asked when every series' clock has a kept forecast of it recent enough (at most
+    ``most_s`` old, or ``busy_s`` while its service is busy; one series left out would need the call
+    all the same)."""
     ask, reused = [], []
     for service, model in remote:
+        oldest_s = max(most_s, busy_s) if service.load.busy(remaining_s) else most_s
         answers = [reuse.reuse(clock.clock_id, model.name, model.model_version, clock.samples.last_s,
-                               plan.grid.interval_s, float(plan.grid.offsets_us[-1]), horizon, most_s)
+                               plan.grid.interval_s, float(plan.grid.offsets_us[-1]), horizon, oldest_s)
                    for clock, plan in zip(warm, plans, strict=True)]
         if any(answer is None for answer in answers):
             ask.append((service, model))

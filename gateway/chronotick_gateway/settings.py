@@ -135,6 +135,13 @@ class GatewaySettings(BaseSettings):
         description="On the warm path, a model's forecast of a clock stands in for a fresh one for this many "
         "seconds of the clock's time, re-anchored at the newest sample (the model is not asked); 0: always ask.",
     )
+    reuse_when_busy_s: float = Field(
+        default=20.0, ge=0.0, le=60.0,
+        description="The same, for a model whose service is busy (its calls are expected to take more than half "
+        "the time a request has left): its forecast stands in for up to this many seconds of the clock's time "
+        "(at least reuse_forecasts_s), so that under load the fleet answers with every member, some of them "
+        "older, rather than without the members it cannot reach in time, and its queues drain.",
+    )
 
     @model_validator(mode="after")
     def _routes_do_not_overlap(self) -> GatewaySettings:

@@ -75,6 +75,17 @@ def test_an_idle_service_is_always_tried_however_slow_it_was() -> None:
     run(scenario)
 
 
+def test_a_service_is_busy_when_its_calls_are_expected_to_take_more_than_half_the_time_left() -> None:
+    assert not ServiceLoad(max_in_flight=8, latency_s=5.0).busy(remaining_s=0.9)  # nothing in flight: idle
+    load = ServiceLoad(max_in_flight=2, in_flight=1, latency_s=0.3)
+    assert not load.busy(remaining_s=0.9)
+    assert load.busy(remaining_s=0.5)
+    load.observe(0.9)  # slower calls: the estimate rises to 0.42 s
+    assert load.busy(remaining_s=0.8) and not load.busy(remaining_s=0.9)
+    load.in_flight = 2  # every slot taken: a call would wait for one first
+    assert load.busy(remaining_s=1.5)
+
+
 def test_waiting_past_the_time_left_is_refused_and_gives_its_place_back() -> None:
     async def scenario() -> None:
         load = ServiceLoad(max_in_flight=1)

@@ -32,7 +32,7 @@ CHRONOS_MODELS = 3
 
 def settings_for(**extra: object) -> GatewaySettings:
     """Every model asked on every request (these tests count the calls), but where a test says otherwise."""
-    extra = {"reuse_forecasts_s": 0.0} | extra
+    extra = {"reuse_forecasts_s": 0.0, "reuse_when_busy_s": 0.0} | extra
     return GatewaySettings(health_interval_s=0.2, warm_after_scored=WARM_AFTER, **extra)  # type: ignore[arg-type]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from chronotick_gateway.reuse import ForecastReuse, KeptForecast, reanchored
+from chronotick_gateway.admission import ServiceLoad
+from chronotick_gateway.reuse import ForecastReuse, KeptForecast, reanchored, reused_members
 
 HORIZON = 60
 
@@ -84,3 +87,27 @@ def test_the_least_recently_kept_clock_goes_first_and_a_forgotten_clock_keeps_no
     assert reuse.reuse("c", "model", "v1", 105.0, 1.0, 0.0, 10, most_s=10.0) is not None
     reuse.forget("c")
     assert reuse.reuse("c", "model", "v1", 105.0, 1.0, 0.0, 10, most_s=10.0) is None
+
+
+def test_a_busy_services_kept_forecast_stands_in_longer_and_no_longer_than_its_limit() -> None:
+    """Idle, a model is asked once its kept forecast is over ``most_s`` old; while its service is
+    busy, the forecast stands in up to ``busy_s``, then the model is asked again."""
+    reuse = ForecastReuse(max_clocks=4)
+    reuse.keep("clock", "bolt", "v1", 100.0, 1.0, np.arange(80.0), np.ones(80))
+    model = SimpleNamespace(name="bolt", model_version="v1")
+    plan = SimpleNamespace(grid=SimpleNamespace(interval_s=1.0, offsets_us=np.array([0.0, 3.0])))
+    idle = SimpleNamespace(name="chronos", load=ServiceLoad(max_in_flight=8))
+    busy = SimpleNamespace(name="chronos", load=ServiceLoad(max_in_flight=8, in_flight=3, latency_s=0.6))
+
+    def members(service: SimpleNamespace, last_s: float) -> tuple[list, list]:  # type: ignore[type-arg]
+        clock = SimpleNamespace(clock_id="clock", samples=SimpleNamespace(last_s=last_s))
+        return reused_members(reuse, [(service, model)], [plan], [clock], HORIZON, most_s=5.0, busy_s=20.0,
+                              remaining_s=0.9)
+
+    ask, reused = members(idle, last_s=115.0)
+    assert ask == [(idle, model)] and reused == []
+    ask, reused = members(busy, last_s=115.0)
+    assert ask == [] and reused[0].age_s == 15.0 and reused[0].status == "ok"
+    np.testing.assert_allclose(reused[0].forecasts[0].mean_us, 3.0 + np.arange(1.0, HORIZON + 1.0))
+    ask, reused = members(busy, last_s=121.0)
+    assert ask == [(busy, model)] and reused == []
