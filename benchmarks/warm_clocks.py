@@ -3,7 +3,8 @@
 Starts the four family services (each in its own environment) and the gateway as processes, as
 ``gateway_speed`` does, with the gateway's settings as shipped: a clock is warm after 30 scored
 forecasts at every horizon its forecast reaches, a warm clock's model forecasts stand in for 5 s of
-its time (``reuse_forecasts_s``), and the default 1 s deadline, which no request names. A pool of
+its time (``reuse_forecasts_s``; 20 s while the model's service is busy, ``reuse_when_busy_s``),
+and the default 1 s deadline, which no request names. A pool of
 synthetic clocks ("mixed", a seed each) is streamed to it as agents stream theirs: each request the
 next 512-sample window of a clock, ending 5 s after the last (``clock_id`` and ``start_s``), so
 that every answer is remembered and scored by the requests after it, and every other one asks no
@@ -18,7 +19,8 @@ model. The clocks are warmed up first, a few at a time, each until its answer sa
 2. Capacity: 1 to 32 closed-loop clients (each posts its next request when it has the answer:
    ``support.load_drill.run_drill``) for some seconds at each count, stateless and warm (each
    client streaming its own clocks forward in time): requests per second, the share of answers
-   degraded (or failed), p50/p99 and the share remembered; the highest rate with at most 5 %
+   degraded (or failed), p50/p99, the share remembered and the share in which kept model forecasts
+   stood in (with the median age of the oldest); the highest rate with at most 5 %
    degraded of each, and their ratio. Target >= 5x.
 3. The classical members alone (``backends``) at 32 clients, warm and stateless: closed loop (the
    gateway's saturation rate), and as 32 agents each asking once a second (open loop, their first
@@ -255,6 +257,8 @@ class Step:
     rate: float
     degraded: float
     remembered: float
+    reused: float  # answers in which a model's kept forecast stood in
+    reused_age_s: float  # the median of their oldest kept forecasts' ages (NaN: none)
     p50_ms: float
     p99_ms: float
     gateway_p99_ms: float  # from the answers' elapsed_ms: arrival at the gateway to its answer
@@ -269,6 +273,9 @@ def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float) -> Ste
         rate=len(answers) / seconds,
         degraded=share(a.status != 200 or a.degraded for a in answers),
         remembered=share(a.memory == ("remembered",) for a in answers),
+        reused=share(a.reused_age_s is not None for a in answers),
+        reused_age_s=float(np.median(ages)) if (ages := [a.reused_age_s for a in answers
+                                                          if a.reused_age_s is not None]) else float("nan"),
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
         gateway_p99_ms=stats["gateway_p99_ms"],
@@ -434,14 +441,15 @@ def main() -> None:
         f"**Capacity**: closed-loop clients, {seconds:g} s at each count; degraded counts the answers that were not "
         "a 200 too.",
         "",
-        "| clients | stateless req/s | degraded | p50 ms | p99 ms | warm req/s | degraded | remembered | p50 ms | "
-        "p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| clients | stateless req/s | degraded | p50 ms | p99 ms | warm req/s | degraded | remembered | "
+        "models' forecasts reused (median age) | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for count in counts:
         a, b = stateless[count], warm[count]
         lines.append(f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | {b.rate:.1f} | "
-                     f"{b.degraded:.0%} | {b.remembered:.0%} | {b.p50_ms:.0f} | {b.p99_ms:.0f} |")
+                     f"{b.degraded:.0%} | {b.remembered:.0%} | {b.reused:.0%} ({b.reused_age_s:.0f} s) | "
+                     f"{b.p50_ms:.0f} | {b.p99_ms:.0f} |")
     best = {"stateless": best_rate(stateless), "warm": best_rate(warm)}
     said = {name: "none" if rate is None else f"{rate[0]:.1f} req/s at {count_of(rate[1], 'client')}"
             for name, rate in best.items()}

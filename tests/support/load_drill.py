@@ -41,6 +41,7 @@ class Answer:
     gateway_s: float | None = None   # the time the gateway itself says it took (its elapsed_ms)
     memory: tuple[str, ...] = ()     # per series, what its clock memory did (stateless, remembered ...)
     served_by: str | None = None     # which gateway replica, where a front door says (X-ChronoTick-Gateway)
+    reused_age_s: float | None = None  # the oldest kept model forecast that stood in (forecast_age_s); None: none
 
     @property
     def from_memory(self) -> bool:
@@ -115,9 +116,10 @@ def _answer(client: int, sent_at: float, elapsed_s: float, status: int, headers:
         return Answer(client, sent_at, elapsed_s, status, error=content[:300].decode(errors="replace"))
     body = json.loads(content)
     answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
+    ages = [b["forecast_age_s"] for b in body["backends"] if b.get("forecast_age_s") is not None]
     return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
                   gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])),
-                  served_by=headers.get("x-chronotick-gateway"))
+                  served_by=headers.get("x-chronotick-gateway"), reused_age_s=max(ages) if ages else None)
 
 
 def run_drill(
@@ -130,11 +132,15 @@ def run_drill(
     headers: dict[str, str] | None = None,
     client_timeout_s: float = 30.0,
     after_events_s: float = 0.0,
+    every_s: float | None = None,
 ) -> DrillResult:
     """``clients`` threads post ``bodies`` (JSON, taken in turn) to ``url``/predict for ``duration_s``,
     and for at least ``after_events_s`` after the last event's action has returned; each event's
     action runs at its time, in this thread (an action may wait for something, e.g. a container to
-    be ready, and the events after it wait with it)."""
+    be ready, and the events after it wait with it). Each client posts its next request when it has
+    the answer (closed loop), or with ``every_s``, as an agent does: once every ``every_s``, the
+    clients' first requests spread over the first period, a late answer delaying only its own
+    client's next request."""
     started = time.monotonic()
     stop_at = [started + duration_s]
     answers: list[Answer] = []
@@ -153,6 +159,8 @@ def run_drill(
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=client_timeout_s)
         try:
             while time.monotonic() < stop_at[0]:
+                if every_s is not None:
+                    time.sleep(max(0.0, started + every_s * (index / clients + count) - time.monotonic()))
                 body = bodies[(index + count * clients) % len(bodies)]
                 count += 1
                 sent = time.monotonic()
