@@ -372,7 +372,8 @@ class BackendResult(BaseModel):
         default=None,
         description="Set when the model was not asked: its forecast of the series' clocks from this many seconds "
         "earlier (of the clocks' own time) stood in, re-anchored at the newest sample. A warm clock's model "
-        "forecasts are reused for up to the gateway's reuse_forecasts_s; null: a fresh forecast.",
+        "forecasts are reused for up to the gateway's reuse_forecasts_s (reuse_when_busy_s while the model's "
+        "service is busy); null: a fresh forecast.",
     )
     calibration_scale: list[float] | None = Field(
         default=None, description="Per series: the variance scale its backtests gave (1 = its own spread was right)."
