@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from chronotick_gateway.admission import Finishing, Overloaded, ServiceLoad
+from chronotick_gateway.app import DEADLINE_RECHECK_S, members_by
 
 
 def run(scenario) -> None:  # type: ignore[no-untyped-def]
@@ -138,6 +139,45 @@ def test_each_request_keeps_back_the_time_to_finish_every_request_in_flight() ->
     assert finishing.reserve_s() == pytest.approx(32 * 0.004, rel=0.01)
     finishing.in_flight = 1
     assert finishing.reserve_s() == pytest.approx(0.004, rel=0.01)
+
+
+def test_requests_coming_in_behind_a_waiting_one_bring_its_members_deadline_forward() -> None:
+    """The first request of a burst counted only itself in flight; while its members are out, the
+    other 31 come in, and it ends its wait early enough for all of them to be finished in time."""
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        finishing = Finishing(answer_s=0.01)
+        finishing.in_flight = 1
+        arrived = loop.time()
+        answer_by = arrived + 1.0
+
+        def members_deadline() -> float:
+            return answer_by - finishing.reserve_s()
+
+        slow = asyncio.create_task(asyncio.sleep(5.0))
+        fast = asyncio.create_task(asyncio.sleep(0.05))
+        waiting = asyncio.create_task(members_by({slow, fast}, members_deadline(), members_deadline))
+        await asyncio.sleep(0.1)
+        finishing.in_flight = 32  # the burst is in: finishing it takes 0.32 s
+        still_out = await waiting
+        ended = loop.time() - arrived
+        assert still_out == {slow} and fast.done()
+        assert 1.0 - 0.32 - 0.01 <= ended <= 1.0 - 0.32 + DEADLINE_RECHECK_S + 0.2, ended  # not at 1.0
+        slow.cancel()
+
+    run(scenario)
+
+
+def test_a_deadline_the_load_would_push_back_stays_where_it_was() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        slow = asyncio.create_task(asyncio.sleep(5.0))
+        assert await members_by({slow}, begun + 0.2, lambda: begun + 10.0) == {slow}
+        assert 0.2 <= loop.time() - begun < 0.2 + DEADLINE_RECHECK_S + 0.5  # not at 10 s
+        slow.cancel()
+
+    run(scenario)
 
 
 def test_a_service_that_keeps_timing_out_is_sent_one_call_at_a_time_until_it_is_fast_again() -> None:

@@ -8,7 +8,7 @@ import httpx
 from chronotick.synthetic import generate_clock
 from support.containers import ComposeFleet
 from support.fleet_calls import AgentStreams, agent_body
-from support.load_drill import Event, run_drill, summarize, timeline
+from support.load_drill import Answer, Event, run_drill, summarize, timeline
 from test_load import CLIENTS, DEADLINE_S, DURATION_S, GATEWAY_MARGIN_S, MARGIN_S
 
 CONTEXT = 512
@@ -20,6 +20,20 @@ def windows(clock_id: str, seed: int, count: int, *, horizon: int = HORIZON) -> 
     """``count`` requests for one clock, each EVERY_S seconds after the one before, as an agent sends them."""
     offsets = generate_clock("mixed", CONTEXT + EVERY_S * count, seed=seed).observed_offset_us
     return [agent_body(offsets, k, clock_id, context=CONTEXT, every_s=EVERY_S, horizon=horizon) for k in range(count)]
+
+
+# Redis is judged within its own bound (redis_store.CALL_DEADLINE_S). Under this load a request can
+# come to its memory with less than that left, its time spent waiting on the busy event loop (one in
+# CI had 73 ms left, and every member of it 0 ms): it is answered without the memory, saying so.
+# That must stay rare: RARE of the answers at most.
+STORE_BOUND_S = 0.5
+RARE = 0.01
+
+
+def out_of_time(answer: Answer) -> bool:
+    """Answered without the memory because the request had less time left for it than Redis's bound."""
+    given_s = answer.memory_given_s
+    return given_s is not None and given_s < STORE_BOUND_S
 
 
 def test_the_memory_outlives_a_gateway_restart(fleet: ComposeFleet) -> None:
@@ -67,14 +81,15 @@ def test_redis_stopped_and_started_under_load_fails_no_request(fleet: ComposeFle
     # The gateway's probe tries Redis once a second (redis_store.BACKOFF_S): once Redis answers, the
     # next second's answers are from the memory again (2 s of slack for an event loop late under load).
     back = result.between(result.events["redis answers"] + 3.0, result.duration_s)
-    assert before, described
-    forgot = [a for a in before if not a.from_memory]
-    assert not forgot, f"{len(forgot)} answers not from the memory before Redis stopped: {forgot[:3]}; {described}"
+    assert before and back, described
+    for phase, answers in (("before Redis stopped", before), ("after Redis was back", back)):
+        forgot = [a for a in answers if not a.from_memory]
+        blamed = [a for a in forgot if not out_of_time(a)]
+        assert not blamed, f"{len(blamed)} answers not from the memory {phase}: {blamed[:3]}; {described}"
+        assert len(forgot) <= RARE * len(answers), (f"{len(forgot)} of {len(answers)} answers {phase} had no time "
+                                                    f"for the memory: {forgot[:3]}; {described}")
     assert away and all(a.memory == ("unavailable",) and a.degraded for a in away)
     assert all(any("clock memory unavailable" in r for r in a.reasons) for a in away)
-    forgot = [a for a in back if not a.from_memory]
-    assert back and not forgot, (f"{len(forgot)} answers not from the memory after Redis was back: {forgot[:3]}; "
-                                 f"{described}")
     report = httpx.get(f"{fleet.url}/clocks/it-load-0", headers=fleet.headers).json()
     assert report["requests"] > 0 and report["horizons"][0]["scored"] > 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,19 @@ class Answer:
     def from_memory(self) -> bool:
         """Every series answered with its clock's memory (cold-start or remembered), none without."""
         return bool(self.memory) and all(state in ("cold-start", "remembered") for state in self.memory)
+
+    @property
+    def memory_given_s(self) -> float | None:
+        """The time the gateway had left for the clock memory, where it answered without it for want
+        of an answer in that time (the reason says); None otherwise."""
+        for reason in self.reasons:
+            found = _MEMORY_OUT_OF_TIME.search(reason)
+            if found:
+                return float(found.group(1)) / 1000.0
+        return None
+
+
+_MEMORY_OUT_OF_TIME = re.compile(r"clock memory unavailable \(.*\): no answer within the request's (\d+) ms left")
 
 
 @dataclass(frozen=True)
