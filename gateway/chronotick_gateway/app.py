@@ -461,11 +461,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # A warm clock's model forecasts stand in for a few seconds of its time (``reuse``).
         versions = {model.name: model.model_version for _, model in remote}
         order = [model.name for _, model in remote] + classical
-        reach = reuse_reach(plans, warm, query.horizon, max(settings.reuse_forecasts_s, settings.reuse_when_busy_s))
+        reach = reuse_reach(plans, warm, query.horizon, settings.longest_reuse_s)
         reused: list[MemberResult] = []
         if reach is not None:
             remote, reused = reused_members(reuse, remote, plans, warm, query.horizon, settings.reuse_forecasts_s,
-                                            settings.reuse_when_busy_s, deadline - loop.time())
+                                            settings.longest_reuse_s, deadline - loop.time())
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
         # The helper frees the loop for other work: the member calls' answers, other requests. A

@@ -143,6 +143,12 @@ class GatewaySettings(BaseSettings):
         "older, rather than without the members it cannot reach in time, and its queues drain.",
     )
 
+    @property
+    def longest_reuse_s(self) -> float:
+        """The oldest a kept forecast may be when it stands in: ``reuse_when_busy_s``, never less than
+        ``reuse_forecasts_s`` (a busy service's member waits at least as long as an idle one's)."""
+        return max(self.reuse_forecasts_s, self.reuse_when_busy_s)
+
     @model_validator(mode="after")
     def _routes_do_not_overlap(self) -> GatewaySettings:
         if self.short_term and self.long_term and self.long_term.min_horizon_s <= self.short_term.max_horizon_s:
