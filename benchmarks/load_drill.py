@@ -45,8 +45,7 @@ def main() -> None:
         events = [
             Event(args.kill_at_s, "kill", lambda: fleet.compose("kill", victim)),
             Event(args.start_at_s, "start", lambda: fleet.compose("start", victim)),
-            Event(args.start_at_s + 0.1, "ready", lambda: fleet.wait_until(
-                lambda: fleet.answers_ready(victim), 180.0, f"{victim} ready", poll_s=0.1)),
+            Event(args.start_at_s + 0.1, "ready", lambda: fleet.wait_ready(victim, 180.0)),
         ]
         result = run_drill(fleet.url, bodies, clients=args.clients, duration_s=args.duration_s, events=events,
                            after_events_s=15.0)
