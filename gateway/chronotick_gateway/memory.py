@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import zstandard
@@ -45,9 +45,11 @@ from chronotick_gateway.online_ar import AnchorRegression
 
 # Horizons at which forecasts are remembered and scored; others are interpolated between them.
 ANCHOR_HORIZONS_S: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+_ANCHORS_S = np.asarray(ANCHOR_HORIZONS_S)
 # The quantile levels tracked at each anchor; a request's other levels are interpolated between them.
 TRACKED_LEVELS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
                                      0.975, 0.99)
+_TRACKED = np.asarray(TRACKED_LEVELS)
 # The central intervals whose realised coverage is reported (GET /clocks/{id}), and their sides.
 REPORTED_INTERVALS: dict[str, tuple[float, float]] = {"0.8": (0.1, 0.9), "0.95": (0.025, 0.975)}
 _REPORTED_SIDES = (0.025, 0.1, 0.9, 0.975)
@@ -87,7 +89,12 @@ def _ew(previous: float | None, value: float, half_life: float) -> float:
     return keep * previous + (1.0 - keep) * value
 
 
-class MemberRecord(BaseModel):
+# MemberRecord and AnchorState are plain dataclasses, not pydantic models: a warm request's scoring
+# writes about 600 of their attributes, each through a model's __setattr__ otherwise. Inside
+# ClockState pydantic still validates and serialises them, field for field as before, so a stored
+# state reads the same (benchmarks/memory_cost.py times this work).
+@dataclass
+class MemberRecord:
     """One member at one anchor: ML-Poly's regret and learning rate, its MSE, its realised error."""
 
     regret: float = 0.0
@@ -97,17 +104,18 @@ class MemberRecord(BaseModel):
     scored: int = 0
 
 
-class AnchorState(BaseModel):
+@dataclass
+class AnchorState:
     horizon_s: float
     scored: int = 0
-    members: dict[str, MemberRecord] = Field(default_factory=dict)
+    members: dict[str, MemberRecord] = field(default_factory=dict)
     regret_bound: float = 0.0  # ML-Poly's B: the largest squared regret seen
-    rule_loss: dict[str, float] = Field(default_factory=dict)  # EW absolute error of each rule's forecast
+    rule_loss: dict[str, float] = field(default_factory=dict)  # EW absolute error of each rule's forecast
     error_scale_us: float | None = None  # EW mean absolute fused error: the unit of the scores
-    quantiles: list[float] = Field(default_factory=lambda: _normal_start())  # score quantiles, TRACKED_LEVELS
+    quantiles: list[float] = field(default_factory=lambda: _normal_start())  # score quantiles, TRACKED_LEVELS
     fused_abs_error_sum: float = 0.0
     remembered_scored: int = 0  # scored forecasts that were answered with remembered bounds
-    covered: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(REPORTED_INTERVALS, 0))
+    covered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REPORTED_INTERVALS, 0))
 
 
 class PendingForecast(BaseModel):
@@ -196,15 +204,22 @@ class Samples:
     def last_s(self) -> float:
         return float(self.times_s[-1])
 
-    def at(self, time_s: float) -> float | None:
-        """The observed offset nearest ``time_s`` within half a cadence; None when there is none."""
-        right = int(np.searchsorted(self.times_s, time_s))
-        nearest = min((i for i in (right - 1, right) if 0 <= i < self.times_s.size),
-                      key=lambda i: abs(self.times_s[i] - time_s), default=None)
-        if nearest is None or abs(self.times_s[nearest] - time_s) > 0.5 * self.interval_s:
-            return None
-        value = self.offsets_us[nearest]
-        return float(value) if np.isfinite(value) else None
+    def at(self, times_s: np.ndarray) -> np.ndarray:
+        """The observed offset nearest each of ``times_s`` within half a cadence (the earlier sample
+        on a tie); NaN where there is none. All at once: a warm request looks up a dozen pending
+        answers at eight anchors each."""
+        times_s = np.asarray(times_s, dtype=float)
+        count = self.times_s.size
+        if count == 0:
+            return np.full(times_s.shape, np.nan)
+        right = np.searchsorted(self.times_s, times_s)
+        left = right - 1
+        distance_left = np.where(left >= 0, np.abs(self.times_s[np.maximum(left, 0)] - times_s), np.inf)
+        distance_right = np.where(right < count, np.abs(self.times_s[np.minimum(right, count - 1)] - times_s), np.inf)
+        nearest = np.where(distance_left <= distance_right, np.maximum(left, 0), np.minimum(right, count - 1))
+        values = self.offsets_us[nearest].astype(float)
+        near_enough = np.minimum(distance_left, distance_right) <= 0.5 * self.interval_s
+        return np.where(near_enough & np.isfinite(values), values, np.nan)
 
 
 @dataclass(frozen=True)
@@ -224,15 +239,15 @@ def score(state: ClockState, samples: Samples) -> list[Outcome]:
     kept: list[PendingForecast] = []
     newest_s = max(samples.last_s, state.last_sample_s or -math.inf)
     for forecast in state.pending:
+        targets_s = forecast.origin_s + _ANCHORS_S
+        truths = samples.at(targets_s)
         for a, anchor in enumerate(state.anchors):
-            target_s = forecast.origin_s + anchor.horizon_s
             if forecast.fused_mean_us[a] is None:
                 continue
-            truth = samples.at(target_s)
-            if truth is not None:
-                outcomes.append(_score_anchor(anchor, forecast, a, truth))
+            if np.isfinite(truths[a]):
+                outcomes.append(_score_anchor(anchor, forecast, a, float(truths[a])))
                 forecast.fused_mean_us[a] = None
-            elif target_s < newest_s - ANCHOR_HORIZONS_S[-1]:
+            elif targets_s[a] < newest_s - ANCHOR_HORIZONS_S[-1]:
                 forecast.fused_mean_us[a] = None
         if any(mean is not None for mean in forecast.fused_mean_us):
             kept.append(forecast)
@@ -395,25 +410,24 @@ def remembered_bounds(state: ClockState, levels: Sequence[float], horizon: int) 
 def _at_levels(tracked: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """Score quantiles at ``levels`` from the tracked ones: linear between tracked levels; beyond the
     outermost, its distance from the median grown as a normal tail grows."""
-    grid = np.asarray(TRACKED_LEVELS)
-    median = float(np.interp(0.5, grid, tracked))
-    out = []
-    for level in levels:
-        if grid[0] <= level <= grid[-1]:
-            out.append(float(np.interp(level, grid, tracked)))
-            continue
-        edge = 0 if level < grid[0] else -1
-        out.append(median + (tracked[edge] - median) * float(ndtri(level) / ndtri(grid[edge])))
-    return np.array(out)
+    wanted = np.asarray(levels, dtype=float)
+    median = float(np.interp(0.5, _TRACKED, tracked))
+    out = np.interp(wanted, _TRACKED, tracked)  # every level at once: a warm answer asks for ~140
+    for edge, beyond in ((0, wanted < _TRACKED[0]), (-1, wanted > _TRACKED[-1])):
+        if beyond.any():
+            out[beyond] = median + (tracked[edge] - median) * (ndtri(wanted[beyond]) / ndtri(_TRACKED[edge]))
+    return out
 
 
 def _at_anchors(values_per_step: np.ndarray, interval_s: float) -> list[float | None]:
     """(H,) per-step values at each anchor the forecast reaches (linear between steps), None elsewhere."""
     horizon = values_per_step.size
-    steps_s = interval_s * np.arange(1, horizon + 1)
-    reached = set(anchors_within(interval_s, horizon))
-    return [float(np.interp(h, steps_s, values_per_step)) if a in reached else None
-            for a, h in enumerate(ANCHOR_HORIZONS_S)]
+    reached = anchors_within(interval_s, horizon)
+    at: list[float | None] = [None] * len(ANCHOR_HORIZONS_S)
+    values = np.interp(_ANCHORS_S[reached], interval_s * np.arange(1, horizon + 1), values_per_step)
+    for a, value in zip(reached, values.tolist(), strict=True):
+        at[a] = value
+    return at
 
 
 def remember(state: ClockState, origin_s: float, members: dict[str, np.ndarray], fused_mean_us: np.ndarray,

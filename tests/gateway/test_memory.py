@@ -242,3 +242,25 @@ def test_a_state_written_deflated_before_the_switch_to_zstandard_is_still_read()
     remember(state, 10.0, {"a": flat(1.0)}, flat(1.0), flat(1.0), remembered=False)
     assert decode(zlib.compress(state.model_dump_json().encode(), 1)) == state
     assert encode(state) != zlib.compress(state.model_dump_json().encode(), 1)  # written as Zstandard now
+
+
+def test_a_sample_is_looked_up_within_half_a_cadence_the_earlier_on_a_tie() -> None:
+    samples = Samples(np.array([0.0, 1.0, 2.0, 4.0]), np.array([10.0, 11.0, np.nan, 14.0]), 1.0)
+    found = samples.at(np.array([-0.5, -0.6, 0.4, 0.5, 1.2, 2.0, 3.0, 3.6, 4.5, 4.6]))
+    # -0.5: the first, just within; -0.6: none; 0.5: a tie, the earlier; 2.0: missing (NaN); 3.0: no
+    # sample within half a cadence; 4.5: the last, just within.
+    np.testing.assert_array_equal(found, [10.0, np.nan, 10.0, 10.0, 11.0, np.nan, np.nan, 14.0, 14.0, np.nan])
+    assert np.isnan(Samples(np.array([]), np.array([]), 1.0).at(np.array([0.0, 1.0]))).all()
+
+
+def test_a_learned_state_round_trips_and_a_malformed_member_record_is_refused() -> None:
+    rng = np.random.default_rng(3)
+    truth = np.cumsum(rng.normal(0.0, 1.0, 400))
+    state = ClockState(interval_s=1.0)
+    stream(state, truth, {"good": member_forecasts(truth, 0.0, 0.5, rng), "bad": member_forecasts(truth, 3.0, 2.0, rng)},
+           remembered=True)
+    assert state.anchors[0].members["good"].scored > 0
+    assert decode(encode(state)) == state
+    malformed = state.model_dump_json().replace('"regret":', '"regret":"a lot","was":', 1)
+    with pytest.raises(UnreadableState):
+        decode(zlib.compress(malformed.encode(), 1))
