@@ -412,7 +412,7 @@ def _at_levels(tracked: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     outermost, its distance from the median grown as a normal tail grows."""
     wanted = np.asarray(levels, dtype=float)
     median = float(np.interp(0.5, _TRACKED, tracked))
-    out = np.interp(wanted, _TRACKED, tracked)  # every level at once: a warm answer asks for ~140
+    out = np.interp(wanted, _TRACKED, tracked)  # one call for all: a warm request made ~140 of one level each
     for edge, beyond in ((0, wanted < _TRACKED[0]), (-1, wanted > _TRACKED[-1])):
         if beyond.any():
             out[beyond] = median + (tracked[edge] - median) * (ndtri(wanted[beyond]) / ndtri(_TRACKED[edge]))
