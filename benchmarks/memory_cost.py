@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from record import CONTEXT, HORIZON, provenance, write_section
+from record import CONTEXT, HORIZON, provenance, publish
 
 from chronotick.contract import DEFAULT_QUANTILE_LEVELS
 from chronotick.synthetic import generate_clock
@@ -95,10 +95,8 @@ def main() -> None:
         f"| **all** | **{total_ms:.3f}** |",
     ]
     table = "\n".join(lines)
-    print(table)
-    if args.write:
-        write_section(args.write, "memory_cost",
-                      f"### The clock memory's CPU per warm request\n\n{provenance('memory_cost.py', sys.argv[1:])}\n\n{table}")
+    publish(f"### The clock memory's CPU per warm request\n\n{provenance('memory_cost.py', sys.argv[1:])}\n\n{table}",
+            args.write, "memory_cost")
 
 
 if __name__ == "__main__":
