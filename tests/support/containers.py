@@ -97,9 +97,7 @@ class ComposeFleet:
     def answers_ready(self, service: str) -> bool:
         """The service's own /health/ready, probed inside its container (the host cannot reach a
         backend), the moment it holds: docker's health status lags by up to its check interval."""
-        probe = subprocess.run(["docker", "exec", self.container(service), "python", "-m", "chronotick.healthcheck"],
-                               capture_output=True, timeout=30.0)
-        return probe.returncode == 0
+        return self._healthcheck(service, timeout_s=30.0)
 
     def wait_ready(self, service: str, timeout_s: float) -> float:
         """Wait until the service answers ready inside its container; the seconds it took. One
@@ -109,12 +107,15 @@ class ComposeFleet:
         again."""
         started = time.monotonic()
         while (left_s := timeout_s - (time.monotonic() - started)) > 0:
-            command = ["docker", "exec", self.container(service), "python", "-m", "chronotick.healthcheck",
-                       "--wait", f"{left_s:.1f}"]
-            if subprocess.run(command, capture_output=True, timeout=left_s + 30.0).returncode == 0:
+            if self._healthcheck(service, "--wait", f"{left_s:.1f}", timeout_s=left_s + 30.0):
                 return time.monotonic() - started
             time.sleep(0.5)
         raise AssertionError(f"{service} not ready within {timeout_s:g} s")
+
+    def _healthcheck(self, service: str, *options: str, timeout_s: float) -> bool:
+        """``python -m chronotick.healthcheck OPTIONS`` inside the service's container: True on exit 0."""
+        command = ["docker", "exec", self.container(service), "python", "-m", "chronotick.healthcheck", *options]
+        return subprocess.run(command, capture_output=True, timeout=timeout_s).returncode == 0
 
     def ready_services(self) -> set[str]:
         """Services the gateway itself would call now (ready, breaker not open), from its /models."""
