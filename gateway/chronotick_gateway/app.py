@@ -336,7 +336,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             state["fleet"] = fleet
             store = open_clock_store(url=settings.clock_store_url, max_clocks=settings.max_clocks,
                                      idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
-            memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored)
+            memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored,
+                                             decoded_held=settings.decoded_clocks_held)
             await store.connect()
             if settings.classical_processes:
                 helpers["classical"] = ClassicalHelper(settings.classical_processes, metrics)

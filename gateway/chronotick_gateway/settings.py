@@ -122,6 +122,13 @@ class GatewaySettings(BaseSettings):
     max_clocks: int = Field(default=10_000, ge=1, le=10_000_000,
                             description="Clocks the in-process memory holds at most (the least recently "
                             "heard from is forgotten first); a Redis bounds its memory by its maxmemory.")
+    # 512: the clocks one gateway keeps busy at its own capacity (about 100 warm requests a second,
+    # agents asking every 5 s); past that each decoded state would be forgotten before it is used.
+    decoded_clocks_held: int = Field(
+        default=512, ge=0, le=1_000_000,
+        description="Clocks whose state this gateway keeps decoded, as it last wrote it (about 130 kB each), "
+        "so that their next request skips decoding it when the store still holds those bytes; 0: none.",
+    )
     clock_idle_expiry_s: float = Field(default=86_400.0, gt=0.0,
                                        description="A clock not heard from this long is forgotten.")
     warm_after_scored: int = Field(
