@@ -20,7 +20,8 @@ model. The clocks are warmed up first, a few at a time, each until its answer sa
    ``support.load_drill.run_drill``) for some seconds at each count, stateless and warm (each
    client streaming its own clocks forward in time): requests per second, the share of answers
    degraded (or failed), p50/p99, the share remembered and the share in which kept model forecasts
-   stood in (with the median age of the oldest); the highest rate with at most 5 %
+   stood in (with the median age of the oldest), and what each request cost the fleet: the CPU time
+   of all its processes, and the calls the model services answered; the highest rate with at most 5 %
    degraded of each, and their ratio. Target >= 5x.
 3. The classical members alone (``backends``) at 32 clients, warm and stateless: closed loop (the
    gateway's saturation rate), and as 32 agents each asking once a second (open loop, their first
@@ -52,6 +53,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from gateway_speed import FAMILIES, cpu_s
 from record import CONTEXT, HORIZON, percentile_ms, provenance, write_section
 
@@ -210,7 +212,8 @@ class OneClient:
 
     def row(self, name: str, cores: int) -> str:
         fleet_ms = sum(self.cpu_ms().values())
-        by_process = ", ".join(f"{process} {ms:.0f}" for process, ms in self.cpu_ms().items())
+        by_process = ", ".join(f"{process} {ms:.0f}" for process, ms in self.cpu_ms().items()
+                               if ms >= 0.5 or not process.endswith("helpers"))
         return (f"| {name} | {percentile_ms(self.latencies_s, 50):.1f} | {percentile_ms(self.latencies_s, 99):.1f} | "
                 f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.reused):.0%} | "
                 f"{share(self.degraded):.0%} | {fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |")
@@ -221,11 +224,11 @@ def share(flags: Iterable[bool]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def one_client(url: str, clocks: list[Clock], requests: int,
-               fleet: dict[str, psutil.Process]) -> dict[str, OneClient]:
+def one_client(url: str, clocks: list[Clock], requests: int, fleet: FleetMeter) -> dict[str, OneClient]:
     """``requests`` windows, in turn from ``clocks``: each sent naming its clock, then at once
     without (today's stateless path): paired, both under the same state of the machine. The CPU
-    time is read around each request (it includes the gateway's health polling, a few ms a second)."""
+    time is read around each request, the gateway's classical helper included (and the gateway's
+    health polling, a few ms a second)."""
     kinds = {"remembered": OneClient(), "stateless": OneClient()}
     with httpx.Client(timeout=30.0, headers=_JSON, trust_env=False) as http:
         for index in range(requests):
@@ -234,13 +237,13 @@ def one_client(url: str, clocks: list[Clock], requests: int,
             clock.next_window += 1
             for name, remembered in (("remembered", True), ("stateless", False)):
                 body = clock.body(window, remembered=remembered)
-                before = {process: cpu_s(server) for process, server in fleet.items()}
+                before = fleet.cpu_s()
                 started = time.perf_counter()
                 response = http.post(f"{url}/predict", content=body)
                 elapsed_s = time.perf_counter() - started
                 kind = kinds[name]
-                for process, server in fleet.items():
-                    kind.cpu_s[process] = kind.cpu_s.get(process, 0.0) + cpu_s(server) - before[process]
+                for process, spent_s in fleet.cpu_s().items():
+                    kind.cpu_s[process] = kind.cpu_s.get(process, 0.0) + max(0.0, spent_s - before[process])
                 response.raise_for_status()
                 answer = json.loads(response.content)
                 kind.latencies_s.append(elapsed_s)
@@ -264,10 +267,48 @@ class Step:
     gateway_p99_ms: float  # from the answers' elapsed_ms: arrival at the gateway to its answer
     gateway_cpu_ms: float  # the gateway process's CPU time per request (one event loop: at most one core)
     failed: dict[int, int]  # status (0: no answer) -> answers, for those that were not a 200
+    fleet_cpu_ms: float = float("nan")  # every process of the fleet, per request
+    model_calls: float = float("nan")  # calls the model services answered, per request
 
 
-def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float) -> Step:
-    """The figures of the ``answers`` to the requests sent in ``seconds``."""
+@dataclass
+class FleetMeter:
+    """The fleet's processes and its model services' addresses: what a run cost it."""
+
+    processes: dict[str, psutil.Process]
+    services: dict[str, str]
+
+    def cpu_s(self) -> dict[str, float]:
+        """Each process's CPU seconds so far, and its helpers' (the gateway's classical helper runs
+        in child processes); a helper that ended meanwhile takes its seconds with it."""
+        cpu = {}
+        for name, process in self.processes.items():
+            cpu[name] = cpu_s(process)
+            cpu[f"{name}'s helpers"] = sum(_cpu_s_or_none(child) for child in process.children(recursive=True))
+        return cpu
+
+    def model_calls(self) -> float:
+        """The /predict calls the model services have answered so far (read from their metrics)."""
+        calls = 0.0
+        for url in self.services.values():
+            text = httpx.get(f"{url}/metrics", timeout=5.0, trust_env=False).text
+            calls += sum(sample.value for family in text_string_to_metric_families(text)
+                         if family.name == "chronotick_requests" for sample in family.samples
+                         if sample.name == "chronotick_requests_total")
+        return calls
+
+
+def _cpu_s_or_none(process: psutil.Process) -> float:
+    """A process's CPU seconds, or none for one that has just ended."""
+    try:
+        return cpu_s(process)
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, **cost: float) -> Step:
+    """The figures of the ``answers`` to the requests sent in ``seconds``; ``cost``: the fleet's
+    (``fleet_cpu_ms``, ``model_calls``), when measured."""
     stats = summarize(answers)
     return Step(
         rate=len(answers) / seconds,
@@ -281,15 +322,21 @@ def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float) -> Ste
         gateway_p99_ms=stats["gateway_p99_ms"],
         gateway_cpu_ms=gateway_cpu_ms,
         failed={code: n for code, n in stats["statuses"].items() if code != 200},
+        **cost,
     )
 
 
-def closed_loop(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Process) -> Step:
-    """``streams.clients`` clients for ``seconds``: the answers to the requests sent in that time."""
-    gateway_before = cpu_s(gateway)
+def closed_loop(url: str, streams: ClientStreams, seconds: float, fleet: FleetMeter) -> Step:
+    """``streams.clients`` clients for ``seconds``: the answers to the requests sent in that time,
+    and what all the requests of the run cost the fleet, per request."""
+    cpu_before, calls_before = fleet.cpu_s(), fleet.model_calls()
     result = run_drill(url, streams, clients=streams.clients, duration_s=seconds)
-    gateway_cpu_ms = (cpu_s(gateway) - gateway_before) / len(result.answers) * 1000.0
-    return step_of(result.between(0.0, seconds), seconds, gateway_cpu_ms)
+    cpu_after, calls_after = fleet.cpu_s(), fleet.model_calls()
+    per_request_ms = {name: max(0.0, cpu_after[name] - cpu_before[name]) / len(result.answers) * 1000.0
+                      for name in cpu_after}
+    return step_of(result.between(0.0, seconds), seconds, per_request_ms["gateway"],
+                   fleet_cpu_ms=sum(per_request_ms.values()),
+                   model_calls=(calls_after - calls_before) / len(result.answers))
 
 
 def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Process, every_s: float) -> Step:
@@ -390,28 +437,27 @@ def main() -> None:
         )
         fleet = {name: server_process(url) for name, url in {**urls, "gateway": gateway}.items()}
         gateway_process = fleet["gateway"]
+        meter = FleetMeter(fleet, urls)
         progress(f"warming up {count_of(len(clocks), 'clock')}, {warm_up_clients} at a time")
         started = time.monotonic()
         taken = warm_up(gateway, clocks, warm_up_clients, args.warm_up_deadline_s, most=int(3 * expected))
         warm_up_s = time.monotonic() - started
         progress(f"one client, {args.requests} windows")
-        single = one_client(gateway, clocks[: args.one_client_clocks], args.requests, fleet)
+        single = one_client(gateway, clocks[: args.one_client_clocks], args.requests, meter)
         stateless: dict[int, Step] = {}
         warm: dict[int, Step] = {}
         for count in counts:
             progress(f"{count_of(count, 'client')}, stateless then warm, {seconds:g} s each")
-            stateless[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=False), seconds,
-                                           gateway_process)
+            stateless[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=False), seconds, meter)
             settle(gateway)
-            warm[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=True), seconds,
-                                      gateway_process)
+            warm[count] = closed_loop(gateway, ClientStreams(clocks, count, remembered=True), seconds, meter)
             settle(gateway)
         progress(f"the classical members alone, {crowd}")
         classical = {}
         agents_run = f"agents, one request each {args.agent_every_s:g} s"
         for name, remembered in (("stateless", False), ("warm", True)):
             streams = ClientStreams(clocks, args.classical_clients, remembered=remembered, backends=CLASSICAL)
-            classical[f"{name}, closed loop"] = closed_loop(gateway, streams, seconds, gateway_process)
+            classical[f"{name}, closed loop"] = closed_loop(gateway, streams, seconds, meter)
         for name, remembered in (("stateless", False), ("warm", True)):
             streams = ClientStreams(clocks, args.classical_clients, remembered=remembered, backends=CLASSICAL)
             classical[f"{name}, {agents_run}"] = agents(gateway, streams, seconds, gateway_process,
@@ -441,15 +487,17 @@ def main() -> None:
         f"**Capacity**: closed-loop clients, {seconds:g} s at each count; degraded counts the answers that were not "
         "a 200 too.",
         "",
-        "| clients | stateless req/s | degraded | p50 ms | p99 ms | warm req/s | degraded | remembered | "
-        "models' forecasts reused (median age) | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clients | stateless req/s | degraded | p50 ms | p99 ms | fleet CPU ms / model calls per request | "
+        "warm req/s | degraded | remembered | models' forecasts reused (median age) | p50 ms | p99 ms | "
+        "fleet CPU ms / model calls per request |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for count in counts:
         a, b = stateless[count], warm[count]
-        lines.append(f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | {b.rate:.1f} | "
-                     f"{b.degraded:.0%} | {b.remembered:.0%} | {b.reused:.0%} ({b.reused_age_s:.0f} s) | "
-                     f"{b.p50_ms:.0f} | {b.p99_ms:.0f} |")
+        lines.append(f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | "
+                     f"{a.fleet_cpu_ms:.0f} / {a.model_calls:.1f} | {b.rate:.1f} | {b.degraded:.0%} | "
+                     f"{b.remembered:.0%} | {b.reused:.0%} ({b.reused_age_s:.0f} s) | {b.p50_ms:.0f} | {b.p99_ms:.0f} | "
+                     f"{b.fleet_cpu_ms:.0f} / {b.model_calls:.1f} |")
     best = {"stateless": best_rate(stateless), "warm": best_rate(warm)}
     said = {name: "none" if rate is None else f"{rate[0]:.1f} req/s at {count_of(rate[1], 'client')}"
             for name, rate in best.items()}
@@ -457,7 +505,10 @@ def main() -> None:
     lines += [
         "",
         f"The highest request rate with at most {DEGRADED_AT_MOST:.0%} degraded: stateless {said['stateless']}, "
-        f"warm {said['warm']}; ratio {ratio:.1f}x (target >= 5x).",
+        f"warm {said['warm']}; ratio {ratio:.1f}x (target >= 5x). (Fleet CPU: every process of the fleet, "
+        f"per request; at {cores} cores it bounds the rate at {cores} x 1000 / that many ms. Model calls: the "
+        f"/predict calls the model services answered, per request; a stateless one asks each of the models once, "
+        f"a warm one only those whose kept forecast cannot stand in.)",
         "",
         f"**The classical members alone** (`backends`: {', '.join(CLASSICAL)}), {crowd}, {seconds:g} s:",
         "",
