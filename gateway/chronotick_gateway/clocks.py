@@ -264,7 +264,8 @@ class ClockMemory:
         whose cadence changed (its horizons in seconds no longer line up with its steps)."""
         if stored is not None:
             try:
-                state = self.decoded.take(clock_id, stored) or decode(stored)
+                taken = self.decoded.take(clock_id, stored)
+                state = taken if taken is not None else decode(stored)
             except UnreadableState as error:
                 logger.warning("clock memory: the state of %s is discarded: %s", clock_id, error)
             else:
