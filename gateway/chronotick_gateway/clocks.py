@@ -191,12 +191,11 @@ class ClockMemory:
 
     def keep(self, clocks: Sequence[RecalledClock]) -> None:
         """Save the clocks' states in the background (the answer does not wait for the store)."""
-        held = {clock.clock_id: clock.state for clock in clocks}
-        states = {clock_id: encode(state) for clock_id, state in held.items()}
+        states = {clock.clock_id: encode(clock.state) for clock in clocks}
         if not states:
             return
-        for clock_id, state in held.items():
-            self.decoded.hold(clock_id, states[clock_id], state)
+        for clock in clocks:
+            self.decoded.hold(clock.clock_id, states[clock.clock_id], clock.state)
         task = asyncio.create_task(self._save(states))
         self._saves.add(task)
         self._saving.update({clock_id: (task, state) for clock_id, state in states.items()})
