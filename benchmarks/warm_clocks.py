@@ -284,7 +284,7 @@ class FleetMeter:
         cpu = {}
         for name, process in self.processes.items():
             cpu[name] = cpu_s(process)
-            cpu[f"{name}'s helpers"] = sum(_cpu_s_or_none(child) for child in process.children(recursive=True))
+            cpu[f"{name}'s helpers"] = sum(_cpu_s_or_zero(child) for child in process.children(recursive=True))
         return cpu
 
     def model_calls(self) -> float:
@@ -298,17 +298,18 @@ class FleetMeter:
         return calls
 
 
-def _cpu_s_or_none(process: psutil.Process) -> float:
-    """A process's CPU seconds, or none for one that has just ended."""
+def _cpu_s_or_zero(process: psutil.Process) -> float:
+    """A process's CPU seconds, or 0 for one that has just ended."""
     try:
         return cpu_s(process)
     except psutil.NoSuchProcess:
         return 0.0
 
 
-def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, **cost: float) -> Step:
-    """The figures of the ``answers`` to the requests sent in ``seconds``; ``cost``: the fleet's
-    (``fleet_cpu_ms``, ``model_calls``), when measured."""
+def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, fleet_cpu_ms: float = float("nan"),
+            model_calls: float = float("nan")) -> Step:
+    """The figures of the ``answers`` to the requests sent in ``seconds``, with what they cost the
+    fleet where it was measured (NaN: not)."""
     stats = summarize(answers)
     return Step(
         rate=len(answers) / seconds,
@@ -322,7 +323,8 @@ def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, **cost
         gateway_p99_ms=stats["gateway_p99_ms"],
         gateway_cpu_ms=gateway_cpu_ms,
         failed={code: n for code, n in stats["statuses"].items() if code != 200},
-        **cost,
+        fleet_cpu_ms=fleet_cpu_ms,
+        model_calls=model_calls,
     )
 
 
