@@ -42,7 +42,7 @@ from record import HORIZON, clock_series, percentile_ms, provenance, write_secti
 from chronotick.contract import FusedPredictRequest
 from chronotick.grid import regularize
 from chronotick_gateway.backtest import plan_series
-from chronotick_gateway.members import member_bodies
+from chronotick_gateway.calls import member_bodies
 from chronotick_gateway.settings import GatewaySettings
 from support.servers import serve_in_process, server_process, venv_python
 

@@ -22,9 +22,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 # Weight of the newest call in the latency estimate: about the last ten calls count.
-_LATENCY_SMOOTHING = 0.2
+LATENCY_SMOOTHING = 0.2
 # A timed-out call counts as this many times the time it took (see ServiceLoad.observe_timeout).
-_TIMEOUT_FACTOR = 1.5
+TIMEOUT_FACTOR = 1.5
 # Less time than this left and no call is sent, even to an idle service: no forecast comes back
 # over HTTP that fast, and the failed call would only pull the latency estimate down.
 MIN_CALL_S = 0.005
@@ -77,14 +77,14 @@ class ServiceLoad:
         if self.latency_s is None:
             self.latency_s = duration_s
         else:
-            self.latency_s += _LATENCY_SMOOTHING * (duration_s - self.latency_s)
+            self.latency_s += LATENCY_SMOOTHING * (duration_s - self.latency_s)
 
     def observe_timeout(self, waited_s: float) -> None:
         """A call that timed out after ``waited_s``: it would have taken longer, by how much nobody
         knows. Counted at the time it took, the estimate would settle just under the time calls
         have, and calls that cannot make it would go on being sent; counted half as long again,
         it rises above it, and the service is tried one call at a time until it is fast again."""
-        self.observe(_TIMEOUT_FACTOR * waited_s)
+        self.observe(TIMEOUT_FACTOR * waited_s)
 
     def refuses(self, remaining_s: float) -> str | None:
         """Why a call with ``remaining_s`` left would be refused now (``slot`` says the same), or None:
@@ -168,4 +168,4 @@ class Finishing:
         return self.in_flight * self.answer_s
 
     def observe(self, duration_s: float) -> None:
-        self.answer_s += _LATENCY_SMOOTHING * (duration_s - self.answer_s)
+        self.answer_s += LATENCY_SMOOTHING * (duration_s - self.answer_s)

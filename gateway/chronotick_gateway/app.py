@@ -63,6 +63,7 @@ from chronotick_gateway.clocks import (
 )
 from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
+from chronotick_gateway.calls import CallCoalescer
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import CLASSICAL_BY_NAME, MemberResult, classical_members, remote_member
@@ -187,7 +188,7 @@ def _plan(series: SeriesInput, index: int, horizon: int, origins: int, clean: bo
 
 
 async def _gather_members(
-    fleet: Fleet, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
+    calls: CallCoalescer, remote: list[tuple[Service, ModelInfo]], classical: list[str], plans: list[SeriesPlan],
     horizon: int, deadline: float, settings: GatewaySettings, reach: int | None = None,
     helper: ClassicalHelper | None = None, brought_forward: Callable[[], float] | None = None,
 ) -> list[MemberResult]:
@@ -197,14 +198,15 @@ async def _gather_members(
     left to end by their own timeouts: see ``Fleet.let_finish``). A member that fails in a way
     nobody foresaw fails alone: the answer comes from the others."""
     tasks = {
-        asyncio.create_task(remote_member(fleet, service, model, plans, horizon, deadline, settings, reach)):
+        asyncio.create_task(remote_member(calls, service, model, plans, horizon, deadline, settings, reach)):
             (model.name, service.name)
         for service, model in remote
     }
     pending: set[asyncio.Task[MemberResult]] = set(tasks)
     try:
-        # Two turns of the loop: the members encode their calls, then the calls are written out.
-        for _ in range(2 if tasks else 0):
+        # Three turns of the loop: the members make their series, their calls are encoded (together
+        # with other requests' for the same model: ``calls``), then written out.
+        for _ in range(3 if tasks else 0):
             await asyncio.sleep(0)
         results = await classical_members(classical, plans, horizon, deadline, helper)
         if tasks:
@@ -212,7 +214,7 @@ async def _gather_members(
             results += [_result_of(task, *tasks[task]) for task in tasks if task not in pending]
             results += [MemberResult(*tasks[task], "timeout", "no answer within the deadline") for task in pending]
     finally:
-        fleet.let_finish(pending)
+        calls.fleet.let_finish(pending)
     order = list(tasks.values()) + [(name, None) for name in classical]
     return sorted(results, key=lambda r: order.index((r.name, r.service)))
 
@@ -313,6 +315,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     loop_lag = LoopLag()
     finishing = Finishing()
     state: dict[str, Fleet] = {}
+    callers: dict[str, CallCoalescer] = {}
     memories: dict[str, ClockMemory] = {}
     helpers: dict[str, ClassicalHelper] = {}
     reuse = ForecastReuse(max_clocks=settings.max_clocks)
@@ -334,6 +337,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with httpx.AsyncClient(limits=limits) as http, httpx.AsyncClient(limits=limits) as health_http:
             fleet = Fleet(initial, http, health_http, metrics)
             state["fleet"] = fleet
+            callers["calls"] = CallCoalescer(fleet)
             store = open_clock_store(url=settings.clock_store_url, max_clocks=settings.max_clocks,
                                      idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
             memories["memory"] = ClockMemory(store, metrics, warm_after=settings.warm_after_scored,
@@ -466,15 +470,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         reused: list[MemberResult] = []
         if reach is not None:
             remote, reused = reused_members(reuse, remote, plans, warm, query.horizon, settings.reuse_forecasts_s,
-                                            settings.longest_reuse_s, deadline - loop.time())
+                                            settings.longest_reuse_s, deadline - loop.time(), callers["calls"].busy)
         for result in reused:
             metrics.forecasts_reused.labels(backend=result.name).inc()
         # The helper frees the loop for other work: the member calls' answers, other requests. A
         # request alone with nothing to call would only wait for it, longer than the loop would take
         # (1 context: 2.0 ms on the loop against 3.4 ms handed over, at the median, measured).
         helper = helpers.get("classical") if remote or finishing.in_flight > 1 else None
-        results = await _gather_members(fleet(), remote, classical, plans, query.horizon, deadline, settings, reach,
-                                        helper, members_deadline)
+        results = await _gather_members(callers["calls"], remote, classical, plans, query.horizon, deadline,
+                                        settings, reach, helper, members_deadline)
         if reach is not None:
             keep_fresh(reuse, results, versions, warm)
         results = sorted(reused + [within(r, query.horizon) for r in results], key=lambda r: order.index(r.name))

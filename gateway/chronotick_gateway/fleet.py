@@ -55,12 +55,14 @@ def encode_json(body: object) -> bytes:
 class BackendError(Exception):
     """A call that gave no usable answer; ``counts`` says whether the breaker should hear of it."""
 
-    def __init__(self, status: BackendStatus, reason: str, *, retries: int = 0, counts: bool = True) -> None:
+    def __init__(self, status: BackendStatus, reason: str, *, retries: int = 0, counts: bool = True,
+                 refused: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.retries = retries
         self.counts = counts
+        self.refused = refused  # the service answered 4xx: the request's fault, not the service's
 
 
 class _Retryable(BackendError):
@@ -295,7 +297,7 @@ class Fleet:
         if response.status_code >= 400:
             # The backend refused this request (a 4xx): the backend is healthy, the request is not.
             raise BackendError("failed", f"HTTP {response.status_code}: {_detail(response)}",
-                               counts=response.status_code >= 500)
+                               counts=response.status_code >= 500, refused=response.status_code < 500)
         try:
             return PredictResponse.model_validate_json(response.content)
         except ValidationError as error:

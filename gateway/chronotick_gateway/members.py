@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,8 @@ import numpy as np
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import BackendStatus, ModelInfo
 from chronotick_gateway.backtest import SeriesPlan
-from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
+from chronotick_gateway.calls import CallCoalescer, CallKind, member_items
+from chronotick_gateway.fleet import BackendError, Service
 from chronotick_gateway.fusion import MemberForecast
 from chronotick_gateway.settings import GatewaySettings
 
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 CLASSICAL_BY_NAME = {forecaster.name: forecaster for forecaster in CLASSICAL_FORECASTERS}
 # The classical member that finishes every series, past the deadline too: the cheapest.
 ALWAYS_ANSWERS = "last-value"
-# A backend call stays well under the services' limits (256 series, 2 MB body).
-MAX_SERIES_PER_CALL = 256
-MAX_POINTS_PER_CALL = 120_000
 
 
 @dataclass(frozen=True)
@@ -71,44 +68,13 @@ def member_covariates(model: ModelInfo, plans: list[SeriesPlan]) -> tuple[str, .
     return tuple(model.known_covariates({name for plan in plans for name in plan.grid.past_covariates}))
 
 
-def member_bodies(
-    plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: AbstractSet[str],
-    future_covariates: AbstractSet[str], skip_spread_backtests: bool,
-) -> list[bytes]:
-    """The encoded requests that ask ``model`` for every series and its backtest cuts, in order,
-    in as few calls as fit under the services' limits.
-
-    Each series carries only the covariates named in ``past_covariates`` (those the model knows:
-    ``member_covariates``), with their known future values where also named in ``future_covariates``;
-    a model without covariates forecasts from the offsets alone.
-    ``skip_spread_backtests`` is the contract's: the gateway calibrates the spread itself. The
-    series were cleaned by the gateway already (``clean`` off: no second pass, and a backtest cut
-    ending in what the full series shows to be a spike keeps the gateway's verdict).
-    """
-    chunks: list[list[dict[str, object]]] = [[]]
-    points = 0
-    for plan in plans:
-        for origin in (None, *plan.origins):
-            item = plan.series_body(origin, past_covariates=past_covariates, future_covariates=future_covariates)
-            size = len(item["offsets_us"]) * (1 + len(item.get("covariates", {})))
-            if chunks[-1] and (len(chunks[-1]) >= MAX_SERIES_PER_CALL or points + size > MAX_POINTS_PER_CALL):
-                chunks.append([])
-                points = 0
-            chunks[-1].append(item)
-            points += size
-    return [
-        encode_json({"series": chunk, "horizon": horizon, "quantile_levels": [0.5], "model": model,
-                     "skip_spread_backtests": skip_spread_backtests, "clean": False})
-        for chunk in chunks
-    ]
-
-
 async def remote_member(
-    fleet: Fleet, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int, deadline: float,
-    settings: GatewaySettings, reach: int | None = None,
+    calls: CallCoalescer, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int,
+    deadline: float, settings: GatewaySettings, reach: int | None = None,
 ) -> MemberResult:
-    """Ask one model of a service for every series and its backtests, in as few calls as fit, under
-    the ``settings`` the request started with. With ``reach`` (of a request without backtests), its
+    """Ask one model of a service for every series and its backtests, under the ``settings`` the
+    request started with, in the calls that ``calls`` sends (with other requests' series, when they
+    want the same model at the same time). With ``reach`` (of a request without backtests), its
     forecasts go that many steps ahead, ``horizon`` at least, as far as the model goes in the passes
     the horizon takes anyway: the steps past the horizon are for the forecast's reuse (``reuse``),
     not for the answer."""
@@ -124,29 +90,28 @@ async def remote_member(
                                 f"series {index} has {observed} observed samples; it needs at least {model.min_context}")
     refusal = service.load.refuses(deadline - asyncio.get_running_loop().time())
     if refusal is not None:  # not worth encoding: the call would not be sent
-        fleet.metrics.overloaded.labels(backend=model.name).inc()
+        calls.fleet.metrics.overloaded.labels(backend=model.name).inc()
         return MemberResult(model.name, service.name, "overloaded", refusal)
     started = time.perf_counter()
     horizon = max(horizon, min(reach or horizon, model.one_pass_horizon or model.max_horizon))
     covariates = member_covariates(model, plans)
-    bodies = member_bodies(plans, horizon, model.name, past_covariates=set(covariates),
-                           future_covariates=set(covariates) if model.future_covariates else set(),
-                           skip_spread_backtests=settings.skip_spread_backtests)
-    calls = [fleet.predict(service, body, deadline, model.name, settings) for body in bodies]
+    future = model.future_covariates and bool(covariates)
+    items = member_items(plans, past_covariates=set(covariates), future_covariates=set(covariates) if future else set())
+    kind = CallKind(service.name, service.url, model.name, horizon, covariates, future,
+                    settings.skip_spread_backtests)
     try:
-        results = await asyncio.gather(*calls)
+        answers, retries = await calls.forecast(service, kind, items, deadline, settings)
     except BackendError as error:
         return MemberResult(model.name, service.name, error.status, error.reason,
                             time.perf_counter() - started, error.retries)
-    answers = [f for result in results for f in result.response.forecasts]
-    if len(answers) != sum(1 + len(plan.origins) for plan in plans) or any(len(a.mean_us) != horizon or len(a.std_us) != horizon for a in answers):
+    if any(len(a.mean_us) != horizon or len(a.std_us) != horizon for a in answers):
         return MemberResult(model.name, service.name, "failed", "answer does not match the request's shape",
                             time.perf_counter() - started)
     pairs = iter([(np.asarray(a.mean_us), np.asarray(a.std_us)) for a in answers])
     forecasts = [_member_forecast(plan, [next(pairs) for _ in range(1 + len(plan.origins))]) for plan in plans]
-    fleet.metrics.backend_seconds.labels(backend=model.name).observe(time.perf_counter() - started)
-    return MemberResult(model.name, service.name, "ok", None, time.perf_counter() - started,
-                        max(r.retries for r in results), forecasts, covariates_used=covariates)
+    calls.fleet.metrics.backend_seconds.labels(backend=model.name).observe(time.perf_counter() - started)
+    return MemberResult(model.name, service.name, "ok", None, time.perf_counter() - started, retries, forecasts,
+                        covariates_used=covariates)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ class GatewayMetrics:
             "chronotick_gateway_backend_seconds", "Backend call time, retries included.",
             ["backend"], buckets=_LATENCY_BUCKETS_S, registry=self.registry,
         )
+        self.requests_per_call = Histogram(
+            "chronotick_gateway_requests_per_call", "Requests whose series one backend call carried (the "
+            "requests that want a model while its call is in flight go together in the next).", ["backend"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=self.registry,
+        )
         self.retries = Counter(
             "chronotick_gateway_backend_retries", "Retried backend calls.", ["backend"], registry=self.registry,
         )

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,15 +155,16 @@ def within(result: MemberResult, horizon: int) -> MemberResult:
 def reused_members(
     reuse: ForecastReuse, remote: list[tuple[Service, ModelInfo]], plans: list[SeriesPlan],
     warm: list[RecalledClock], horizon: int, most_s: float, busy_s: float, remaining_s: float,
+    busy: Callable[[Service, str, float], bool],
 ) -> tuple[list[tuple[Service, ModelInfo]], list[MemberResult]]:
     """The remote members still to ask, and those answered from their kept forecasts, for a request
     on the warm path (``warm``: its series' clocks) with ``remaining_s`` before its deadline: a
     member is not asked when every series' clock has a kept forecast of it recent enough (at most
-    ``most_s`` old, or ``busy_s``, at least as long, while its service is busy; one series left out
-    would need the call all the same)."""
+    ``most_s`` old, or ``busy_s``, at least as long, while ``busy`` says a call of the model would
+    take too long: ``CallCoalescer.busy``; one series left out would need the call all the same)."""
     ask, reused = [], []
     for service, model in remote:
-        oldest_s = busy_s if service.load.busy(remaining_s) else most_s
+        oldest_s = busy_s if busy(service, model.name, remaining_s) else most_s
         answers = [reuse.reuse(clock.clock_id, model.name, model.model_version, clock.samples.last_s,
                                plan.grid.interval_s, float(plan.grid.offsets_us[-1]), horizon, oldest_s)
                    for clock, plan in zip(warm, plans, strict=True)]

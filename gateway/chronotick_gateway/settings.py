@@ -86,6 +86,12 @@ class GatewaySettings(BaseSettings):
         description="Calls in flight to one service at most; more wait for a slot, or are skipped as "
         "'overloaded' when the service's recent latency says they would miss the deadline.",
     )
+    model_calls_in_flight: int = Field(
+        default=1, ge=1, le=64,
+        description="Calls in flight to one model (of one kind: horizon, covariates) at most; the requests that "
+        "want it meanwhile go together in the next call (a model forecasts a batch for little more than one "
+        "series). Raise it to the number of replicas behind a service's address, so that each can take a call.",
+    )
     unready_after_failed_checks: int = Field(
         default=2, ge=1,
         description="A busy service may miss one health check; it leaves the fusion after this many in a row.",

@@ -43,5 +43,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-def set_mode(flaky_url: str, mode: str) -> None:
-    httpx.post(f"{flaky_url}/control", json={"mode": mode}).raise_for_status()
+def set_mode(flaky_url: str, mode: str, *, seconds_per_series: float | None = None) -> None:
+    change = {"mode": mode} if seconds_per_series is None else {"mode": mode, "seconds_per_series": str(seconds_per_series)}
+    httpx.post(f"{flaky_url}/control", json=change).raise_for_status()

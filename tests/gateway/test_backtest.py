@@ -8,7 +8,7 @@ from chronotick.grid import GridSeries
 from chronotick.backtest import MIN_BACKTEST_OBSERVATIONS, backtest_origins
 from chronotick.contract import PredictRequest
 from chronotick_gateway.backtest import plan_series
-from chronotick_gateway.members import MAX_POINTS_PER_CALL, member_bodies
+from chronotick_gateway.calls import MAX_POINTS_PER_CALL, member_bodies
 
 
 def grid(values: np.ndarray, past: dict[str, np.ndarray] | None = None,

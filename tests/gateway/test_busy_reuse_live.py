@@ -1,9 +1,9 @@
 """Warm clocks under load: a busy model's kept forecast stands in (``reuse_when_busy_s``) instead of
 the member being dropped, and the model is asked again once the kept forecast is too old.
 
-A real gateway process in front of a real backend process that takes 0.3 s per call (the flaky
-backend's ``slow`` mode) with two calls in flight at most, so that a fresh forecast per request
-cannot keep up with the agents: each streams its own clock, asking once a second with its newest
+A real gateway process in front of a real backend process that takes 0.15 s per series (the flaky
+backend's ``slow-series`` mode: asking for several clocks in one call makes it no faster), one call
+at a time, so that a fresh forecast per request cannot keep up with the agents: each streams its own clock, asking once a second with its newest
 second of samples, as ``chronotick.agent`` does.
 """
 
@@ -28,6 +28,7 @@ DRILL_S = 60.0
 DEADLINE_S = 1.0  # the default: no request names one
 MARGIN_S = 0.25  # loopback HTTP and the test's own client threads, on the same 2 cores
 BUSY_S = 20.0
+SECONDS_PER_SERIES = 0.15  # one model call at a time (the gateway's default): 6.7 forecasts a second
 EVERY_S = 1
 WARM_AFTER = 3
 BACKENDS = ["line", "kalman", "last-value"]
@@ -88,7 +89,7 @@ def loaded(gateway: str, flaky_url: str, seed: int) -> tuple[list[Answer], Agent
     streams = AgentStreams(f"busy-{seed}-", AGENTS, seed=seed, context=256, horizon=10, every_s=EVERY_S,
                            backends=BACKENDS)
     sent = warm_up(gateway, streams)
-    set_mode(flaky_url, "slow")
+    set_mode(flaky_url, "slow-series", seconds_per_series=SECONDS_PER_SERIES)
     try:
         result = run_drill(gateway, FromWindow(streams, sent), clients=AGENTS, duration_s=DRILL_S, every_s=EVERY_S)
     finally:
@@ -100,8 +101,8 @@ def loaded(gateway: str, flaky_url: str, seed: int) -> tuple[list[Answer], Agent
 def test_under_load_a_busy_models_kept_forecast_stands_in_instead_of_the_member_being_dropped(
     gateways: dict[float, str], flaky_url: str
 ) -> None:
-    """32 agents ask for more forecasts than the backend can make (32 a second against two
-    calls of 0.3 s at a time). Without reuse under load, the calls that would come back too late are
+    """32 agents ask for more forecasts than the backend can make (32 a second against one call at
+    a time of 0.15 s per series). Without reuse under load, the calls that would come back too late are
     not sent and the model is missing from those answers; with it, while the backend is busy, the
     model's forecast of the clock from up to 20 s earlier stands in, and the free call slots go to
     fresh forecasts. Every answer is on time either way. After the load, the backend idle again, the

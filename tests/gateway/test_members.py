@@ -16,11 +16,11 @@ from chronotick.grid import GridSeries
 from chronotick.kit import create_app as create_service
 from chronotick_gateway.app import create_app
 from chronotick_gateway.backtest import SeriesPlan, plan_series
+from chronotick_gateway.calls import member_bodies
 from chronotick_gateway.members import (
     ALWAYS_ANSWERS,
     MemberResult,
     classical_members,
-    member_bodies,
     member_covariates,
 )
 from chronotick_gateway.settings import GatewaySettings

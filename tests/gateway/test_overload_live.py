@@ -1,8 +1,9 @@
 """The gateway when a backend cannot keep up: it answers every request by its deadline from what
 can answer, sends the slow backend only what it can finish, and trusts it again after the load.
 
-A real gateway process in front of a real backend process that takes 0.3 s per call (the flaky
-backend's ``slow`` mode), loaded by many concurrent clients.
+A real gateway process in front of a real backend process whose work grows with the series it is
+asked for (the flaky backend's ``slow-series`` mode: a request's series and backtest cuts take 0.3 s,
+alone or in one call with other requests'), loaded by many concurrent clients.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ CLIENTS = 24
 DEADLINE_S = 0.5
 MAX_IN_FLIGHT = 2
 MARGIN_S = 0.25   # loopback HTTP and the test's own client threads, on the same 2 cores
+REQUEST_S = 0.3
+SERIES_PER_REQUEST = 7  # the series and its 6 backtest cuts
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def gateway(flaky_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(autouse=True)
 def slow_backend(flaky_url: str) -> Iterator[None]:
-    set_mode(flaky_url, "slow")
+    set_mode(flaky_url, "slow-series", seconds_per_series=REQUEST_S / SERIES_PER_REQUEST)
     yield
     set_mode(flaky_url, "ok")
 
@@ -58,8 +61,8 @@ def test_a_backend_that_cannot_keep_up_gets_only_what_it_can_answer(gateway: str
     fused = [a for a in result.answers if "flaky" in a.answered]
     assert overloaded and fused, stats   # it kept answering some, and was spared the rest
     assert all("classical" in a.answered for a in result.answers)
-    # No more calls reached it than it could serve: at most MAX_IN_FLIGHT at a time, 0.3 s each.
-    assert calls <= MAX_IN_FLIGHT * (result.duration_s + DEADLINE_S) / 0.3 + MAX_IN_FLIGHT, (calls, stats)
+    # No more calls reached it than it could serve: at most MAX_IN_FLIGHT at a time, 0.3 s a request.
+    assert calls <= MAX_IN_FLIGHT * (result.duration_s + DEADLINE_S) / REQUEST_S + MAX_IN_FLIGHT, (calls, stats)
     metrics = httpx.get(f"{gateway}/metrics").text
     assert 'chronotick_gateway_backend_overloaded_total{backend="line"}' in metrics
 

@@ -102,7 +102,7 @@ def test_a_busy_services_kept_forecast_stands_in_longer_and_no_longer_than_its_l
     def members(service: SimpleNamespace, last_s: float) -> tuple[list, list]:  # type: ignore[type-arg]
         clock = SimpleNamespace(clock_id="clock", samples=SimpleNamespace(last_s=last_s))
         return reused_members(reuse, [(service, model)], [plan], [clock], HORIZON, most_s=5.0, busy_s=20.0,
-                              remaining_s=0.9)
+                              remaining_s=0.9, busy=lambda service, _, remaining_s: service.load.busy(remaining_s))
 
     ask, reused = members(idle, last_s=115.0)
     assert ask == [(idle, model)] and reused == []

@@ -1,7 +1,9 @@
 """A real family service whose behaviour a test switches at run time, to make the gateway suffer.
 
 ``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
-ok, slow (answers after 0.3 s), fail (503), reject (422), hang (never answers), garbage (not JSON),
+ok, slow (answers after 0.3 s), slow-series (after ``seconds_per_series`` for each series in the
+call, 0.15 s unless the change names it: a backend whose work grows with what it is asked, which
+the gateway cannot make cheaper by asking for several requests' series in one call), fail (503), reject (422), hang (never answers), garbage (not JSON),
 nan (NaN in the forecast), biased (valid forecasts BIAS_US off the line's: a member that is always
 wrong), down (``/health/ready`` and ``/predict`` both 503).
 ``GET /control`` says how many predict calls came.
@@ -22,8 +24,9 @@ from support.line_family import LineFamily
 
 SLOW_S = 0.3
 BIAS_US = 1e4
-MODES = ("ok", "slow", "fail", "reject", "hang", "garbage", "nan", "biased", "down")
-_state: dict[str, object] = {"mode": "ok", "predict_calls": 0}
+MODES = ("ok", "slow", "slow-series", "fail", "reject", "hang", "garbage", "nan", "biased", "down")
+SECONDS_PER_SERIES = 0.15
+_state: dict[str, object] = {"mode": "ok", "predict_calls": 0, "seconds_per_series": SECONDS_PER_SERIES}
 
 app = create_app(LineFamily())
 
@@ -45,6 +48,9 @@ async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def
         await asyncio.sleep(3600)
     if mode == "slow":
         await asyncio.sleep(SLOW_S)
+    if mode == "slow-series":
+        series = len(json.loads(await request.body())["series"])
+        await asyncio.sleep(series * float(_state["seconds_per_series"]))  # type: ignore[arg-type]
     if mode == "garbage":
         return Response(b'{"forecasts": [', media_type="application/json")
     response = await call_next(request)
@@ -66,6 +72,7 @@ async def control(change: dict[str, str]) -> dict[str, object]:
     if change.get("mode") not in MODES:
         return JSONResponse({"detail": f"mode must be one of {MODES}"}, status_code=422)  # type: ignore[return-value]
     _state["mode"] = change["mode"]
+    _state["seconds_per_series"] = float(change.get("seconds_per_series", SECONDS_PER_SERIES))
     return dict(_state)
 
 
