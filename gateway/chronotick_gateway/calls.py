@@ -1,22 +1,29 @@
-"""Requests in flight together ask a model in one call: the model's cost is per call, not per series.
+"""The gateway's calls to the models: their bodies, and requests in flight together asking in one call.
 
 A model forecasts a batch of series for little more than one (measured on the micro-checkpoints,
 each service alone, CPU per call: chronos-bolt 10.0 ms for one series, 14.5 for four, 17.8 for
 eight; ttm 8.8 / 12.0 / 16.2; timemoe 10.7 / 21.3 / 36.0). The services batch the calls that reach
 them together, but the gateway's calls to one model under load come a few a second each, spread
 out, so the services' batches held 1.03-1.18 series on average at 8 and 16 clients: nearly every
-series paid a whole call. Here, each model gets at most one call in flight from this gateway (per
-kind of call: ``CallKind``), and the series of every request that wants the model meanwhile go
-together in the next one, as soon as it returns. An idle model is asked at once, so a lone client
-waits for nothing; a busy one gets larger calls, and the busier the larger, which is when the
-saving counts.
+series paid a whole call. Here, each model gets at most ``model_calls_in_flight`` calls (1 by
+default) in flight from this gateway, per kind of call (``CallKind``), and the series of the
+requests that want it meanwhile go together in the next one, as soon as one returns. An idle model
+is asked at once, so a lone client waits for nothing; a busy one gets larger calls, and the busier
+the larger, which is when the saving counts.
+
+A call takes only as many requests as the kind's recent calls say can come back within half the
+time to the earliest of their deadlines (``_Pace``: time per series, learned from the calls; a
+kind's first call carries one request), so a slow model is not sent calls that would all time out
+together. A request that waited for a call and could no longer come back in time is not sent
+(``overloaded``, as admission control does), nor one whose deadline passed while it queued; and a model whose series
+queue here counts as busy for the reuse of its kept forecasts (``busy``).
 
 Nothing else changes for a request: its series come back as if it had asked alone (a service
 forecasts each series of a batch as it would alone; ``chronotick.kit.batching``), and a call keeps
 the retries, admission control, breaker and timeout of ``Fleet.predict``. A shared call waits for
 the latest deadline among its requests; each request still stops waiting at its own (the app's
-``members_by``), and one whose deadline passed while it queued is not sent at all. A call that the
-service refuses (a 4xx) is sent again one request at a time, so one bad request fails alone.
+``members_by``). A call that the service refuses (a 4xx) is sent again one request at a time, so
+one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -115,6 +122,7 @@ class _Submission:
     deadline: float
     settings: GatewaySettings
     answered: asyncio.Future[tuple[list[SeriesForecast], int]]
+    queued: bool = False  # it came while its kind had every call it may have in flight
 
     @property
     def points(self) -> int:
@@ -198,6 +206,9 @@ class CallCoalescer:
         lane = self._lanes.get(kind)
         if lane is None:
             lane = self._lanes[kind] = _Lane(service, self._paces.setdefault(kind, _Pace()))
+        # One that finds a call slot free is sent whatever the pace says (as admission control tries
+        # a service with no call in flight): that is how a model that was slow shows it is fast again.
+        submission.queued = lane.in_flight >= self.fleet.settings.model_calls_in_flight
         lane.waiting.append(submission)
         if not lane.scheduled:
             # At the end of this turn of the loop: the requests that want the model in the same turn
@@ -259,7 +270,7 @@ class CallCoalescer:
                 _settle(submission, error=BackendError("timeout", "the deadline passed while the call waited for "
                                                                   "the one before it", counts=False))
                 continue
-            if not lane.pace.could_return(len(submission.items), submission.deadline - now):
+            if submission.queued and not lane.pace.could_return(len(submission.items), submission.deadline - now):
                 # As admission control does for a call: not sent, the service is not at fault.
                 lane.waiting.popleft()
                 self.fleet.metrics.overloaded.labels(backend=kind.model).inc()
