@@ -122,7 +122,7 @@ class _Submission:
     deadline: float
     settings: GatewaySettings
     answered: asyncio.Future[tuple[list[SeriesForecast], int]]
-    queued: bool = False  # it came while its kind had every call it may have in flight
+    queued: bool = False  # it has waited for a call: every call its kind may have was in flight
 
     @property
     def points(self) -> int:
@@ -177,8 +177,8 @@ class _Lane:
 
     def expected_s(self, calls_in_flight: int) -> float:
         """How long a series that wants this kind now should take to come back: the calls ahead of
-        it (one in flight, if no other may go out meanwhile, and those waiting) and its own, at the
-        kind's pace; 0 while it is unknown."""
+        it (those in flight, if no other may go out meanwhile, and the series waiting) and its own,
+        at the kind's pace; 0 while it is unknown."""
         per_series = self.pace.seconds_per_series
         if per_series is None:
             return 0.0
@@ -239,6 +239,8 @@ class CallCoalescer:
             task = asyncio.create_task(self._send_then_pump(kind, lane, batch), name=f"call to {kind.model}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
+        for submission in lane.waiting:  # left for a later call: they wait for one now
+            submission.queued = True
         if not lane.waiting and not lane.in_flight and self._lanes.get(kind) is lane:
             del self._lanes[kind]
 

@@ -150,3 +150,20 @@ def test_a_request_whose_deadline_passes_while_it_waits_is_not_sent() -> None:
     (problem, sent), _ = run_with_service(scenario)
     assert problem.status == "timeout" and "while the call waited" in problem.reason
     assert sent == 1
+
+
+def test_a_model_whose_series_queue_behind_its_call_counts_as_busy_and_an_idle_one_does_not() -> None:
+    async def scenario(calls: CallCoalescer, url: str, fleet: Fleet) -> object:
+        loop = asyncio.get_running_loop()
+        service = fleet.services["line"]
+        await calls.forecast(service, kind_of(url), [series(0)], loop.time() + 10.0, fleet.settings)  # its pace
+        idle = calls.busy(service, "line", remaining_s=1.0)
+        out = [asyncio.create_task(calls.forecast(service, kind_of(url), [series(seed)], loop.time() + 10.0,
+                                                  fleet.settings)) for seed in range(1, 4)]
+        await asyncio.sleep(CALL_S / 3)  # one call of their three series out: another would wait for it
+        queued = calls.busy(service, "line", remaining_s=1.0), calls.busy(service, "other", remaining_s=1.0)
+        await asyncio.gather(*out)
+        return idle, queued, calls.busy(service, "line", remaining_s=1.0)
+
+    (idle, (line_queued, other_model), after), _ = run_with_service(scenario)
+    assert not idle and line_queued and not other_model and not after
