@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 # Weight of the newest call in the latency estimate: about the last ten calls count.
 LATENCY_SMOOTHING = 0.2
 # A timed-out call counts as this many times the time it took (see ServiceLoad.observe_timeout).
-TIMEOUT_FACTOR = 1.5
+_TIMEOUT_FACTOR = 1.5
 # Less time than this left and no call is sent, even to an idle service: no forecast comes back
 # over HTTP that fast, and the failed call would only pull the latency estimate down.
 MIN_CALL_S = 0.005
@@ -84,7 +84,7 @@ class ServiceLoad:
         knows. Counted at the time it took, the estimate would settle just under the time calls
         have, and calls that cannot make it would go on being sent; counted half as long again,
         it rises above it, and the service is tried one call at a time until it is fast again."""
-        self.observe(TIMEOUT_FACTOR * waited_s)
+        self.observe(_TIMEOUT_FACTOR * waited_s)
 
     def refuses(self, remaining_s: float) -> str | None:
         """Why a call with ``remaining_s`` left would be refused now (``slot`` says the same), or None:

@@ -50,6 +50,7 @@ from chronotick_gateway import online_ar
 from chronotick_gateway.admission import Finishing
 from chronotick_gateway.background import LoopLag, supervise
 from chronotick_gateway.backtest import SeriesPlan, plan_series
+from chronotick_gateway.calls import CallCoalescer
 from chronotick_gateway.classical_helper import ClassicalHelper
 from chronotick_gateway.clocks import (
     ClockMemory,
@@ -63,7 +64,6 @@ from chronotick_gateway.clocks import (
 )
 from chronotick_gateway.clockstore import StoreUnavailable, open_clock_store
 from chronotick_gateway.config import NO_FILE_VERSION, ConfigWatcher, FleetConfig, config_file, load_config
-from chronotick_gateway.calls import CallCoalescer
 from chronotick_gateway.fleet import Fleet, Service
 from chronotick_gateway.fusion import fuse, predictive_quantiles, standardized_errors, variance_scale
 from chronotick_gateway.members import CLASSICAL_BY_NAME, MemberResult, classical_members, remote_member

@@ -17,10 +17,10 @@ few, or up to 16 when reused under load) continue its last step's slope. The cla
 fresh, and the memory scores a reused forecast as that member's answer (it is what the fusion got),
 so a member whose reused forecasts are worse at a horizon loses its weight there by itself.
 
-Under load a kept forecast stands in longer: when a model's service is busy (its calls are expected
-to take more than half the time the request has left, ``ServiceLoad.busy``), up to ``busy_s``
-instead of ``most_s``. A call sent then would wait in the service's queue and likely miss the
-deadline, and the member would be dropped from the answer; a forecast a few seconds older keeps it,
+Under load a kept forecast stands in longer: when a model is busy (a call of it is expected to take
+more than half the time the request has left, waiting behind its calls in flight included:
+``CallCoalescer.busy``), up to ``busy_s`` instead of ``most_s``. A call sent then would wait in a
+queue and likely miss the deadline, and the member would be dropped from the answer; a forecast a few seconds older keeps it,
 and every call not sent lets the queue drain, so the fleet settles where its calls come back in
 time instead of where every one of them is late.
 
