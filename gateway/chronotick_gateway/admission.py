@@ -22,12 +22,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 # Weight of the newest call in the latency estimate: about the last ten calls count.
-LATENCY_SMOOTHING = 0.2
+_LATENCY_SMOOTHING = 0.2
 # A timed-out call counts as this many times the time it took (see ServiceLoad.observe_timeout).
 _TIMEOUT_FACTOR = 1.5
 # Less time than this left and no call is sent, even to an idle service: no forecast comes back
 # over HTTP that fast, and the failed call would only pull the latency estimate down.
 MIN_CALL_S = 0.005
+
+
+def smoothed(estimate: float | None, observed: float) -> float:
+    """``estimate`` moved towards ``observed`` by ``_LATENCY_SMOOTHING`` (the first observation, when
+    there is no estimate yet): the exponentially weighted mean every duration estimate here keeps."""
+    return observed if estimate is None else estimate + _LATENCY_SMOOTHING * (observed - estimate)
 
 
 # A service whose calls are expected to take more than this share of a request's remaining time is
@@ -74,10 +80,7 @@ class ServiceLoad:
         return self.in_flight > 0 and self.expected_s() > BUSY_SHARE * remaining_s
 
     def observe(self, duration_s: float) -> None:
-        if self.latency_s is None:
-            self.latency_s = duration_s
-        else:
-            self.latency_s += LATENCY_SMOOTHING * (duration_s - self.latency_s)
+        self.latency_s = smoothed(self.latency_s, duration_s)
 
     def observe_timeout(self, waited_s: float) -> None:
         """A call that timed out after ``waited_s``: it would have taken longer, by how much nobody
@@ -168,4 +171,4 @@ class Finishing:
         return self.in_flight * self.answer_s
 
     def observe(self, duration_s: float) -> None:
-        self.answer_s += LATENCY_SMOOTHING * (duration_s - self.answer_s)
+        self.answer_s = smoothed(self.answer_s, duration_s)

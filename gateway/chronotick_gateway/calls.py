@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chronotick.contract import SeriesForecast
-from chronotick_gateway.admission import BUSY_SHARE, LATENCY_SMOOTHING
+from chronotick_gateway.admission import BUSY_SHARE, smoothed
 from chronotick_gateway.backtest import SeriesPlan
 from chronotick_gateway.fleet import BackendError, Fleet, Service, encode_json
 from chronotick_gateway.settings import GatewaySettings
@@ -110,7 +110,6 @@ class CallKind:
     model: str
     horizon: int
     covariates: tuple[str, ...]
-    future_covariates: bool
     skip_spread_backtests: bool
 
 
@@ -123,10 +122,12 @@ class _Submission:
     settings: GatewaySettings
     answered: asyncio.Future[tuple[list[SeriesForecast], int]]
     queued: bool = False  # it has waited for a call: every call its kind may have was in flight
+    series: int = field(init=False)
+    points: int = field(init=False)  # its values, as the services' limits count them
 
-    @property
-    def points(self) -> int:
-        return sum(item_points(item) for item in self.items)
+    def __post_init__(self) -> None:
+        self.series = len(self.items)
+        self.points = sum(item_points(item) for item in self.items)
 
 
 @dataclass
@@ -137,11 +138,7 @@ class _Pace:
     seconds_per_series: float | None = None
 
     def observe(self, duration_s: float, series: int) -> None:
-        per_series = duration_s / series
-        if self.seconds_per_series is None:
-            self.seconds_per_series = per_series
-        else:
-            self.seconds_per_series += LATENCY_SMOOTHING * (per_series - self.seconds_per_series)
+        self.seconds_per_series = smoothed(self.seconds_per_series, duration_s / series)
 
     def observe_timeout(self, waited_s: float, series: int) -> None:
         """A call of ``series`` that had not come back after ``waited_s``: each series took more than
@@ -183,7 +180,7 @@ class _Lane:
         if per_series is None:
             return 0.0
         ahead = self.series_in_flight if self.in_flight >= calls_in_flight else 0
-        return per_series * (ahead + sum(len(submission.items) for submission in self.waiting) + 1)
+        return per_series * (ahead + sum(submission.series for submission in self.waiting) + 1)
 
 
 @dataclass
@@ -235,7 +232,7 @@ class CallCoalescer:
             if not batch:
                 break
             lane.in_flight += 1
-            lane.series_in_flight += sum(len(submission.items) for submission in batch)
+            lane.series_in_flight += sum(submission.series for submission in batch)
             task = asyncio.create_task(self._send_then_pump(kind, lane, batch), name=f"call to {kind.model}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
@@ -253,7 +250,7 @@ class CallCoalescer:
                 _settle(submission, error=BackendError("failed", f"unexpected error: {type(error).__name__}: {error}"))
         finally:
             lane.in_flight -= 1
-            lane.series_in_flight -= sum(len(submission.items) for submission in batch)
+            lane.series_in_flight -= sum(submission.series for submission in batch)
             self._pump(kind, lane)
 
     def _next_batch(self, kind: CallKind, lane: _Lane) -> list[_Submission]:
@@ -272,7 +269,7 @@ class CallCoalescer:
                 _settle(submission, error=BackendError("timeout", "the deadline passed while the call waited for "
                                                                   "the one before it", counts=False))
                 continue
-            if submission.queued and not lane.pace.could_return(len(submission.items), submission.deadline - now):
+            if submission.queued and not lane.pace.could_return(submission.series, submission.deadline - now):
                 # As admission control does for a call: not sent, the service is not at fault.
                 lane.waiting.popleft()
                 self.fleet.metrics.overloaded.labels(backend=kind.model).inc()
@@ -281,14 +278,14 @@ class CallCoalescer:
                                   f"waiting for the call before, {(submission.deadline - now) * 1000:.0f} ms were left "
                                   "before the deadline", counts=False))
                 continue
-            if batch and (series + len(submission.items) > MAX_SERIES_PER_CALL
+            if batch and (series + submission.series > MAX_SERIES_PER_CALL
                           or points + submission.points > MAX_POINTS_PER_CALL
-                          or not lane.pace.in_time(series + len(submission.items),
+                          or not lane.pace.in_time(series + submission.series,
                                                    min(earliest, submission.deadline) - now)):
                 break
             lane.waiting.popleft()
             batch.append(submission)
-            series += len(submission.items)
+            series += submission.series
             points += submission.points
             earliest = min(earliest, submission.deadline)
         return batch
@@ -328,8 +325,8 @@ class CallCoalescer:
         retries = max(result.retries for result in results)
         start = 0
         for submission in batch:
-            _settle(submission, answer=(forecasts[start:start + len(submission.items)], retries))
-            start += len(submission.items)
+            _settle(submission, answer=(forecasts[start:start + submission.series], retries))
+            start += submission.series
 
 
 def _settle(submission: _Submission, *, answer: tuple[list[SeriesForecast], int] | None = None,

@@ -95,10 +95,9 @@ async def remote_member(
     started = time.perf_counter()
     horizon = max(horizon, min(reach or horizon, model.one_pass_horizon or model.max_horizon))
     covariates = member_covariates(model, plans)
-    future = model.future_covariates and bool(covariates)
-    items = member_items(plans, past_covariates=set(covariates), future_covariates=set(covariates) if future else set())
-    kind = CallKind(service.name, service.url, model.name, horizon, covariates, future,
-                    settings.skip_spread_backtests)
+    items = member_items(plans, past_covariates=set(covariates),
+                         future_covariates=set(covariates) if model.future_covariates else set())
+    kind = CallKind(service.name, service.url, model.name, horizon, covariates, settings.skip_spread_backtests)
     try:
         answers, retries = await calls.forecast(service, kind, items, deadline, settings)
     except BackendError as error:

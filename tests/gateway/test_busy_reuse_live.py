@@ -3,8 +3,8 @@ the member being dropped, and the model is asked again once the kept forecast is
 
 A real gateway process in front of a real backend process that takes 0.15 s per series (the flaky
 backend's ``slow-series`` mode: asking for several clocks in one call makes it no faster), one call
-at a time, so that a fresh forecast per request cannot keep up with the agents: each streams its own clock, asking once a second with its newest
-second of samples, as ``chronotick.agent`` does.
+at a time, so that a fresh forecast per request cannot keep up with the agents: each streams its
+own clock, asking once a second with its newest second of samples, as ``chronotick.agent`` does.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ def test_under_load_a_busy_models_kept_forecast_stands_in_instead_of_the_member_
     gateways: dict[float, str], flaky_url: str
 ) -> None:
     """32 agents ask for more forecasts than the backend can make (32 a second against one call at
-    a time of 0.15 s per series). Without reuse under load, the calls that would come back too late are
-    not sent and the model is missing from those answers; with it, while the backend is busy, the
+    a time of 0.15 s per series). Without reuse under load, the calls that would come back too late
+    are not sent and the model is missing from those answers; with it, while the backend is busy, the
     model's forecast of the clock from up to 20 s earlier stands in, and the free call slots go to
     fresh forecasts. Every answer is on time either way. After the load, the backend idle again, the
     model is asked afresh."""

@@ -36,7 +36,7 @@ def series(seed: int, length: int = 24) -> dict[str, object]:
 
 
 def kind_of(url: str, horizon: int = HORIZON) -> CallKind:
-    return CallKind("line", url, "line", horizon, (), False, True)
+    return CallKind("line", url, "line", horizon, (), True)
 
 
 def service_calls(url: str) -> float:

@@ -3,9 +3,10 @@
 ``POST /control {"mode": ...}`` sets how ``/predict`` behaves from then on:
 ok, slow (answers after 0.3 s), slow-series (after ``seconds_per_series`` for each series in the
 call, 0.15 s unless the change names it: a backend whose work grows with what it is asked, which
-the gateway cannot make cheaper by asking for several requests' series in one call), fail (503), reject (422), hang (never answers), garbage (not JSON),
-nan (NaN in the forecast), biased (valid forecasts BIAS_US off the line's: a member that is always
-wrong), down (``/health/ready`` and ``/predict`` both 503).
+the gateway cannot make cheaper by asking for several requests' series in one call), fail (503),
+reject (422), hang (never answers), garbage (not JSON), nan (NaN in the forecast), biased (valid
+forecasts BIAS_US off the line's: a member that is always wrong), down (``/health/ready`` and
+``/predict`` both 503).
 ``GET /control`` says how many predict calls came.
 Run it as ``uvicorn support.flaky_backend:app`` with ``tests`` on the path.
 """
