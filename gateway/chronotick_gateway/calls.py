@@ -15,8 +15,8 @@ A call takes only as many requests as the kind's recent calls say can come back 
 time to the earliest of their deadlines (``_Pace``: time per series, learned from the calls; a
 kind's first call carries one request), so a slow model is not sent calls that would all time out
 together. A request that waited for a call and could no longer come back in time is not sent
-(``overloaded``, as admission control does), nor one whose deadline passed while it queued; and a model whose series
-queue here counts as busy for the reuse of its kept forecasts (``busy``).
+(``overloaded``, as admission control does), nor one whose deadline passed while it queued; and a
+model whose series queue here counts as busy for the reuse of its kept forecasts (``busy``).
 
 Nothing else changes for a request: its series come back as if it had asked alone (a service
 forecasts each series of a batch as it would alone; ``chronotick.kit.batching``), and a call keeps
@@ -90,6 +90,14 @@ def call_body(items: list[dict[str, object]], horizon: int, model: str, *, skip_
                         "skip_spread_backtests": skip_spread_backtests, "clean": False})
 
 
+def call_bodies(items: list[dict[str, object]], horizon: int, model: str, *,
+                skip_spread_backtests: bool) -> list[bytes]:
+    """The encoded requests that ask ``model`` for ``items``, in order, in as few calls as fit under
+    the services' limits."""
+    return [call_body(chunk, horizon, model, skip_spread_backtests=skip_spread_backtests)
+            for chunk in within_limits(items)]
+
+
 def member_bodies(
     plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: AbstractSet[str],
     future_covariates: AbstractSet[str], skip_spread_backtests: bool,
@@ -97,8 +105,7 @@ def member_bodies(
     """The encoded requests that ask ``model`` for every series and its backtest cuts, in order,
     in as few calls as fit under the services' limits (one request's calls, sent alone)."""
     items = member_items(plans, past_covariates=past_covariates, future_covariates=future_covariates)
-    return [call_body(chunk, horizon, model, skip_spread_backtests=skip_spread_backtests)
-            for chunk in within_limits(items)]
+    return call_bodies(items, horizon, model, skip_spread_backtests=skip_spread_backtests)
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,9 @@ class _Pace:
         return self.seconds_per_series is None or series * self.seconds_per_series <= remaining_s
 
     def describe(self) -> str:
-        return "an unknown time" if self.seconds_per_series is None else f"{self.seconds_per_series * 1000:.0f} ms a series"
+        if self.seconds_per_series is None:
+            return "an unknown time"
+        return f"{self.seconds_per_series * 1000:.0f} ms a series"
 
     def in_time(self, series: int, remaining_s: float) -> bool:
         """Whether a call of ``series`` should come back within ``BUSY_SHARE`` of ``remaining_s``. Unknown
@@ -296,8 +305,7 @@ class CallCoalescer:
         items = [item for submission in batch for item in submission.items]
         deadline = max(submission.deadline for submission in batch)
         settings = batch[0].settings
-        bodies = [call_body(chunk, kind.horizon, kind.model, skip_spread_backtests=kind.skip_spread_backtests)
-                  for chunk in within_limits(items)]
+        bodies = call_bodies(items, kind.horizon, kind.model, skip_spread_backtests=kind.skip_spread_backtests)
         self.fleet.metrics.requests_per_call.labels(backend=kind.model).observe(len(batch))
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -20,9 +20,9 @@ so a member whose reused forecasts are worse at a horizon loses its weight there
 Under load a kept forecast stands in longer: when a model is busy (a call of it is expected to take
 more than half the time the request has left, waiting behind its calls in flight included:
 ``CallCoalescer.busy``), up to ``busy_s`` instead of ``most_s``. A call sent then would wait in a
-queue and likely miss the deadline, and the member would be dropped from the answer; a forecast a few seconds older keeps it,
-and every call not sent lets the queue drain, so the fleet settles where its calls come back in
-time instead of where every one of them is late.
+queue and likely miss the deadline, and the member would be dropped from the answer; a forecast a
+few seconds older keeps it, and every call not sent lets the queue drain, so the fleet settles where
+its calls come back in time instead of where every one of them is late.
 
 Kept per gateway process, not in the clock store: losing it (a restart, another replica serving the
 clock) costs one fresh forecast per member, nothing else. Bounded: the least recently used clock is
