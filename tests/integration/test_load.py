@@ -20,8 +20,9 @@ DEADLINE_S = 1.0   # the gateway's default: the requests name none
 # The gateway's own promise, from a request's arrival to its answer: the deadline, give or take a
 # late wake-up of its busy event loop (up to 71 ms measured in the benchmark of the same drill).
 GATEWAY_MARGIN_S = 0.15
-# What the client sees on top: loopback HTTP, and 32 client threads at a low priority on the same
-# 2 cores as the fleet (scheduled late after their answer has arrived).
+# What the client sees on top: loopback HTTP, docker's port, and 32 client threads at a low priority
+# on the same 2 cores as the fleet, scheduled late after their answer has arrived (stalls of their
+# threads over 50 ms are measured and not counted: DrillResult.late).
 MARGIN_S = 0.5
 REJOIN_S = 10.0
 
@@ -115,8 +116,7 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     settled = [a for a in result.answers
                if unpaused + 2.0 <= a.sent_at < restarted - 2.0 or a.sent_at >= back + 2.0]
     assert settled and all(a.status == 200 for a in settled)
-    late = [a for a in settled if a.elapsed_s > DEADLINE_S + MARGIN_S
-            or (a.gateway_s or 0.0) > DEADLINE_S + GATEWAY_MARGIN_S]
+    late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S, among=settled)
     assert not late, (f"{len(late)} late answers after the gateway recovered: {late[:3]}; at {timeline(late)}; "
                       f"{describe(result)}")
     fleet.wait_until(lambda: fleet_view_matches_the_services(fleet), REJOIN_S, "the gateway's view after the load")
