@@ -22,7 +22,7 @@ from record import CONTEXT, HORIZON, clock_series, provenance, write_section
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import SeriesInput
-from chronotick_gateway.app import _plan
+from chronotick_gateway.predict import series_plan
 from chronotick_gateway.members import classical_members
 from chronotick_gateway.settings import GatewaySettings
 
@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     origins = GatewaySettings().backtest_origins
-    plans = [_plan(SeriesInput.model_validate(clock_series(seed)), 0, HORIZON, origins, True)
+    plans = [series_plan(SeriesInput.model_validate(clock_series(seed)), 0, HORIZON, origins, True)
              for seed in range(args.requests)]
     forecasters = [f.name for f in CLASSICAL_FORECASTERS]
     load_before = os.getloadavg()[0]

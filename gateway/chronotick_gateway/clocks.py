@@ -1,4 +1,4 @@
-"""The gateway's clock memory at work: recall a request's clocks, fuse with what they taught, keep.
+"""The gateway's clock memory at work: recall a request's clocks, score them, keep what they learn.
 
 ``memory`` holds the rules (pure); ``clockstore`` holds the bytes; this module joins them to a
 request. A request's clocks are loaded once, before the members are asked (scoring their pending
@@ -34,7 +34,7 @@ from chronotick.contract import ClockReport, HorizonMemory, MemoryState, SeriesM
 from chronotick_gateway import online_ar
 from chronotick_gateway.backtest import SeriesPlan
 from chronotick_gateway.clockstore import ClockStore, StoreUnavailable
-from chronotick_gateway.fusion import FusedForecast, MemberForecast
+from chronotick_gateway.fusion import MemberForecast
 from chronotick_gateway.members import MemberResult
 from chronotick_gateway.memory import (
     ANCHOR_HORIZONS_S,
@@ -49,10 +49,8 @@ from chronotick_gateway.memory import (
     decode,
     encode,
     evidence,
-    remembered_bounds,
     rule_in_use,
     score,
-    step_weights,
 )
 from chronotick_gateway.metrics import GatewayMetrics
 
@@ -331,41 +329,6 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
             return MemberResult(online_ar.NAME, None, "skipped", f"series {index}: {answer}")
         forecasts.append(MemberForecast.without_backtests(*answer))
     return MemberResult(online_ar.NAME, None, "ok", None, time.perf_counter() - started, 0, forecasts)
-
-
-@dataclass(frozen=True)
-class SeriesFusion:
-    """A series' fused forecast, whichever way it was made."""
-
-    mean_us: np.ndarray  # (H,)
-    std_us: np.ndarray  # (H,)
-    quantiles_us: np.ndarray | None  # (levels, H); None: Student-t from std_us and degrees_of_freedom
-    degrees_of_freedom: np.ndarray  # (H,)
-    weights: np.ndarray  # (M, H)
-    member_std_us: np.ndarray  # (M, H)
-
-
-def fuse_remembered(clock: RecalledClock, names: Sequence[str], means: np.ndarray, own_std: np.ndarray,
-                    levels: Sequence[float]) -> SeriesFusion:
-    """The warm path: the clock's remembered weights and conformal bounds, no backtests."""
-    horizon = means.shape[1]
-    weights = step_weights(clock.state, names, horizon)
-    mean = np.sum(weights * means, axis=0)
-    bounds = remembered_bounds(clock.state, levels, horizon)
-    return SeriesFusion(mean, bounds.std_us, mean[None, :] + bounds.quantiles_us,
-                        np.full(horizon, float(clock.scored)), weights, own_std)
-
-
-def handed_over(clock: RecalledClock | None, fused: FusedForecast, names: Sequence[str],
-                means: np.ndarray) -> SeriesFusion:
-    """The in-context fusion; for a cold clock, its weights moved towards the remembered ones by the
-    clock's ``handover`` share, and the bounds, the in-context ones, centred on the new mean."""
-    share = 0.0 if clock is None else clock.handover
-    weights = fused.weights
-    if share > 0:
-        weights = (1.0 - share) * fused.weights + share * step_weights(clock.state, names, means.shape[1])
-    return SeriesFusion(np.sum(weights * means, axis=0), fused.std_us, None, fused.degrees_of_freedom, weights,
-                        fused.member_std_us)
 
 
 def series_memory(clock_id: str | None, clock: RecalledClock | None) -> SeriesMemory:

@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_SERIES_PER_REQUEST = 256
 MAX_POINTS_PER_SERIES = 8192
 MAX_HORIZON_STEPS = 1024
+# A series with fewer observed samples than this leaves every member, classical ones included,
+# without a spread: the gateway refuses it (422), and the clients wait until they have as many.
+MIN_OBSERVED_SAMPLES = 8
 DEFAULT_QUANTILE_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 # Bounds on the size of every number a request carries. Each is far beyond any real clock, and each

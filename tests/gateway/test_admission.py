@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from chronotick_gateway.admission import Finishing, Overloaded, ServiceLoad
-from chronotick_gateway.app import DEADLINE_RECHECK_S, members_by
+from chronotick_gateway.predict import DEADLINE_RECHECK_S, members_by
 
 
 def run(scenario) -> None:  # type: ignore[no-untyped-def]

@@ -22,10 +22,14 @@ import numpy as np
 
 from chronotick.agent.sources import Measurement
 from chronotick.client import INTERVAL_QUANTILE_LEVELS
-from chronotick.contract import Covariate, FusedPredictRequest, FusedPredictResponse, SeriesInput
+from chronotick.contract import (
+    MIN_OBSERVED_SAMPLES,
+    Covariate,
+    FusedPredictRequest,
+    FusedPredictResponse,
+    SeriesInput,
+)
 
-# The gateway needs this many observed samples before any member has a spread.
-MIN_OBSERVED_SAMPLES = 8
 # A time within this fraction of a cadence of a forecast step is that step (tick jitter).
 STEP_TOLERANCE = 0.25
 ForecastKind = Literal["short", "long"]

@@ -14,11 +14,15 @@ from rich.table import Table
 
 from chronotick.client import INTERVAL_QUANTILE_LEVELS
 from chronotick.clockdata import OffsetSeries
-from chronotick.contract import MAX_HORIZON_STEPS, FusedPredictRequest, FusedPredictResponse, SeriesInput
+from chronotick.contract import (
+    MAX_HORIZON_STEPS,
+    MIN_OBSERVED_SAMPLES,
+    FusedPredictRequest,
+    FusedPredictResponse,
+    SeriesInput,
+)
 from chronotick.textplot import DEFAULT_WIDTH, Line, line_chart
 
-# The gateway refuses fewer observed samples than this (its MIN_OBSERVED_SAMPLES).
-MIN_OBSERVED_SAMPLES = 8
 # The plot shows this many forecast horizons of history (at least PLOT_MIN_HISTORY samples):
 # enough to see the trend the forecast continues, not so much that the forecast is a sliver.
 PLOT_HISTORY_HORIZONS = 3

@@ -77,6 +77,7 @@ class FusedForecast:
     degrees_of_freedom: np.ndarray  # (H,)
     weights: np.ndarray  # (M, H), columns sum to 1
     member_std_us: np.ndarray  # (M, H), calibrated; inf where a member has no usable spread
+    calibration_scale: np.ndarray  # (M,) each member's pooled variance scale k (1: its own spread held)
 
 
 def standardized_errors(member: MemberForecast) -> np.ndarray:
@@ -98,21 +99,24 @@ def variance_scale(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> float:
     return float((evidence + prior) / (np.count_nonzero(with_evidence) + prior))
 
 
-def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS) -> np.ndarray:
-    """(H,) per-step scales k(h), each shrunk towards the pooled scale by ``prior`` pseudo-origins."""
-    pooled = variance_scale(z, prior)
+def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS, pooled: float | None = None) -> np.ndarray:
+    """(H,) per-step scales k(h), each shrunk towards the pooled scale (``variance_scale``, unless
+    given) by ``prior`` pseudo-origins."""
+    pooled = variance_scale(z, prior) if pooled is None else pooled
     known = np.isfinite(z)
     squares = np.where(known, z, 0.0) ** 2
     return (squares.sum(axis=0) + prior * pooled) / (known.sum(axis=0) + prior)
 
 
 def calibrated_std(
-    member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS, z: np.ndarray | None = None
+    member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS, z: np.ndarray | None = None,
+    pooled: float | None = None,
 ) -> np.ndarray:
-    """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon (``z``:
-    its ``standardized_errors``, when the caller has them already)."""
+    """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon (``z``
+    and ``pooled``: its ``standardized_errors`` and ``variance_scale``, when the caller has them)."""
     z = standardized_errors(member) if z is None else z
-    scales = step_scales(z, prior) if z.size else np.full(member.std_us.shape, variance_scale(z, prior))
+    pooled = variance_scale(z, prior) if pooled is None else pooled
+    scales = step_scales(z, prior, pooled) if z.size else np.full(member.std_us.shape, pooled)
     std = np.sqrt(scales) * member.std_us
     return np.where(np.isfinite(std), np.fmax.accumulate(np.where(np.isfinite(std), std, 0.0)), np.inf)
 
@@ -212,7 +216,8 @@ def fuse(
     if not members:
         raise ValueError("nothing to fuse")
     errors = [standardized_errors(m) for m in members]
-    std = np.stack([calibrated_std(m, z=z) for m, z in zip(members, errors, strict=True)])
+    pooled = np.array([variance_scale(z) for z in errors])
+    std = np.stack([calibrated_std(m, z=z, pooled=k) for m, z, k in zip(members, errors, pooled, strict=True)])
     variances = std**2
     weights = inverse_variance_weights(variances, weight_floor)
     usable = weights > 0
@@ -229,6 +234,7 @@ def fuse(
         + PRIOR_PSEUDO_ORIGINS,
         weights=weights,
         member_std_us=np.where(usable, std, np.inf),
+        calibration_scale=pooled,
     )
 
 
