@@ -65,11 +65,6 @@ def _nothing_to_reload() -> None:
                    "at start only", CONFIG_FILE_VARIABLE)
 
 
-def _nothing_to_reload() -> None:
-    logger.warning("SIGHUP: no configuration file to reload (set %s to use one); the environment is read "
-                   "at start only", CONFIG_FILE_VARIABLE)
-
-
 async def _count_clocks(gateway: Gateway) -> None:
     while True:
         try:

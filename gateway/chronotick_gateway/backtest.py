@@ -69,8 +69,8 @@ class SeriesPlan:
 def _forward_filled(values: np.ndarray) -> np.ndarray:
     """Missing values take the last known one (0 before any): a future covariate has no gaps."""
     known = np.where(np.isnan(values), 0, np.arange(values.size))
-    filled = values[np.maximum.accumulate(known)]
-    return np.nan_to_num(filled, nan=0.0)
+    filled: np.ndarray = np.nan_to_num(values[np.maximum.accumulate(known)], nan=0.0)
+    return filled
 
 
 def plan_series(grid: GridSeries, horizon: int, count: int, series_id: str | None) -> SeriesPlan:

@@ -86,7 +86,7 @@ def _ew(previous: float | None, value: float, half_life: float) -> float:
     if previous is None:
         return value
     keep = 0.5 ** (1.0 / half_life)
-    return keep * previous + (1.0 - keep) * value
+    return float(keep * previous + (1.0 - keep) * value)
 
 
 # MemberRecord and AnchorState are plain dataclasses, not pydantic models: a warm request's scoring
@@ -259,8 +259,8 @@ def score(state: ClockState, samples: Samples) -> list[Outcome]:
 def _score_anchor(anchor: AnchorState, forecast: PendingForecast, a: int, truth: float) -> Outcome:
     fused = forecast.fused_mean_us[a]
     assert fused is not None
-    awake = {name: row[a] for name, row in zip(forecast.members, forecast.member_means_us, strict=True)
-             if row[a] is not None}
+    awake = {name: mean for name, row in zip(forecast.members, forecast.member_means_us, strict=True)
+             if (mean := row[a]) is not None}
     if awake:
         _learn_weights(anchor, awake, truth)
     error = truth - fused
@@ -272,8 +272,9 @@ def _score_anchor(anchor: AnchorState, forecast: PendingForecast, a: int, truth:
     anchor.fused_abs_error_sum += abs(error)
     anchor.scored += 1
     covered = None
-    if forecast.bounds is not None and forecast.bounds[a] is not None:
-        sides = dict(zip(_REPORTED_SIDES, forecast.bounds[a], strict=True))
+    bounds = None if forecast.bounds is None else forecast.bounds[a]
+    if bounds is not None:
+        sides = dict(zip(_REPORTED_SIDES, bounds, strict=True))
         covered = {name: sides[low] <= z <= sides[high] for name, (low, high) in REPORTED_INTERVALS.items()}
         anchor.remembered_scored += 1
         for name, hit in covered.items():
@@ -376,7 +377,9 @@ def step_weights(state: ClockState, members: Sequence[str], horizon: int) -> np.
     at_anchors = np.stack([anchor_weights(anchor, members) for anchor in state.anchors], axis=1)  # (M, A)
     weights = _per_step(at_anchors, [anchor.scored > 0 for anchor in state.anchors], state.interval_s, horizon)
     total = weights.sum(axis=0, keepdims=True)
-    return np.divide(weights, total, out=np.full_like(weights, 1.0 / max(len(members), 1)), where=total > 0)
+    normalised: np.ndarray = np.divide(weights, total, out=np.full_like(weights, 1.0 / max(len(members), 1)),
+                                       where=total > 0)
+    return normalised
 
 
 def weightless_members(state: ClockState, members: Sequence[str], horizon: int) -> set[str]:
@@ -412,7 +415,7 @@ def _at_levels(tracked: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     outermost, its distance from the median grown as a normal tail grows."""
     wanted = np.asarray(levels, dtype=float)
     median = float(np.interp(0.5, _TRACKED, tracked))
-    out = np.interp(wanted, _TRACKED, tracked)  # one call for all: a warm request made ~140 of one level each
+    out: np.ndarray = np.interp(wanted, _TRACKED, tracked)  # one call for all: a warm request made ~140 of one level each
     for edge, beyond in ((0, wanted < _TRACKED[0]), (-1, wanted > _TRACKED[-1])):
         if beyond.any():
             out[beyond] = median + (tracked[edge] - median) * (ndtri(wanted[beyond]) / ndtri(_TRACKED[edge]))

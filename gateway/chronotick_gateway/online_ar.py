@@ -119,7 +119,8 @@ def _units(offsets_us: np.ndarray, origins: np.ndarray) -> np.ndarray:
     kept = np.floor(np.isfinite(ordered).sum(axis=1) * (1.0 - TRIM)).astype(int)
     totals = np.concatenate([np.zeros((origins.size, 1)), np.cumsum(np.nan_to_num(ordered), axis=1)], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.maximum(np.take_along_axis(totals, kept[:, None], axis=1)[:, 0] / kept, _FLOOR_US)
+        scales: np.ndarray = np.maximum(np.take_along_axis(totals, kept[:, None], axis=1)[:, 0] / kept, _FLOOR_US)
+    return scales
 
 
 def _features(offsets_us: np.ndarray, origins: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -134,7 +135,8 @@ def _offset_at(offsets_us: np.ndarray, positions: np.ndarray) -> np.ndarray:
     below = np.floor(positions).astype(int)
     above = np.minimum(below + 1, offsets_us.size - 1)
     share = positions - below
-    return (1.0 - share) * offsets_us[below] + share * offsets_us[above]
+    between: np.ndarray = (1.0 - share) * offsets_us[below] + share * offsets_us[above]
+    return between
 
 
 def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offsets_us: np.ndarray, interval_s: float,

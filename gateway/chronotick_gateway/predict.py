@@ -101,8 +101,8 @@ async def answer(gateway: Gateway, query: FusedPredictRequest, arrived_at: float
     answered = [r for r in results if r.ok]
     for index, clock in clocks.items():
         fusion = fused.fusions[index]
-        remember(clock.state, clock.samples.last_s, {r.name: r.forecasts[index].mean_us for r in answered},
-                 fusion.mean_us, fusion.std_us, remembered=clock.warm)
+        means = {r.name: r.forecasts[index].mean_us for r in answered if r.forecasts is not None}
+        remember(clock.state, clock.samples.last_s, means, fusion.mean_us, fusion.std_us, remembered=clock.warm)
     gateway.memory.keep(list(clocks.values()))
     backends = absent + fused.backends
     reasons = [f"{b.name}: {b.status}: {b.reason}" for b in backends if b.status not in ("ok", "skipped")]
@@ -203,7 +203,7 @@ async def _gather_members(
             results += [MemberResult(*tasks[task], "timeout", "no answer within the deadline") for task in pending]
     finally:
         calls.fleet.let_finish(pending)
-    order = list(tasks.values()) + [(name, None) for name in classical]
+    order: list[tuple[str, str | None]] = [*tasks.values(), *((name, None) for name in classical)]
     return sorted(results, key=lambda r: order.index((r.name, r.service)))
 
 

@@ -168,12 +168,13 @@ def reused_members(
         answers = [reuse.reuse(clock.clock_id, model.name, model.model_version, clock.samples.last_s,
                                plan.grid.interval_s, float(plan.grid.offsets_us[-1]), horizon, oldest_s)
                    for clock, plan in zip(warm, plans, strict=True)]
-        if any(answer is None for answer in answers):
+        kept = [answer for answer in answers if answer is not None]
+        if len(kept) < len(answers):
             ask.append((service, model))
             continue
-        forecasts = [MemberForecast.without_backtests(mean, std) for mean, std, _ in answers]
+        forecasts = [MemberForecast.without_backtests(mean, std) for mean, std, _ in kept]
         reused.append(MemberResult(model.name, service.name, "ok", None, 0.0, 0, forecasts,
-                                   age_s=max(age for _, _, age in answers)))
+                                   age_s=max(age for _, _, age in kept)))
     return ask, reused
 
 

@@ -4,7 +4,7 @@ those whose service cannot answer now, and, on the warm path, less those its clo
 
 from __future__ import annotations
 
-from chronotick.contract import BackendResult, ModelInfo
+from chronotick.contract import BackendResult, BackendStatus, ModelInfo
 from chronotick.problems import validation_problem
 from chronotick_gateway import online_ar
 from chronotick_gateway.clocks import RecalledClock
@@ -40,7 +40,7 @@ def select_members(
         if wanted is not None and not chosen and service.name not in wanted:
             continue
         if not service.ready or not service.breaker.allows_requests:
-            status = "not_ready" if not service.ready else "circuit_open"
+            status: BackendStatus = "not_ready" if not service.ready else "circuit_open"
             reason = service.last_error if not service.ready else "circuit breaker open after repeated failures"
             names = [m.name for m in chosen] or [service.name]
             absent += [BackendResult(name=n, service=service.name, status=status, reason=reason) for n in names]

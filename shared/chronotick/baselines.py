@@ -145,7 +145,8 @@ class _Lines:
     def at(self, index: np.ndarray) -> np.ndarray:
         """(J, K) each line at its own row of ``index`` (J, K)."""
         slope = self.slope_us_per_sample[:, None]
-        return self.mean_us[:, None] + slope * (index - self.centre[:, None])
+        values: np.ndarray = self.mean_us[:, None] + slope * (index - self.centre[:, None])
+        return values
 
 
 def _fit_lines(index: np.ndarray, offset_us: np.ndarray, weights: np.ndarray) -> _Lines:
@@ -185,7 +186,8 @@ def linear_fit_forecast(context_us: np.ndarray, horizon: int, *, window: int = 6
     index, offset_us = _observed(context_us, horizon)
     index, offset_us = index[None, -window:], offset_us[None, -window:]
     line = _fit_lines(index, offset_us, np.ones(index.shape))
-    return line.at(np.arange(len(context_us), len(context_us) + horizon)[None])[0]
+    forecast: np.ndarray = line.at(np.arange(len(context_us), len(context_us) + horizon)[None])[0]
+    return forecast
 
 
 def _lag_rms_us(context_us: np.ndarray, ends: np.ndarray, lags: np.ndarray) -> np.ndarray:
@@ -369,7 +371,8 @@ def _too_few_runs(residuals_us: np.ndarray) -> np.ndarray:
     product = 2.0 * positives * negatives
     expected = 1.0 + product / n
     variance = product * (product - n) / (n * n * (n - 1))
-    return mixed & (runs < expected - _RUNS_Z * np.sqrt(variance))
+    too_few_runs: np.ndarray = mixed & (runs < expected - _RUNS_Z * np.sqrt(variance))
+    return too_few_runs
 
 
 def _medians(values: np.ndarray) -> np.ndarray:
@@ -435,7 +438,8 @@ def _correlation_inflation(residuals_us: np.ndarray) -> np.ndarray:
     lagged = (centred[:, 1:] * centred[:, :-1]).sum(axis=1)
     rho = np.divide(lagged, energy, out=np.zeros_like(energy), where=energy > 0.0)
     rho = np.minimum(np.maximum(rho, 0.0), _MAX_RESIDUAL_CORRELATION)
-    return (1.0 + rho) / (1.0 - rho)
+    inflation: np.ndarray = (1.0 + rho) / (1.0 - rho)
+    return inflation
 
 
 @dataclass(frozen=True)

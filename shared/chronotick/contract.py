@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 MAX_SERIES_PER_REQUEST = 256
 MAX_POINTS_PER_SERIES = 8192
@@ -175,7 +176,7 @@ class ForecastQuery(BaseModel):
         return self
 
 
-_EXAMPLE_SERIES = {
+_EXAMPLE_SERIES: JsonDict = {
     "offsets_us": [3.1, 3.4, None, 4.0, 4.2, 4.5, 4.9, 5.0, 5.3, 5.6],
     "interval_s": 1.0,
 }

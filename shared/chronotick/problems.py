@@ -106,7 +106,7 @@ def install_problem_handlers(app: FastAPI, on_error: Callable[[int], None] | Non
 
     def counted(handler: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapper(request: Request, exc: Exception) -> JSONResponse:
-            response = await handler(request, exc)
+            response: JSONResponse = await handler(request, exc)
             if on_error is not None:
                 on_error(response.status_code)
             return response

@@ -54,10 +54,10 @@ def handed_over(clock: RecalledClock | None, fused: FusedForecast, names: Sequen
                 means: np.ndarray) -> SeriesFusion:
     """The in-context fusion; for a cold clock, its weights moved towards the remembered ones by the
     clock's ``handover`` share, and the bounds, the in-context ones, centred on the new mean."""
-    share = 0.0 if clock is None else clock.handover
     weights = fused.weights
-    if share > 0:
-        weights = (1.0 - share) * fused.weights + share * step_weights(clock.state, names, means.shape[1])
+    if clock is not None and clock.handover > 0:
+        remembered = step_weights(clock.state, names, means.shape[1])
+        weights = (1.0 - clock.handover) * fused.weights + clock.handover * remembered
     return SeriesFusion(np.sum(weights * means, axis=0), fused.std_us, None, fused.degrees_of_freedom, weights,
                         fused.member_std_us, fused.calibration_scale)
 

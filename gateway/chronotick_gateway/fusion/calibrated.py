@@ -105,7 +105,8 @@ def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS, pooled: floa
     pooled = variance_scale(z, prior) if pooled is None else pooled
     known = np.isfinite(z)
     squares = np.where(known, z, 0.0) ** 2
-    return (squares.sum(axis=0) + prior * pooled) / (known.sum(axis=0) + prior)
+    scales: np.ndarray = (squares.sum(axis=0) + prior * pooled) / (known.sum(axis=0) + prior)
+    return scales
 
 
 def calibrated_std(
@@ -137,7 +138,8 @@ def effective_origins(known: np.ndarray, origins: Sequence[int] | None) -> np.nd
     mask = known.T.astype(float)  # (H, J)
     overlap = np.einsum("hj,hjk,hk->h", mask, rho_squared, mask)
     n = mask.sum(axis=1)
-    return np.divide(n * n, overlap, out=np.zeros(horizon), where=overlap > 0)
+    effective: np.ndarray = np.divide(n * n, overlap, out=np.zeros(horizon), where=overlap > 0)
+    return effective
 
 
 @functools.lru_cache(maxsize=256)
@@ -146,7 +148,7 @@ def _window_overlap_squared(origins: tuple[int, ...], horizon: int) -> np.ndarra
     series of the same length. Read-only: the cached array is shared."""
     apart = np.abs(np.subtract.outer(np.asarray(origins, float), np.asarray(origins, float)))
     step = np.arange(1, horizon + 1, dtype=float)[:, None, None]
-    rho_squared = np.clip(1.0 - apart[None] / step, 0.0, None) ** 2
+    rho_squared: np.ndarray = np.clip(1.0 - apart[None] / step, 0.0, None) ** 2
     rho_squared.flags.writeable = False
     return rho_squared
 
@@ -166,7 +168,7 @@ def inverse_variance_weights(variances: np.ndarray, floor: float = 0.0) -> np.nd
     positive = usable & (variances > 0)
     smallest = np.min(np.where(positive, variances, np.inf), axis=0)
     precision = np.where(usable, np.divide(smallest, variances, out=np.ones_like(variances), where=positive), 0.0)
-    weights = precision / precision.sum(axis=0, keepdims=True)
+    weights: np.ndarray = precision / precision.sum(axis=0, keepdims=True)
     if floor > 0:
         weights = np.where(usable, np.maximum(weights, floor), 0.0)
         weights /= weights.sum(axis=0, keepdims=True)
@@ -244,7 +246,8 @@ def predictive_quantiles(
     """(levels, H) quantiles of a Student-t forecast with this scale and degrees of freedom (one, or
     one per step)."""
     dof = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=float), mean_us.shape)
-    return mean_us[None, :] + _t_factors(dof.tobytes(), tuple(levels)) * std_us[None, :]
+    quantiles: np.ndarray = mean_us[None, :] + _t_factors(dof.tobytes(), tuple(levels)) * std_us[None, :]
+    return quantiles
 
 
 @functools.lru_cache(maxsize=256)
@@ -256,6 +259,6 @@ def _t_factors(dof_bytes: bytes, levels: tuple[float, ...]) -> np.ndarray:
     largest part of a request's fusion. stdtrit is the function scipy.stats.t.ppf calls, without
     its per-call argument handling. Read-only: the cached array is shared.
     """
-    factors = stdtrit(np.frombuffer(dof_bytes, dtype=float), np.asarray(levels, dtype=float)[:, None])
+    factors: np.ndarray = stdtrit(np.frombuffer(dof_bytes, dtype=float), np.asarray(levels, dtype=float)[:, None])
     factors.flags.writeable = False
     return factors

@@ -40,7 +40,8 @@ def std_from_quantiles(levels: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
             sigmas.append(np.abs(spread) / (_z(1.0 - low) - _z(low)))
     if not sigmas:
         raise ValueError(f"quantile grid {levels.tolist()} has no symmetric pair around the median")
-    return np.mean(sigmas, axis=0)
+    sigma: np.ndarray = np.mean(sigmas, axis=0)
+    return sigma
 
 
 def quantiles_at(
