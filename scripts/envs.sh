@@ -6,14 +6,39 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENVS="${CHRONOTICK_VENVS:-$ROOT/.venvs}"
 PYTHON="${CHRONOTICK_PYTHON:-python3.11}"
 
+# The model families, one a line: `name environment port package` (shared/chronotick/families.toml
+# declares them). Needs Python 3.11, so only the scripts that need a family call it.
+family_table() {
+  PYTHONPATH="$ROOT/shared" "$PYTHON" -m chronotick.families
+}
+
+family_names() {
+  family_table | cut -d' ' -f1 | paste -sd' '
+}
+
+family_environments() {
+  family_table | cut -d' ' -f2 | paste -sd' '
+}
+
+# integration: the tests against the fleet's live containers (no model libraries; docker-compose).
+all_envs() {
+  echo "core $(family_environments) gateway integration"
+}
+
 env_dir() {  # the folder whose requirements.{in,lock} define environment $1
+  local table name environment _
   case "$1" in
-    core) echo "$ROOT/shared" ;;
-    chronos|ttm|toto|timemoe) echo "$ROOT/services/$1" ;;
-    gateway) echo "$ROOT/gateway" ;;
-    integration) echo "$ROOT/tests/integration" ;;
-    *) echo "unknown environment '$1' (known: $ALL_ENVS)" >&2; return 2 ;;
+    core) echo "$ROOT/shared"; return ;;
+    gateway) echo "$ROOT/gateway"; return ;;
+    integration) echo "$ROOT/tests/integration"; return ;;
   esac
+  # (read whole first: leaving the loop early must not cut the reader off mid-write)
+  table="$(family_table)"
+  while read -r name environment _; do
+    [ "$environment" != "$1" ] || { echo "$ROOT/services/$name"; return; }
+  done <<<"$table"
+  echo "unknown environment '$1' (known: $(all_envs))" >&2
+  return 2
 }
 
 env_packages() {  # editable project packages installed into environment $1
@@ -38,6 +63,3 @@ torch_index_option() {
 free_gib() {  # whole GiB free on the filesystem holding path $1
   df --output=avail -BG "$1" | tail -1 | tr -dc 0-9
 }
-
-# integration: the tests against the fleet's live containers (no model libraries; docker-compose).
-ALL_ENVS="core chronos ttm toto timemoe gateway integration"

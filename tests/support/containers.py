@@ -19,11 +19,12 @@ from pathlib import Path
 
 import httpx
 
+from chronotick.families import families
 from support.servers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose"
-MODEL_SERVICES = ("chronos", "ttm", "toto", "timemoe")
+MODEL_SERVICES = tuple(families())   # compose names each family's service after it
 FREEZE_RETRIES = 3
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chronotick.families import family
+
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = ("chronos-bolt", "chronos-2", "timesfm-2.5")
+MODEL_NAMES = family("chronos").models   # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {
     "chronos-bolt": "chronos-bolt-micro",
     "chronos-2": "chronos-2-micro",

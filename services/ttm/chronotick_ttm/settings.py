@@ -14,10 +14,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chronotick.families import family
+
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = ("ttm", "ttm-exog")
+MODEL_NAMES = family("ttm").models   # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {"ttm": "ttm-micro", "ttm-exog": "ttm-exog-micro"}
 
 

@@ -14,11 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from chronotick.cli.clock import clock_table, memory_line, report_header
-from chronotick.cli.family import FAMILIES, FamilyUnavailable, run_family_module
+from chronotick.cli.family import FamilyUnavailable, run_family_module
 from chronotick.cli.forecast import NotForecastable, forecast_plot, forecast_table, members_table, prepare_request
 from chronotick.client import DEFAULT_GATEWAY_URL, Client, ClientError, GatewayError
 from chronotick.clockdata import FORMAT_NAMES, UnsupportedFormat, read_clock_log
 from chronotick.contract import MAX_DEADLINE_S, MIN_DEADLINE_S
+from chronotick.families import families
 from chronotick.textplot import DEFAULT_WIDTH
 
 app = typer.Typer(
@@ -176,7 +177,7 @@ def bench(context: typer.Context) -> None:
     raise typer.Exit(bench_main(list(context.args)))
 
 
-Family = Annotated[str, typer.Argument(help=f"Model family: {', '.join(FAMILIES)}.")]
+Family = Annotated[str, typer.Argument(help=f"Model family: {', '.join(families())}.")]
 
 
 def _run_family(family: str, module: str, arguments: list[str]) -> None:
