@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from chronotick.kit import ForecastModel
+from chronotick.kit import ForecastModel, refuse_unserved_models
 
-from chronotick_chronos.settings import ChronosSettings
+from chronotick_chronos.settings import MODEL_NAMES, ChronosSettings
 
 
 class ChronosFamily:
@@ -25,9 +25,7 @@ class ChronosFamily:
             "chronos-2": ChronosPipelineModel,
             "timesfm-2.5": TimesFmModel,
         }
-        unknown = sorted(set(self._settings.models) - set(builders))
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; this family serves {sorted(builders)}")
+        refuse_unserved_models(self._settings.models, MODEL_NAMES)
         return {
             name: builders[name](name, self._settings.checkpoint(name)) for name in self._settings.models
         }

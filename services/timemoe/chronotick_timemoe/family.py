@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from chronotick.kit import ForecastModel
+from chronotick.kit import ForecastModel, refuse_unserved_models
 
-from chronotick_timemoe.settings import TimeMoeSettings
+from chronotick_timemoe.settings import MODEL_NAMES, TimeMoeSettings
 
 
 TIMEMOE_RESIDUAL_ORIGINS = 3
@@ -24,9 +24,7 @@ class TimeMoeFamily:
 
         from chronotick_timemoe.timemoe_model import TimeMoeModel
 
-        unknown = sorted(set(self._settings.models) - {"timemoe"})
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; this family serves ['timemoe']")
+        refuse_unserved_models(self._settings.models, MODEL_NAMES)
         # Time-MoE gives point forecasts: the spread comes from its own residuals on the context's tail.
         # Three origins, not the kit's default: it reads one token per sample, so every extra context
         # costs a full 512-token pass, and the real context plus three backtests share one pass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from chronotick.kit import ForecastModel
+from chronotick.kit import ForecastModel, refuse_unserved_models
 
-from chronotick_toto.settings import TotoSettings
+from chronotick_toto.settings import MODEL_NAMES, TotoSettings
 
 
 def _version(package: str) -> str:
@@ -26,9 +26,7 @@ class TotoFamily:
         # Imported here so that importing the service (for its OpenAPI schema, say) stays cheap.
         from chronotick_toto.toto_model import TotoModel
 
-        unknown = sorted(set(self._settings.models) - {"toto"})
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; this family serves ['toto']")
+        refuse_unserved_models(self._settings.models, MODEL_NAMES)
         return {
             name: TotoModel(
                 name, self._settings.checkpoint(name), num_samples=self._settings.num_samples, seed=self._settings.seed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from chronotick.kit import ForecastModel
+from chronotick.kit import ForecastModel, refuse_unserved_models
 
 from chronotick_ttm.settings import MODEL_NAMES, TtmSettings
 
@@ -25,9 +25,7 @@ class TtmFamily:
 
         from chronotick_ttm.ttm_model import TtmModel
 
-        unknown = sorted(set(self._settings.models) - set(MODEL_NAMES))
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; this family serves {sorted(MODEL_NAMES)}")
+        refuse_unserved_models(self._settings.models, MODEL_NAMES)
         return {
             name: ResidualSpread(
                 TtmModel(name, self._settings.checkpoint(name), revision=self._settings.model_revision)

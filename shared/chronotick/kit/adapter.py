@@ -6,6 +6,7 @@ a family adapter stays a thin layer over its library.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,3 +75,11 @@ class ModelFamily(Protocol):
     def versions(self) -> dict[str, str]:
         """Versions of the libraries the models run on, for ``/info``."""
         ...
+
+
+def refuse_unserved_models(requested: Iterable[str], served: Iterable[str]) -> None:
+    """Stop a family's ``load`` on a model it does not serve (a typo in ``CHRONOTICK_<FAMILY>_MODELS``):
+    a service that started without it would answer "no such model" for as long as it runs."""
+    unknown = sorted(set(requested) - set(served))
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; this family serves {sorted(served)}")
