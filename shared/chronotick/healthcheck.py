@@ -26,7 +26,8 @@ WAIT_POLL_S = 0.1
 def probe(url: str, timeout_s: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (fixed local URL)
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False
 
