@@ -6,7 +6,7 @@ a family adapter stays a thin layer over its library.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,7 +77,7 @@ class ModelFamily(Protocol):
         ...
 
 
-def refuse_unserved_models(requested: Iterable[str], served: Iterable[str]) -> None:
+def refuse_unserved_models(requested: Iterable[str], served: Collection[str]) -> None:
     """Stop a family's ``load`` on a model it does not serve (a typo in ``CHRONOTICK_<FAMILY>_MODELS``):
     a service that started without it would answer "no such model" for as long as it runs."""
     unknown = sorted(set(requested) - set(served))
