@@ -21,8 +21,9 @@ family_environments() {
 }
 
 # integration: the tests against the fleet's live containers (no model libraries; docker-compose).
+# lint: ruff and mypy, with the types of what the gateway and the runtime core import.
 all_envs() {
-  echo "core $(family_environments) gateway integration"
+  echo "core $(family_environments) gateway integration lint"
 }
 
 env_dir() {  # the folder whose requirements.{in,lock} define environment $1
@@ -31,6 +32,7 @@ env_dir() {  # the folder whose requirements.{in,lock} define environment $1
     core) echo "$ROOT/shared"; return ;;
     gateway) echo "$ROOT/gateway"; return ;;
     integration) echo "$ROOT/tests/integration"; return ;;
+    lint) echo "$ROOT/tests/lint"; return ;;
   esac
   # (read whole first: leaving the loop early must not cut the reader off mid-write)
   table="$(family_table)"
@@ -44,6 +46,7 @@ env_dir() {  # the folder whose requirements.{in,lock} define environment $1
 env_packages() {  # editable project packages installed into environment $1
   case "$1" in
     core|integration) echo "$ROOT/shared" ;;
+    lint) echo "$ROOT/shared $ROOT/gateway" ;;
     *) echo "$ROOT/shared $(env_dir "$1")" ;;
   esac
 }

@@ -148,8 +148,10 @@ class ServiceLoad:
 
     def _why(self, remaining_s: float) -> str:
         latency = "unknown" if self.latency_s is None else f"{self.latency_s * 1000:.0f} ms"
-        return (f"service busy: {self.in_flight} calls in flight, {self.waiting} waiting, recent calls took "
-                f"{latency}; {max(remaining_s, 0.0) * 1000:.0f} ms were left before the deadline")
+        return (
+            f"service busy: {self.in_flight} calls in flight, {self.waiting} waiting, recent calls took "
+            f"{latency}; {max(remaining_s, 0.0) * 1000:.0f} ms were left before the deadline"
+        )
 
 
 @dataclass

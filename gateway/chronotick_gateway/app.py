@@ -39,8 +39,17 @@ from chronotick_gateway.runtime import Gateway
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
 
 # Read once, when the HTTP layer is built: a reload that changes them is told they wait for a restart.
-_AT_START_ONLY = ("api_key", "cors_origins", "max_body_bytes", "clock_store_url", "clock_state_file", "max_clocks",
-                  "clock_idle_expiry_s", "warm_after_scored", "classical_processes")
+_AT_START_ONLY = (
+    "api_key",
+    "cors_origins",
+    "max_body_bytes",
+    "clock_store_url",
+    "clock_state_file",
+    "max_clocks",
+    "clock_idle_expiry_s",
+    "warm_after_scored",
+    "classical_processes",
+)
 # How often the number of clocks held is read from the store for its gauge.
 CLOCKS_HELD_EVERY_S = 5.0
 logger = logging.getLogger("chronotick.gateway.config")
@@ -61,8 +70,10 @@ class StampArrival:
 
 
 def _nothing_to_reload() -> None:
-    logger.warning("SIGHUP: no configuration file to reload (set %s to use one); the environment is read "
-                   "at start only", CONFIG_FILE_VARIABLE)
+    logger.warning(
+        "SIGHUP: no configuration file to reload (set %s to use one); the environment is read at start only",
+        CONFIG_FILE_VARIABLE,
+    )
 
 
 async def _count_clocks(gateway: Gateway) -> None:
@@ -98,15 +109,25 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         async with httpx.AsyncClient(limits=limits) as http, httpx.AsyncClient(limits=limits) as health_http:
             fleet = Fleet(initial, http, health_http, metrics)
-            store = open_clock_store(url=settings.clock_store_url, max_clocks=settings.max_clocks,
-                                     idle_expiry_s=settings.clock_idle_expiry_s, state_file=settings.clock_state_file)
+            store = open_clock_store(
+                url=settings.clock_store_url,
+                max_clocks=settings.max_clocks,
+                idle_expiry_s=settings.clock_idle_expiry_s,
+                state_file=settings.clock_state_file,
+            )
             helper = ClassicalHelper(settings.classical_processes, metrics) if settings.classical_processes else None
             gateway = Gateway(
-                settings_at_start=settings, metrics=metrics, loop_lag=LoopLag(), finishing=Finishing(), fleet=fleet,
+                settings_at_start=settings,
+                metrics=metrics,
+                loop_lag=LoopLag(),
+                finishing=Finishing(),
+                fleet=fleet,
                 calls=CallCoalescer(fleet),
-                memory=ClockMemory(store, metrics, warm_after=settings.warm_after_scored,
-                                   decoded_held=settings.decoded_clocks_held),
-                reuse=ForecastReuse(max_clocks=settings.max_clocks), classical_helper=helper,
+                memory=ClockMemory(
+                    store, metrics, warm_after=settings.warm_after_scored, decoded_held=settings.decoded_clocks_held
+                ),
+                reuse=ForecastReuse(max_clocks=settings.max_clocks),
+                classical_helper=helper,
             )
             app.state.gateway = gateway
             await store.connect()
@@ -116,17 +137,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             # What start-up made (modules, the app, the fleet) lives as long as the process: out of the
             # collector's reach, a full collection under load paused the loop 13 ms, not 32 (measured).
             gc.freeze()
-            tasks = [asyncio.create_task(supervise("health-poller", fleet.poll_forever, metrics),
-                                         name="health-poller"),
-                     asyncio.create_task(supervise("loop-lag", lambda: gateway.loop_lag.watch(metrics), metrics),
-                                         name="loop-lag"),
-                     asyncio.create_task(supervise("clocks-held", lambda: _count_clocks(gateway), metrics),
-                                         name="clocks-held")]
+            tasks = [
+                asyncio.create_task(supervise("health-poller", fleet.poll_forever, metrics), name="health-poller"),
+                asyncio.create_task(
+                    supervise("loop-lag", lambda: gateway.loop_lag.watch(metrics), metrics), name="loop-lag"
+                ),
+                asyncio.create_task(
+                    supervise("clocks-held", lambda: _count_clocks(gateway), metrics), name="clocks-held"
+                ),
+            ]
             on_sighup = _nothing_to_reload
             if watched_file is not None:
                 watcher = ConfigWatcher(watched_file, initial, put_in_force)
-                tasks.append(asyncio.create_task(supervise("config-watcher", watcher.run, metrics),
-                                                 name="config-watcher"))
+                tasks.append(
+                    asyncio.create_task(supervise("config-watcher", watcher.run, metrics), name="config-watcher")
+                )
                 on_sighup = watcher.request_reload
             # Signals reach the main thread only (tests run gateways in other threads too). Without
             # a file, SIGHUP (an operator's `docker kill -s HUP`) would otherwise end the process.
@@ -149,8 +174,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(StampArrival)  # outermost: the time before the body is read counts too
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["content-type", "x-api-key"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-api-key"],
+        )
     guarded = api_key_guard(None if settings.api_key is None else settings.api_key.get_secret_value())
     app.include_router(predict.router, dependencies=guarded)
     app.include_router(operations.router)

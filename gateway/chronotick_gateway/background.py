@@ -37,8 +37,13 @@ async def supervise(task: str, run: Callable[[], Awaitable[None]], metrics: Gate
         if loop.time() - started > RESTART_BACKOFF_MAX_S:  # it had worked for a while: a fresh failure
             backoff_s = RESTART_BACKOFF_S
         metrics.background_failures.labels(task=task).inc()
-        logger.error("background task %s %s; restarting it in %.1f s", task,
-                     "returned" if error is None else "failed", backoff_s, exc_info=error)
+        logger.error(
+            "background task %s %s; restarting it in %.1f s",
+            task,
+            "returned" if error is None else "failed",
+            backoff_s,
+            exc_info=error,
+        )
         await asyncio.sleep(backoff_s)
         backoff_s = min(2.0 * backoff_s, RESTART_BACKOFF_MAX_S)
 

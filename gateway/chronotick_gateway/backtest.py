@@ -47,7 +47,10 @@ class SeriesPlan:
         writes them as the contract's ``null``.
         """
         end = len(self.grid.offsets_us) if origin is None else origin
-        body: dict[str, object] = {"offsets_us": self.grid.offsets_us[:end].tolist(), "interval_s": self.grid.interval_s}
+        body: dict[str, object] = {
+            "offsets_us": self.grid.offsets_us[:end].tolist(),
+            "interval_s": self.grid.interval_s,
+        }
         if self.id is not None:
             body["id"] = self.id
         covariates: dict[str, dict[str, list[float]]] = {}

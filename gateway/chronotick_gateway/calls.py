@@ -49,7 +49,10 @@ MAX_POINTS_PER_CALL = 120_000
 
 
 def member_items(
-    plans: list[SeriesPlan], *, past_covariates: AbstractSet[str], future_covariates: AbstractSet[str],
+    plans: list[SeriesPlan],
+    *,
+    past_covariates: AbstractSet[str],
+    future_covariates: AbstractSet[str],
 ) -> list[dict[str, object]]:
     """Every series and its backtest cuts, in order, as a model is sent them (``SeriesPlan.series_body``).
 
@@ -57,8 +60,11 @@ def member_items(
     ``member_covariates``), with their known future values where also named in ``future_covariates``;
     a model without covariates forecasts from the offsets alone.
     """
-    return [plan.series_body(origin, past_covariates=past_covariates, future_covariates=future_covariates)
-            for plan in plans for origin in (None, *plan.origins)]
+    return [
+        plan.series_body(origin, past_covariates=past_covariates, future_covariates=future_covariates)
+        for plan in plans
+        for origin in (None, *plan.origins)
+    ]
 
 
 def item_points(item: dict[str, object]) -> int:
@@ -86,21 +92,36 @@ def call_body(items: list[dict[str, object]], horizon: int, model: str, *, skip_
     the contract's: the gateway calibrates the spread itself. The series were cleaned by the gateway
     already (``clean`` off: no second pass, and a backtest cut ending in what the full series shows to be
     a spike keeps the gateway's verdict)."""
-    return encode_json({"series": items, "horizon": horizon, "quantile_levels": [0.5], "model": model,
-                        "skip_spread_backtests": skip_spread_backtests, "clean": False})
+    return encode_json(
+        {
+            "series": items,
+            "horizon": horizon,
+            "quantile_levels": [0.5],
+            "model": model,
+            "skip_spread_backtests": skip_spread_backtests,
+            "clean": False,
+        }
+    )
 
 
-def call_bodies(items: list[dict[str, object]], horizon: int, model: str, *,
-                skip_spread_backtests: bool) -> list[bytes]:
+def call_bodies(
+    items: list[dict[str, object]], horizon: int, model: str, *, skip_spread_backtests: bool
+) -> list[bytes]:
     """The encoded requests that ask ``model`` for ``items``, in order, in as few calls as fit under
     the services' limits."""
-    return [call_body(chunk, horizon, model, skip_spread_backtests=skip_spread_backtests)
-            for chunk in within_limits(items)]
+    return [
+        call_body(chunk, horizon, model, skip_spread_backtests=skip_spread_backtests) for chunk in within_limits(items)
+    ]
 
 
 def member_bodies(
-    plans: list[SeriesPlan], horizon: int, model: str, *, past_covariates: AbstractSet[str],
-    future_covariates: AbstractSet[str], skip_spread_backtests: bool,
+    plans: list[SeriesPlan],
+    horizon: int,
+    model: str,
+    *,
+    past_covariates: AbstractSet[str],
+    future_covariates: AbstractSet[str],
+    skip_spread_backtests: bool,
 ) -> list[bytes]:
     """The encoded requests that ask ``model`` for every series and its backtest cuts, in order,
     in as few calls as fit under the services' limits (one request's calls, sent alone)."""
@@ -204,8 +225,14 @@ class CallCoalescer:
     _paces: dict[CallKind, _Pace] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def forecast(self, service: Service, kind: CallKind, items: list[dict[str, object]], deadline: float,
-                       settings: GatewaySettings) -> tuple[list[SeriesForecast], int]:
+    async def forecast(
+        self,
+        service: Service,
+        kind: CallKind,
+        items: list[dict[str, object]],
+        deadline: float,
+        settings: GatewaySettings,
+    ) -> tuple[list[SeriesForecast], int]:
         """The forecasts of ``items`` (in order) and the retries their call took, asked together with
         those of the other requests that want the same kind of call now; raises ``BackendError``."""
         submission = _Submission(items, deadline, settings, asyncio.get_running_loop().create_future())
@@ -230,8 +257,11 @@ class CallCoalescer:
         if service.load.busy(remaining_s):
             return True
         calls_in_flight = self.fleet.settings.model_calls_in_flight
-        return any(lane.expected_s(calls_in_flight) > BUSY_SHARE * remaining_s for kind, lane in self._lanes.items()
-                   if kind.service == service.name and kind.model == model)
+        return any(
+            lane.expected_s(calls_in_flight) > BUSY_SHARE * remaining_s
+            for kind, lane in self._lanes.items()
+            if kind.service == service.name and kind.model == model
+        )
 
     def _pump(self, kind: CallKind, lane: _Lane) -> None:
         """Send the lane's waiting requests while fewer than the allowed calls are in flight."""
@@ -275,22 +305,33 @@ class CallCoalescer:
             submission = lane.waiting[0]
             if submission.deadline <= now:
                 lane.waiting.popleft()
-                _settle(submission, error=BackendError("timeout", "the deadline passed while the call waited for "
-                                                                  "the one before it", counts=False))
+                _settle(
+                    submission,
+                    error=BackendError(
+                        "timeout", "the deadline passed while the call waited for the one before it", counts=False
+                    ),
+                )
                 continue
             if submission.queued and not lane.pace.could_return(submission.series, submission.deadline - now):
                 # As admission control does for a call: not sent, the service is not at fault.
                 lane.waiting.popleft()
                 self.fleet.metrics.overloaded.labels(backend=kind.model).inc()
-                _settle(submission, error=BackendError(
-                    "overloaded", f"service busy: its calls of this model took {lane.pace.describe()}; after "
-                                  f"waiting for the call before, {(submission.deadline - now) * 1000:.0f} ms were left "
-                                  "before the deadline", counts=False))
+                _settle(
+                    submission,
+                    error=BackendError(
+                        "overloaded",
+                        f"service busy: its calls of this model took {lane.pace.describe()}; after "
+                        f"waiting for the call before, {(submission.deadline - now) * 1000:.0f} ms were left "
+                        "before the deadline",
+                        counts=False,
+                    ),
+                )
                 continue
-            if batch and (series + submission.series > MAX_SERIES_PER_CALL
-                          or points + submission.points > MAX_POINTS_PER_CALL
-                          or not lane.pace.in_time(series + submission.series,
-                                                   min(earliest, submission.deadline) - now)):
+            if batch and (
+                series + submission.series > MAX_SERIES_PER_CALL
+                or points + submission.points > MAX_POINTS_PER_CALL
+                or not lane.pace.in_time(series + submission.series, min(earliest, submission.deadline) - now)
+            ):
                 break
             lane.waiting.popleft()
             batch.append(submission)
@@ -310,8 +351,9 @@ class CallCoalescer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            results = await asyncio.gather(*(self.fleet.predict(lane.service, body, deadline, kind.model, settings)
-                                             for body in bodies))
+            results = await asyncio.gather(
+                *(self.fleet.predict(lane.service, body, deadline, kind.model, settings) for body in bodies)
+            )
         except BackendError as error:
             if error.status == "timeout" and error.counts:  # sent, and not back in time
                 lane.pace.observe_timeout(loop.time() - started, len(items))
@@ -325,20 +367,26 @@ class CallCoalescer:
         lane.pace.observe(loop.time() - started, len(items))
         forecasts = [forecast for result in results for forecast in result.response.forecasts]
         if len(forecasts) != len(items):
-            shape = BackendError("failed", f"answer does not match the request's shape: {len(forecasts)} "
-                                           f"forecasts for {len(items)} series")
+            shape = BackendError(
+                "failed",
+                f"answer does not match the request's shape: {len(forecasts)} forecasts for {len(items)} series",
+            )
             for submission in batch:
                 _settle(submission, error=shape)
             return
         retries = max(result.retries for result in results)
         start = 0
         for submission in batch:
-            _settle(submission, answer=(forecasts[start:start + submission.series], retries))
+            _settle(submission, answer=(forecasts[start : start + submission.series], retries))
             start += submission.series
 
 
-def _settle(submission: _Submission, *, answer: tuple[list[SeriesForecast], int] | None = None,
-            error: BaseException | None = None) -> None:
+def _settle(
+    submission: _Submission,
+    *,
+    answer: tuple[list[SeriesForecast], int] | None = None,
+    error: BaseException | None = None,
+) -> None:
     if submission.answered.done():
         return
     if error is not None:

@@ -31,8 +31,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.members import CLASSICAL_BY_NAME, ClassicalRun, ClassicalSeries, run_classical
+from chronotick_gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger("chronotick.gateway")
 
@@ -82,21 +82,21 @@ class ClassicalHelper:
     def __init__(self, processes: int, metrics: GatewayMetrics) -> None:
         self.processes = processes
         self.metrics = metrics
-        self.in_flight = 0        # requests handed over and not yet back
+        self.in_flight = 0  # requests handed over and not yet back
         self.pace_s = _FIRST_GUESS_S  # what one request's classical members have lately taken a helper
         self._pool: ProcessPoolExecutor | None = None
         self._came_back_at = -math.inf  # event-loop time of the last request a helper gave back
 
     def start(self) -> None:
         """Start the helpers now, not at the first request, and have them import their code."""
-        pool = ProcessPoolExecutor(self.processes, mp_context=_CONTEXT, initializer=_end_with,
-                                   initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(self.processes, mp_context=_CONTEXT, initializer=_end_with, initargs=(os.getpid(),))
         try:
             for _ in range(self.processes):  # its first forecast, so that no request pays for it
                 pool.submit(run_classical, tuple(CLASSICAL_BY_NAME), _WARM_UP, 8, math.inf)
         except OSError as error:  # no process can be started here (a sandbox's limits): the loop does it all
-            logger.error("classical helper process could not start (%s); the event loop computes the classical "
-                         "members", error)
+            logger.error(
+                "classical helper process could not start (%s); the event loop computes the classical members", error
+            )
             self.metrics.background_failures.labels(task="classical-helper").inc()
             pool.shutdown(wait=False, cancel_futures=True)
             return
@@ -116,8 +116,9 @@ class ClassicalHelper:
         """How long the classical members of a request handed over now should take to come back."""
         return math.ceil((self.in_flight + 1) / self.processes) * self.pace_s
 
-    async def run(self, names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int,
-                  deadline: float) -> ClassicalRun | None:
+    async def run(
+        self, names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int, deadline: float
+    ) -> ClassicalRun | None:
         """The classical members of a request by its ``deadline`` (event-loop time), from a helper; or
         None, when the helpers could not say in time, have died or are stuck: the caller computes them itself."""
         loop = asyncio.get_running_loop()
@@ -130,7 +131,8 @@ class ClassicalHelper:
         try:
             # A death noticed while the helper was idle fails the submission itself, at once.
             future = asyncio.wrap_future(
-                pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s))
+                pool.submit(run_classical, tuple(names), list(series), horizon, deadline_monotonic_s)
+            )
             self.in_flight += 1
             future.add_done_callback(self._came_back)  # also for a request that stopped waiting for it
             return await asyncio.wait_for(asyncio.shield(future), wait_s if math.isfinite(wait_s) else None)

@@ -129,8 +129,7 @@ class DecodedStates:
 class ClockMemory:
     """The clocks' states in ``store``, read and written for requests."""
 
-    def __init__(self, store: ClockStore, metrics: GatewayMetrics, *, warm_after: int,
-                 decoded_held: int = 0) -> None:
+    def __init__(self, store: ClockStore, metrics: GatewayMetrics, *, warm_after: int, decoded_held: int = 0) -> None:
         self.store = store
         self.metrics = metrics
         self.warm_after = warm_after
@@ -140,8 +139,9 @@ class ClockMemory:
         # deadline), and that state
         self._saving: dict[str, tuple[asyncio.Task[None], bytes]] = {}
 
-    async def recall(self, series: Sequence[tuple[str, Samples]], horizon: int,
-                     within_s: float | None = None) -> list[RecalledClock] | str:
+    async def recall(
+        self, series: Sequence[tuple[str, Samples]], horizon: int, within_s: float | None = None
+    ) -> list[RecalledClock] | str:
         """Each (clock id, samples)'s clock with its pending forecasts scored on the samples, in
         order; or why the store could not say within ``within_s`` (the series are then answered
         statelessly).
@@ -158,8 +158,10 @@ class ClockMemory:
         if not done:
             loading.add_done_callback(_outcome_seen)
             self.metrics.memory_unavailable.inc()
-            return (f"clock memory unavailable ({self.store.name}): no answer within the request's "
-                    f"{(timeout_s or 0.0) * 1000:.0f} ms left")
+            return (
+                f"clock memory unavailable ({self.store.name}): no answer within the request's "
+                f"{(timeout_s or 0.0) * 1000:.0f} ms left"
+            )
         try:
             stored = loading.result()
         except StoreUnavailable as error:
@@ -173,8 +175,9 @@ class ClockMemory:
             learn_motion(state, samples)
             outcomes = score(state, samples)
             self._count(state, outcomes)
-            recalled.append(RecalledClock(clock_id, state, samples, len(outcomes), evidence(state, horizon),
-                                          self.warm_after))
+            recalled.append(
+                RecalledClock(clock_id, state, samples, len(outcomes), evidence(state, horizon), self.warm_after)
+            )
         return recalled
 
     async def _load(self, clock_ids: Sequence[str]) -> dict[str, bytes]:
@@ -268,8 +271,12 @@ class ClockMemory:
             else:
                 if abs(state.interval_s - interval_s) <= 1e-9 * interval_s:
                     return state
-                logger.info("clock memory: %s changed cadence from %g s to %g s; starting it afresh",
-                            clock_id, state.interval_s, interval_s)
+                logger.info(
+                    "clock memory: %s changed cadence from %g s to %g s; starting it afresh",
+                    clock_id,
+                    state.interval_s,
+                    interval_s,
+                )
         return ClockState(interval_s=interval_s)
 
     def _count(self, state: ClockState, outcomes: list[Outcome]) -> None:
@@ -280,8 +287,9 @@ class ClockMemory:
             horizon = f"{outcome.horizon_s:g}"
             self.metrics.fused_abs_error.labels(horizon_s=horizon).observe(outcome.abs_error_us)
             for level, hit in (outcome.covered or {}).items():
-                self.metrics.interval_outcomes.labels(level=level, horizon_s=horizon,
-                                                      outcome="covered" if hit else "missed").inc()
+                self.metrics.interval_outcomes.labels(
+                    level=level, horizon_s=horizon, outcome="covered" if hit else "missed"
+                ).inc()
         remembered = sum(anchor.remembered_scored for anchor in state.anchors)
         if any(outcome.covered for outcome in outcomes) and remembered:
             for level in REPORTED_INTERVALS:
@@ -300,8 +308,11 @@ def learn_motion(state: ClockState, samples: Samples) -> None:
     sample of an earlier request (observations posted alone are not on the clock's grid; the next
     request's context brings them)."""
     learned_until_s = state.learned_until_s
-    first_new = 0 if learned_until_s is None else int(np.searchsorted(samples.times_s,
-                                                                       learned_until_s + 0.5 * samples.interval_s))
+    first_new = (
+        0
+        if learned_until_s is None
+        else int(np.searchsorted(samples.times_s, learned_until_s + 0.5 * samples.interval_s))
+    )
     online_ar.learn(state.regressions, ANCHOR_HORIZONS_S, samples.offsets_us, samples.interval_s, first_new)
     state.learned_until_s = max(samples.last_s, learned_until_s if learned_until_s is not None else -np.inf)
 
@@ -312,7 +323,7 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
     it has none, so it answers the warm path only, and earns its weight there like any member."""
     started = time.perf_counter()
     forecasts = []
-    for index, plan in enumerate(plans):
+    for index in range(len(plans)):
         clock = clocks.get(index)
         if clock is None:
             answer: tuple[np.ndarray, np.ndarray] | str = "names no clock"
@@ -322,9 +333,14 @@ def online_ar_member(plans: Sequence[SeriesPlan], clocks: dict[int, RecalledCloc
             # past its longest horizon it would hold its last change, with the weight it earned there
             answer = f"learns up to {ANCHOR_HORIZONS_S[-1]:g} s ahead; this forecast reaches more"
         else:
-            answer = online_ar.forecast(clock.state.regressions, ANCHOR_HORIZONS_S,
-                                        anchors_within(clock.state.interval_s, horizon), clock.samples.offsets_us,
-                                        clock.state.interval_s, horizon)
+            answer = online_ar.forecast(
+                clock.state.regressions,
+                ANCHOR_HORIZONS_S,
+                anchors_within(clock.state.interval_s, horizon),
+                clock.samples.offsets_us,
+                clock.state.interval_s,
+                horizon,
+            )
         if isinstance(answer, str):
             return MemberResult(online_ar.NAME, None, "skipped", f"series {index}: {answer}")
         forecasts.append(MemberForecast.without_backtests(*answer))
@@ -337,8 +353,13 @@ def series_memory(clock_id: str | None, clock: RecalledClock | None) -> SeriesMe
     if clock is None:
         return SeriesMemory(clock_id=clock_id, state="stateless" if clock_id is None else "unavailable")
     state: MemoryState = "remembered" if clock.warm else "cold-start"
-    return SeriesMemory(clock_id=clock.clock_id, state=state, scored=clock.scored, newly_scored=clock.newly_scored,
-                        handover=clock.handover)
+    return SeriesMemory(
+        clock_id=clock.clock_id,
+        state=state,
+        scored=clock.scored,
+        newly_scored=clock.newly_scored,
+        handover=clock.handover,
+    )
 
 
 def clock_report(clock_id: str, state: ClockState, state_bytes: int) -> ClockReport:
@@ -346,17 +367,35 @@ def clock_report(clock_id: str, state: ClockState, state_bytes: int) -> ClockRep
     for anchor in state.anchors:
         names = sorted(anchor.members)
         weights = anchor_weights(anchor, names)
-        mae = {name: anchor.members[name].abs_error_sum / anchor.members[name].scored
-               for name in names if anchor.members[name].scored}
+        mae = {
+            name: anchor.members[name].abs_error_sum / anchor.members[name].scored
+            for name in names
+            if anchor.members[name].scored
+        }
         if anchor.scored:
             mae["fused"] = anchor.fused_abs_error_sum / anchor.scored
-        coverage = ({level: hits / anchor.remembered_scored for level, hits in anchor.covered.items()}
-                    if anchor.remembered_scored else {})
-        horizons.append(HorizonMemory(
-            horizon_s=anchor.horizon_s, scored=anchor.scored, rule=rule_in_use(anchor),
-            weights={name: float(w) for name, w in zip(names, weights, strict=True)}, mae_us=mae,
-            coverage=coverage, error_scale_us=anchor.error_scale_us or 0.0,
-        ))
-    return ClockReport(clock_id=clock_id, interval_s=state.interval_s, last_sample_s=state.last_sample_s,
-                       requests=state.requests, pending_forecasts=len(state.pending), state_bytes=state_bytes,
-                       horizons=horizons)
+        coverage = (
+            {level: hits / anchor.remembered_scored for level, hits in anchor.covered.items()}
+            if anchor.remembered_scored
+            else {}
+        )
+        horizons.append(
+            HorizonMemory(
+                horizon_s=anchor.horizon_s,
+                scored=anchor.scored,
+                rule=rule_in_use(anchor),
+                weights={name: float(w) for name, w in zip(names, weights, strict=True)},
+                mae_us=mae,
+                coverage=coverage,
+                error_scale_us=anchor.error_scale_us or 0.0,
+            )
+        )
+    return ClockReport(
+        clock_id=clock_id,
+        interval_s=state.interval_s,
+        last_sample_s=state.last_sample_s,
+        requests=state.requests,
+        pending_forecasts=len(state.pending),
+        state_bytes=state_bytes,
+        horizons=horizons,
+    )

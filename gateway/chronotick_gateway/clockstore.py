@@ -114,8 +114,10 @@ class InProcessClockStore:
 
     def _write(self, path: Path) -> None:
         self._expire(time.time())
-        document = {"format": _FILE_FORMAT,
-                    "clocks": {c: [b64encode(s).decode("ascii"), e] for c, (s, e) in self._states.items()}}
+        document = {
+            "format": _FILE_FORMAT,
+            "clocks": {c: [b64encode(s).decode("ascii"), e] for c, (s, e) in self._states.items()},
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(document))
@@ -130,23 +132,24 @@ class InProcessClockStore:
             if document.get("format") != _FILE_FORMAT:
                 raise ValueError(f"format {document.get('format')!r}, not {_FILE_FORMAT!r}")
             now = time.time()
-            entries = sorted(((c, b64decode(s), float(e)) for c, (s, e) in document["clocks"].items()),
-                             key=lambda entry: entry[2])
+            entries = sorted(
+                ((c, b64decode(s), float(e)) for c, (s, e) in document["clocks"].items()), key=lambda entry: entry[2]
+            )
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
             logger.warning("clock memory: %s is unreadable (%s); starting with no clock remembered", path, error)
             return
-        for clock_id, state, expires_at in entries[-self.max_clocks:]:
+        for clock_id, state, expires_at in entries[-self.max_clocks :]:
             if expires_at > now:
                 self._states[clock_id] = (state, expires_at)
         logger.info("clock memory: %d clocks restored from %s", len(self._states), path)
 
 
-def open_clock_store(*, url: str | None, max_clocks: int, idle_expiry_s: float,
-                     state_file: str | None) -> ClockStore:
+def open_clock_store(*, url: str | None, max_clocks: int, idle_expiry_s: float, state_file: str | None) -> ClockStore:
     """Redis when a URL is given, else the in-process store (restored from ``state_file``)."""
     if url is not None:
         from chronotick_gateway.redis_store import RedisClockStore  # only gateways with a Redis need the client
 
         return RedisClockStore(url, idle_expiry_s=idle_expiry_s)
-    return InProcessClockStore(max_clocks=max_clocks, idle_expiry_s=idle_expiry_s,
-                               path=Path(state_file) if state_file else None)
+    return InProcessClockStore(
+        max_clocks=max_clocks, idle_expiry_s=idle_expiry_s, path=Path(state_file) if state_file else None
+    )

@@ -83,8 +83,9 @@ def _build(source: str) -> GatewaySettings:
     try:
         return GatewaySettings()
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(part) for part in e['loc']) or '(top level)'}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
+        )
         raise ConfigError(f"invalid configuration from {source}: {problems}") from error
     except SettingsError as error:  # a variable that is not even JSON, say
         raise ConfigError(f"invalid configuration from {source}: {error}") from error

@@ -55,8 +55,9 @@ def encode_json(body: object) -> bytes:
 class BackendError(Exception):
     """A call that gave no usable answer; ``counts`` says whether the breaker should hear of it."""
 
-    def __init__(self, status: BackendStatus, reason: str, *, retries: int = 0, counts: bool = True,
-                 refused: bool = False) -> None:
+    def __init__(
+        self, status: BackendStatus, reason: str, *, retries: int = 0, counts: bool = True, refused: bool = False
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -82,8 +83,12 @@ class Service:
 
     def status(self) -> ServiceStatus:
         return ServiceStatus(
-            name=self.name, url=self.url, ready=self.ready, breaker=self.breaker.state.value,
-            last_error=self.last_error, info=self.info,
+            name=self.name,
+            url=self.url,
+            ready=self.ready,
+            breaker=self.breaker.state.value,
+            last_error=self.last_error,
+            info=self.info,
         )
 
 
@@ -120,8 +125,9 @@ class Fleet:
         first: a request under it never finds a member it names "not ready" only because nobody
         has asked that service yet."""
         services = self._services_of(config)
-        await asyncio.gather(*(self._check(service) for name, service in services.items()
-                               if self.services.get(name) is not service))
+        await asyncio.gather(
+            *(self._check(service) for name, service in services.items() if self.services.get(name) is not service)
+        )
         self._put_in_force(config, services)
 
     def _services_of(self, config: FleetConfig) -> dict[str, Service]:
@@ -134,8 +140,12 @@ class Fleet:
                 services[name] = kept
             else:
                 breaker = CircuitBreaker(failure_threshold=settings.breaker_failures, reset_s=settings.breaker_reset_s)
-                services[name] = Service(name=name, url=str(url).rstrip("/"), breaker=breaker,
-                                         load=ServiceLoad(settings.service_max_in_flight))
+                services[name] = Service(
+                    name=name,
+                    url=str(url).rstrip("/"),
+                    breaker=breaker,
+                    load=ServiceLoad(settings.service_max_in_flight),
+                )
         return services
 
     def _put_in_force(self, config: FleetConfig, services: dict[str, Service]) -> None:
@@ -187,8 +197,7 @@ class Fleet:
     async def _check(self, service: Service) -> None:
         was_ready = service.ready
         try:
-            response = await self.health_http.get(f"{service.url}/health/ready",
-                                                  timeout=self.settings.health_timeout_s)
+            response = await self.health_http.get(f"{service.url}/health/ready", timeout=self.settings.health_timeout_s)
             healthy = response.status_code == 200
             error = None if healthy else f"/health/ready answered {response.status_code}"
             if healthy and (not was_ready or service.info is None):
@@ -236,7 +245,9 @@ class Fleet:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.retry_attempts) | stop_before_delay(max(0.0, deadline - loop.time())),
             wait=wait_exponential_jitter(
-                multiplier=settings.retry_initial_s, max=settings.retry_max_s, jitter=settings.retry_initial_s,
+                multiplier=settings.retry_initial_s,
+                max=settings.retry_max_s,
+                jitter=settings.retry_initial_s,
             ),
             retry=retry_if_exception_type(_Retryable),
             reraise=True,
@@ -283,8 +294,9 @@ class Fleet:
             async with service.load.slot(remaining_s):
                 self._observe_in_flight(service)
                 if deadline - loop.time() <= 0:
-                    raise BackendError("timeout", "no time left before the deadline after waiting for a call slot",
-                                       counts=False)
+                    raise BackendError(
+                        "timeout", "no time left before the deadline after waiting for a call slot", counts=False
+                    )
                 response = await self._post(service, body, deadline - loop.time())
         except Overloaded as error:
             # Not sent: the service is not at fault, only busy. Retrying within this deadline
@@ -296,13 +308,18 @@ class Fleet:
             raise _Retryable("failed", f"HTTP {response.status_code}: {_detail(response)}")
         if response.status_code >= 400:
             # The backend refused this request (a 4xx): the backend is healthy, the request is not.
-            raise BackendError("failed", f"HTTP {response.status_code}: {_detail(response)}",
-                               counts=response.status_code >= 500, refused=response.status_code < 500)
+            raise BackendError(
+                "failed",
+                f"HTTP {response.status_code}: {_detail(response)}",
+                counts=response.status_code >= 500,
+                refused=response.status_code < 500,
+            )
         try:
             return PredictResponse.model_validate_json(response.content)
         except ValidationError as error:
-            raise BackendError("failed", f"malformed answer: {error.error_count()} schema errors, "
-                                         f"first: {error.errors()[0]['msg']}") from error
+            raise BackendError(
+                "failed", f"malformed answer: {error.error_count()} schema errors, first: {error.errors()[0]['msg']}"
+            ) from error
 
     async def _post(self, service: Service, body: bytes, remaining_s: float) -> httpx.Response:
         """One POST /predict inside ``remaining_s``; its duration feeds the service's latency estimate
@@ -311,8 +328,9 @@ class Fleet:
         started = loop.time()
         headers = {"content-type": "application/json", TIMEOUT_HEADER: f"{remaining_s * 1000:.0f}"}
         try:
-            response = await self.http.post(f"{service.url}/predict", content=body, headers=headers,
-                                            timeout=remaining_s)
+            response = await self.http.post(
+                f"{service.url}/predict", content=body, headers=headers, timeout=remaining_s
+            )
         except httpx.TimeoutException as error:
             service.load.observe_timeout(loop.time() - started)
             raise _Retryable("timeout", f"no answer within the deadline ({type(error).__name__})") from error

@@ -69,8 +69,14 @@ def member_covariates(model: ModelInfo, plans: list[SeriesPlan]) -> tuple[str, .
 
 
 async def remote_member(
-    calls: CallCoalescer, service: Service, model: ModelInfo, plans: list[SeriesPlan], horizon: int,
-    deadline: float, settings: GatewaySettings, reach: int | None = None,
+    calls: CallCoalescer,
+    service: Service,
+    model: ModelInfo,
+    plans: list[SeriesPlan],
+    horizon: int,
+    deadline: float,
+    settings: GatewaySettings,
+    reach: int | None = None,
 ) -> MemberResult:
     """Ask one model of a service for every series and its backtests, under the ``settings`` the
     request started with, in the calls that ``calls`` sends (with other requests' series, when they
@@ -79,15 +85,20 @@ async def remote_member(
     the horizon takes anyway: the steps past the horizon are for the forecast's reuse (``reuse``),
     not for the answer."""
     if horizon > model.max_horizon:
-        return MemberResult(model.name, service.name, "skipped",
-                            f"horizon {horizon} is beyond its maximum of {model.max_horizon}")
+        return MemberResult(
+            model.name, service.name, "skipped", f"horizon {horizon} is beyond its maximum of {model.max_horizon}"
+        )
     # A context the model cannot read is no failure of the model: it sits this one out (an agent's
     # first forecasts, before its window has filled, must not come back degraded).
     for index, plan in enumerate(plans):
-        observed = int(np.count_nonzero(~np.isnan(plan.grid.offsets_us[-model.max_context:])))
+        observed = int(np.count_nonzero(~np.isnan(plan.grid.offsets_us[-model.max_context :])))
         if observed < model.min_context:
-            return MemberResult(model.name, service.name, "skipped",
-                                f"series {index} has {observed} observed samples; it needs at least {model.min_context}")
+            return MemberResult(
+                model.name,
+                service.name,
+                "skipped",
+                f"series {index} has {observed} observed samples; it needs at least {model.min_context}",
+            )
     refusal = service.load.refuses(deadline - asyncio.get_running_loop().time())
     if refusal is not None:  # not worth encoding: the call would not be sent
         calls.fleet.metrics.overloaded.labels(backend=model.name).inc()
@@ -95,22 +106,37 @@ async def remote_member(
     started = time.perf_counter()
     horizon = max(horizon, min(reach or horizon, model.one_pass_horizon or model.max_horizon))
     covariates = member_covariates(model, plans)
-    items = member_items(plans, past_covariates=set(covariates),
-                         future_covariates=set(covariates) if model.future_covariates else set())
+    items = member_items(
+        plans, past_covariates=set(covariates), future_covariates=set(covariates) if model.future_covariates else set()
+    )
     kind = CallKind(service.name, service.url, model.name, horizon, covariates, settings.skip_spread_backtests)
     try:
         answers, retries = await calls.forecast(service, kind, items, deadline, settings)
     except BackendError as error:
-        return MemberResult(model.name, service.name, error.status, error.reason,
-                            time.perf_counter() - started, error.retries)
+        return MemberResult(
+            model.name, service.name, error.status, error.reason, time.perf_counter() - started, error.retries
+        )
     if any(len(a.mean_us) != horizon or len(a.std_us) != horizon for a in answers):
-        return MemberResult(model.name, service.name, "failed", "answer does not match the request's shape",
-                            time.perf_counter() - started)
+        return MemberResult(
+            model.name,
+            service.name,
+            "failed",
+            "answer does not match the request's shape",
+            time.perf_counter() - started,
+        )
     pairs = iter([(np.asarray(a.mean_us), np.asarray(a.std_us)) for a in answers])
     forecasts = [_member_forecast(plan, [next(pairs) for _ in range(1 + len(plan.origins))]) for plan in plans]
     calls.fleet.metrics.backend_seconds.labels(backend=model.name).observe(time.perf_counter() - started)
-    return MemberResult(model.name, service.name, "ok", None, time.perf_counter() - started, retries, forecasts,
-                        covariates_used=covariates)
+    return MemberResult(
+        model.name,
+        service.name,
+        "ok",
+        None,
+        time.perf_counter() - started,
+        retries,
+        forecasts,
+        covariates_used=covariates,
+    )
 
 
 @dataclass(frozen=True)
@@ -142,16 +168,24 @@ class ClassicalRun:
 
     def results(self, plans: list[SeriesPlan]) -> list[MemberResult]:
         return [
-            MemberResult(name, None, *self.failures[name], self.elapsed_s[name]) if name in self.failures
-            else MemberResult(name, None, "ok", None, self.elapsed_s[name], 0,
-                              [_member_forecast(plan, answers) for plan, answers in zip(plans, self.answers[name],
-                                                                                           strict=True)])
+            MemberResult(name, None, *self.failures[name], self.elapsed_s[name])
+            if name in self.failures
+            else MemberResult(
+                name,
+                None,
+                "ok",
+                None,
+                self.elapsed_s[name],
+                0,
+                [_member_forecast(plan, answers) for plan, answers in zip(plans, self.answers[name], strict=True)],
+            )
             for name in self.names
         ]
 
 
-def classical_steps(run: ClassicalRun, series: Sequence[ClassicalSeries], horizon: int, deadline: float,
-                    now: Callable[[], float]) -> Iterator[None]:
+def classical_steps(
+    run: ClassicalRun, series: Sequence[ClassicalSeries], horizon: int, deadline: float, now: Callable[[], float]
+) -> Iterator[None]:
     """Fill ``run`` series by series, pausing (a yield) after each. Each forecaster answers a series
     and all its backtest cuts in one call (``forecast_with_backtests``), which shares their work:
     about a third of the cost of a forecast per cut. A failure (a backtest context with no observed
@@ -178,8 +212,9 @@ def classical_steps(run: ClassicalRun, series: Sequence[ClassicalSeries], horizo
         yield
 
 
-def run_classical(names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int,
-                  deadline_monotonic_s: float) -> ClassicalRun:
+def run_classical(
+    names: Sequence[str], series: Sequence[ClassicalSeries], horizon: int, deadline_monotonic_s: float
+) -> ClassicalRun:
     """The classical members of one request, at once: what the helper process runs."""
     run = ClassicalRun.begun(names)
     for _ in classical_steps(run, series, horizon, deadline_monotonic_s, time.monotonic):
@@ -188,7 +223,10 @@ def run_classical(names: Sequence[str], series: Sequence[ClassicalSeries], horiz
 
 
 async def classical_members(
-    names: Sequence[str], plans: list[SeriesPlan], horizon: int, deadline: float,
+    names: Sequence[str],
+    plans: list[SeriesPlan],
+    horizon: int,
+    deadline: float,
     helper: ClassicalHelper | None = None,
 ) -> list[MemberResult]:
     """The classical forecasters on every series and its backtests: in the ``helper`` process when it

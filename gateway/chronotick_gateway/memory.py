@@ -47,8 +47,7 @@ from chronotick_gateway.online_ar import AnchorRegression
 ANCHOR_HORIZONS_S: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
 _ANCHORS_S = np.asarray(ANCHOR_HORIZONS_S)
 # The quantile levels tracked at each anchor; a request's other levels are interpolated between them.
-TRACKED_LEVELS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95,
-                                     0.975, 0.99)
+TRACKED_LEVELS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99)
 _TRACKED = np.asarray(TRACKED_LEVELS)
 # The central intervals whose realised coverage is reported (GET /clocks/{id}), and their sides.
 REPORTED_INTERVALS: dict[str, tuple[float, float]] = {"0.8": (0.1, 0.9), "0.95": (0.025, 0.975)}
@@ -259,15 +258,19 @@ def score(state: ClockState, samples: Samples) -> list[Outcome]:
 def _score_anchor(anchor: AnchorState, forecast: PendingForecast, a: int, truth: float) -> Outcome:
     fused = forecast.fused_mean_us[a]
     assert fused is not None
-    awake = {name: mean for name, row in zip(forecast.members, forecast.member_means_us, strict=True)
-             if (mean := row[a]) is not None}
+    awake = {
+        name: mean
+        for name, row in zip(forecast.members, forecast.member_means_us, strict=True)
+        if (mean := row[a]) is not None
+    }
     if awake:
         _learn_weights(anchor, awake, truth)
     error = truth - fused
     scale = forecast.scale_us[a] or anchor.error_scale_us or abs(error) or 1.0
     z = error / scale
-    anchor.quantiles = [q + CONFORMAL_STEP * (level - float(z <= q)) for q, level in zip(anchor.quantiles, TRACKED_LEVELS,
-                                                                                        strict=True)]
+    anchor.quantiles = [
+        q + CONFORMAL_STEP * (level - float(z <= q)) for q, level in zip(anchor.quantiles, TRACKED_LEVELS, strict=True)
+    ]
     anchor.error_scale_us = _ew(anchor.error_scale_us, abs(error), SCALE_HALF_LIFE)
     anchor.fused_abs_error_sum += abs(error)
     anchor.scored += 1
@@ -289,13 +292,15 @@ def _learn_weights(anchor: AnchorState, awake: dict[str, float], truth: float) -
     records = [anchor.members.setdefault(n, MemberRecord(inverse_rate=anchor.regret_bound)) for n in names]
     ml_poly = _ml_poly_weights(records)
     for rule, weights in (("ml-poly", ml_poly), ("inverse-mse", _inverse_mse_weights(records))):
-        anchor.rule_loss[rule] = _ew(anchor.rule_loss.get(rule), abs(truth - float(weights @ forecasts)), RULE_HALF_LIFE)
+        anchor.rule_loss[rule] = _ew(
+            anchor.rule_loss.get(rule), abs(truth - float(weights @ forecasts)), RULE_HALF_LIFE
+        )
     # ML-Poly with the gradient trick on absolute loss: the loss of member k is linearised at the
     # mixture's forecast, sign(mix - y) * x_k, so its regret is r_k = sign(mix - y) * (mix - x_k).
     mix = float(ml_poly @ forecasts)
     regrets = np.sign(mix - truth) * (mix - forecasts)
     bound = max(anchor.regret_bound, float(np.max(regrets**2)))
-    for name, record, regret in zip(names, records, regrets, strict=True):
+    for record, regret in zip(records, regrets, strict=True):
         record.regret += float(regret)
         record.inverse_rate += float(regret**2)
     for record in anchor.members.values():  # the bound's growth slows every member, awake or not (opera)
@@ -377,8 +382,9 @@ def step_weights(state: ClockState, members: Sequence[str], horizon: int) -> np.
     at_anchors = np.stack([anchor_weights(anchor, members) for anchor in state.anchors], axis=1)  # (M, A)
     weights = _per_step(at_anchors, [anchor.scored > 0 for anchor in state.anchors], state.interval_s, horizon)
     total = weights.sum(axis=0, keepdims=True)
-    normalised: np.ndarray = np.divide(weights, total, out=np.full_like(weights, 1.0 / max(len(members), 1)),
-                                       where=total > 0)
+    normalised: np.ndarray = np.divide(
+        weights, total, out=np.full_like(weights, 1.0 / max(len(members), 1)), where=total > 0
+    )
     return normalised
 
 
@@ -404,9 +410,8 @@ def remembered_bounds(state: ClockState, levels: Sequence[float], horizon: int) 
     tracked = np.stack([np.sort(a.quantiles) for a in state.anchors])  # (A, L): quantiles never cross
     wanted = [*levels, 0.15865525393145707, 0.8413447460685429]  # and +-1 sd, for std_us
     at_anchors = np.stack([_at_levels(row, wanted) for row in tracked], axis=1) * scales  # (levels, A)
-    per_step = _per_step(at_anchors, [a.error_scale_us is not None for a in state.anchors], state.interval_s,
-                         horizon)
-    quantiles, (low, high) = per_step[: len(levels)], per_step[len(levels):]
+    per_step = _per_step(at_anchors, [a.error_scale_us is not None for a in state.anchors], state.interval_s, horizon)
+    quantiles, (low, high) = per_step[: len(levels)], per_step[len(levels) :]
     return RememberedBounds(std_us=np.maximum((high - low) / 2.0, 0.0), quantiles_us=quantiles)
 
 
@@ -415,7 +420,9 @@ def _at_levels(tracked: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     outermost, its distance from the median grown as a normal tail grows."""
     wanted = np.asarray(levels, dtype=float)
     median = float(np.interp(0.5, _TRACKED, tracked))
-    out: np.ndarray = np.interp(wanted, _TRACKED, tracked)  # one call for all: a warm request made ~140 of one level each
+    out: np.ndarray = np.interp(
+        wanted, _TRACKED, tracked
+    )  # one call for all: a warm request made ~140 of one level each
     for edge, beyond in ((0, wanted < _TRACKED[0]), (-1, wanted > _TRACKED[-1])):
         if beyond.any():
             out[beyond] = median + (tracked[edge] - median) * (ndtri(wanted[beyond]) / ndtri(_TRACKED[edge]))
@@ -433,8 +440,14 @@ def _at_anchors(values_per_step: np.ndarray, interval_s: float) -> list[float | 
     return at
 
 
-def remember(state: ClockState, origin_s: float, members: dict[str, np.ndarray], fused_mean_us: np.ndarray,
-             fused_std_us: np.ndarray, remembered: bool) -> bool:
+def remember(
+    state: ClockState,
+    origin_s: float,
+    members: dict[str, np.ndarray],
+    fused_mean_us: np.ndarray,
+    fused_std_us: np.ndarray,
+    remembered: bool,
+) -> bool:
     """Keep this answer until its truth arrives; False when it is not kept: an origin within
     ``REMEMBER_EVERY_S`` after the last one remembered (the same samples asked again, a client going
     back in time, or one asking more often than that)."""
@@ -452,12 +465,19 @@ def remember(state: ClockState, origin_s: float, members: dict[str, np.ndarray],
     ]
     bounds = None
     if remembered:
-        bounds = [list(_at_levels(np.sort(anchor.quantiles), _REPORTED_SIDES)) if f is not None else None
-                  for anchor, f in zip(state.anchors, fused, strict=True)]
-    state.pending.append(PendingForecast(
-        origin_s=origin_s, members=list(members),
-        member_means_us=[_at_anchors(mean, state.interval_s) for mean in members.values()],
-        fused_mean_us=fused, scale_us=scale, bounds=bounds,
-    ))
+        bounds = [
+            list(_at_levels(np.sort(anchor.quantiles), _REPORTED_SIDES)) if f is not None else None
+            for anchor, f in zip(state.anchors, fused, strict=True)
+        ]
+    state.pending.append(
+        PendingForecast(
+            origin_s=origin_s,
+            members=list(members),
+            member_means_us=[_at_anchors(mean, state.interval_s) for mean in members.values()],
+            fused_mean_us=fused,
+            scale_us=scale,
+            bounds=bounds,
+        )
+    )
     del state.pending[:-MAX_PENDING]
     return True

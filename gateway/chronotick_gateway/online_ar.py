@@ -89,8 +89,12 @@ class _Sums:
         gram = np.zeros((len(anchors), FEATURES, FEATURES))
         gram[:, _UPPER[0], _UPPER[1]] = packed
         gram[:, _UPPER[1], _UPPER[0]] = packed
-        return cls(gram, np.array([a.cross for a in anchors]), np.array([a.target_sq for a in anchors]),
-                   np.array([a.rows for a in anchors]))
+        return cls(
+            gram,
+            np.array([a.cross for a in anchors]),
+            np.array([a.target_sq for a in anchors]),
+            np.array([a.rows for a in anchors]),
+        )
 
     def store(self, anchors: Sequence[AnchorRegression]) -> None:
         for a, regression in enumerate(anchors):
@@ -104,8 +108,11 @@ class _Sums:
         diagonal = np.einsum("akk->ak", self.gram)
         ridged = self.gram + np.einsum("ak,kl->akl", RIDGE * diagonal + 1e-12, np.eye(FEATURES))
         coefficients = np.linalg.solve(ridged, self.cross[..., None])[..., 0]
-        residual_sq = (self.target_sq - 2.0 * np.einsum("ak,ak->a", coefficients, self.cross)
-                       + np.einsum("ak,akl,al->a", coefficients, self.gram, coefficients))
+        residual_sq = (
+            self.target_sq
+            - 2.0 * np.einsum("ak,ak->a", coefficients, self.cross)
+            + np.einsum("ak,akl,al->a", coefficients, self.gram, coefficients)
+        )
         with np.errstate(invalid="ignore", divide="ignore"):  # a horizon without rows: NaN, never used
             return coefficients, np.sqrt(np.maximum(residual_sq, 0.0) / self.rows)
 
@@ -139,8 +146,13 @@ def _offset_at(offsets_us: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return between
 
 
-def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offsets_us: np.ndarray, interval_s: float,
-          first_new: int) -> int:
+def learn(
+    anchors: Sequence[AnchorRegression],
+    horizons_s: Sequence[float],
+    offsets_us: np.ndarray,
+    interval_s: float,
+    first_new: int,
+) -> int:
     """Add the rows whose truth arrived with the samples from ``first_new`` on (earlier samples were
     seen by an earlier request) to each horizon's sums; returns the rows added. ``offsets_us`` are
     the clock's samples on its grid, NaN where missing: a row with a missing sample is left out."""
@@ -184,8 +196,14 @@ def learn(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], offs
     return int(counts.sum())
 
 
-def forecast(anchors: Sequence[AnchorRegression], horizons_s: Sequence[float], reached: Sequence[int],
-             offsets_us: np.ndarray, interval_s: float, horizon: int) -> tuple[np.ndarray, np.ndarray] | str:
+def forecast(
+    anchors: Sequence[AnchorRegression],
+    horizons_s: Sequence[float],
+    reached: Sequence[int],
+    offsets_us: np.ndarray,
+    interval_s: float,
+    horizon: int,
+) -> tuple[np.ndarray, np.ndarray] | str:
     """(H,) mean and standard deviation of the next ``horizon`` samples, or why there is none:
     linear in time between the regressions of the ``reached`` horizons (from no change now), held
     beyond the last of them (the gateway does not ask it past its longest horizon)."""

@@ -102,8 +102,7 @@ class RedisClockStore:
         """A PING on each of the pool's connections at once: each opens one (a restarted server's
         too: the pool reconnects a closed connection as it hands it out). One that fails leaves the
         others to open (the first call that needs it opens it); all failing is the server's failure."""
-        outcomes = await asyncio.gather(*(self._redis.ping() for _ in range(POOL_CONNECTIONS)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._redis.ping() for _ in range(POOL_CONNECTIONS)), return_exceptions=True)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if len(failures) == len(outcomes):
             raise failures[0]
@@ -149,8 +148,9 @@ class RedisClockStore:
         probe, until whose success calls fail at once."""
         if self._probe is not None:
             remaining_s = max(0.0, self._next_try - time.monotonic())
-            raise StoreUnavailable(f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): "
-                                   f"{self._last_failure}")
+            raise StoreUnavailable(
+                f"redis at {self._where} is unavailable (next try in {remaining_s:.1f} s): {self._last_failure}"
+            )
         outcome = await _attempt(operation, deadline_s)
         if isinstance(outcome, str):
             self._believe_down(outcome)

@@ -27,13 +27,13 @@ from chronotick_gateway.settings import GatewaySettings
 class Gateway:
     settings_at_start: GatewaySettings
     metrics: GatewayMetrics
-    loop_lag: LoopLag        # how late the event loop wakes lately: a request's deadline allows for it
-    finishing: Finishing     # the requests in flight, and what finishing one takes after its members
+    loop_lag: LoopLag  # how late the event loop wakes lately: a request's deadline allows for it
+    finishing: Finishing  # the requests in flight, and what finishing one takes after its members
     fleet: Fleet
-    calls: CallCoalescer     # the model calls, shared by requests that want the same model
+    calls: CallCoalescer  # the model calls, shared by requests that want the same model
     memory: ClockMemory
-    reuse: ForecastReuse     # warm clocks' kept model forecasts
-    classical_helper: ClassicalHelper | None   # the classical members in other processes, if configured
+    reuse: ForecastReuse  # warm clocks' kept model forecasts
+    classical_helper: ClassicalHelper | None  # the classical members in other processes, if configured
 
 
 def running(request: Request) -> Gateway:

@@ -29,11 +29,18 @@ def select_members(
     if wanted is not None:
         unknown = [name for name in wanted if name not in known]
         if unknown and not configured:
-            raise validation_problem([{"field": "backends", "reason": f"unknown backends {unknown}; "
-                                                                      f"known: {sorted(known)}"}])
-        absent += [BackendResult(name=name, service=None, status="not_ready",
-                                 reason="configured for this horizon, but no ready service offers it")
-                   for name in unknown]
+            raise validation_problem(
+                [{"field": "backends", "reason": f"unknown backends {unknown}; known: {sorted(known)}"}]
+            )
+        absent += [
+            BackendResult(
+                name=name,
+                service=None,
+                status="not_ready",
+                reason="configured for this horizon, but no ready service offers it",
+            )
+            for name in unknown
+        ]
     for service in fleet.services.values():
         models = service.info.models if service.info else []
         chosen = [m for m in models if wanted is None or service.name in wanted or m.name in wanted]
@@ -51,7 +58,10 @@ def select_members(
 
 
 def rest_weightless(
-    remote: list[tuple[Service, ModelInfo]], classical: list[str], warm: list[RecalledClock], horizon: int,
+    remote: list[tuple[Service, ModelInfo]],
+    classical: list[str],
+    warm: list[RecalledClock],
+    horizon: int,
 ) -> tuple[list[tuple[Service, ModelInfo]], list[BackendResult]]:
     """The remote members worth asking, and those left out: on the warm path (``warm``: the request's
     clocks), members that carry no remembered weight at this forecast's horizons on any of its clocks
@@ -60,8 +70,12 @@ def rest_weightless(
         return remote, []
     names = [model.name for _, model in remote] + classical
     resting = set.intersection(*(weightless_members(c.state, names, horizon) for c in warm))
-    reason = (f"no remembered weight on this clock at these horizons; asked again every {REPROBE_EVERY}th "
-              "request")
-    return ([(service, model) for service, model in remote if model.name not in resting],
-            [BackendResult(name=model.name, service=service.name, status="skipped", reason=reason)
-             for service, model in remote if model.name in resting])
+    reason = f"no remembered weight on this clock at these horizons; asked again every {REPROBE_EVERY}th request"
+    return (
+        [(service, model) for service, model in remote if model.name not in resting],
+        [
+            BackendResult(name=model.name, service=service.name, status="skipped", reason=reason)
+            for service, model in remote
+            if model.name in resting
+        ],
+    )

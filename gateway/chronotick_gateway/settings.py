@@ -63,12 +63,15 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     # Tighter than the contract's caps where an operator wants them (the contract's are the most);
     # unlike the body limit they apply per request, so a reload changes them at once.
-    max_series: int = Field(default=MAX_SERIES_PER_REQUEST, ge=1, le=MAX_SERIES_PER_REQUEST,
-                            description="Series in one request.")
-    max_points_per_series: int = Field(default=MAX_POINTS_PER_SERIES, ge=8, le=MAX_POINTS_PER_SERIES,
-                                       description="Samples in one series' context.")
-    max_horizon: int = Field(default=MAX_HORIZON_STEPS, ge=1, le=MAX_HORIZON_STEPS,
-                             description="Steps a request may forecast.")
+    max_series: int = Field(
+        default=MAX_SERIES_PER_REQUEST, ge=1, le=MAX_SERIES_PER_REQUEST, description="Series in one request."
+    )
+    max_points_per_series: int = Field(
+        default=MAX_POINTS_PER_SERIES, ge=8, le=MAX_POINTS_PER_SERIES, description="Samples in one series' context."
+    )
+    max_horizon: int = Field(
+        default=MAX_HORIZON_STEPS, ge=1, le=MAX_HORIZON_STEPS, description="Steps a request may forecast."
+    )
 
     default_deadline_s: float = Field(default=1.0, gt=0.0, le=30.0)
     fusion_margin_s: float = Field(
@@ -82,18 +85,23 @@ class GatewaySettings(BaseSettings):
     health_interval_s: float = Field(default=1.0, gt=0.0)
     health_timeout_s: float = Field(default=1.0, gt=0.0)
     service_max_in_flight: int = Field(
-        default=8, ge=1, le=256,
+        default=8,
+        ge=1,
+        le=256,
         description="Calls in flight to one service at most; more wait for a slot, or are skipped as "
         "'overloaded' when the service's recent latency says they would miss the deadline.",
     )
     model_calls_in_flight: int = Field(
-        default=1, ge=1, le=64,
+        default=1,
+        ge=1,
+        le=64,
         description="Calls in flight to one model (of one kind: horizon, covariates) at most; the requests that "
         "want it meanwhile go together in the next call (a model forecasts a batch for little more than one "
         "series). Raise it to the number of replicas behind a service's address, so that each can take a call.",
     )
     unready_after_failed_checks: int = Field(
-        default=2, ge=1,
+        default=2,
+        ge=1,
         description="A busy service may miss one health check; it leaves the fusion after this many in a row.",
     )
     config_poll_s: float = Field(
@@ -102,7 +110,9 @@ class GatewaySettings(BaseSettings):
 
     backtest_origins: int = Field(default=6, ge=0, le=32, description="Rolling origins for calibration.")
     classical_processes: int = Field(
-        default=1, ge=0, le=16,
+        default=1,
+        ge=0,
+        le=16,
         description="Helper processes that compute the classical members off the event loop, which then only "
         "reads, sends and fuses (0: on the loop itself). A request they could not finish in time, or one alone "
         "with no model to call, is computed on the loop all the same. Read at start only.",
@@ -117,39 +127,54 @@ class GatewaySettings(BaseSettings):
 
     # The clock memory (issue: the gateway remembers each clock). Read at start only.
     clock_store_url: str | None = Field(
-        default=None, pattern=r"^(redis|rediss|unix)://",
+        default=None,
+        pattern=r"^(redis|rediss|unix)://",
         description="Keep the clocks' memory in this Redis (redis://host:6379/0), shared by every gateway "
         "worker and replica using it; unset: in this process (saved to clock_state_file on shutdown).",
     )
     clock_state_file: str | None = Field(
-        default=None, description="Without a Redis: where the in-process clock memory is saved on shutdown "
+        default=None,
+        description="Without a Redis: where the in-process clock memory is saved on shutdown "
         "and restored from on start; unset: it lasts as long as the process.",
     )
-    max_clocks: int = Field(default=10_000, ge=1, le=10_000_000,
-                            description="Clocks the in-process memory holds at most (the least recently "
-                            "heard from is forgotten first); a Redis bounds its memory by its maxmemory.")
+    max_clocks: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Clocks the in-process memory holds at most (the least recently "
+        "heard from is forgotten first); a Redis bounds its memory by its maxmemory.",
+    )
     # 512: the clocks one gateway keeps busy at its own capacity (about 100 warm requests a second,
     # agents asking every 5 s); past that each decoded state would be forgotten before it is used.
     decoded_clocks_held: int = Field(
-        default=512, ge=0, le=1_000_000,
+        default=512,
+        ge=0,
+        le=1_000_000,
         description="Clocks whose state this gateway keeps decoded, as it last wrote it (about 130 kB each), "
         "so that their next request skips decoding it when the store still holds those bytes; 0: none.",
     )
-    clock_idle_expiry_s: float = Field(default=86_400.0, gt=0.0,
-                                       description="A clock not heard from this long is forgotten.")
+    clock_idle_expiry_s: float = Field(
+        default=86_400.0, gt=0.0, description="A clock not heard from this long is forgotten."
+    )
     warm_after_scored: int = Field(
-        default=30, ge=1, le=100_000,
+        default=30,
+        ge=1,
+        le=100_000,
         description="Scored forecasts a clock needs at every remembered horizon within a forecast before its "
         "answer uses remembered weights and bounds alone and skips the backtests (the warm path).",
     )
     # Read by each request (a reload changes it at once).
     reuse_forecasts_s: float = Field(
-        default=5.0, ge=0.0, le=60.0,
+        default=5.0,
+        ge=0.0,
+        le=60.0,
         description="On the warm path, a model's forecast of a clock stands in for a fresh one for this many "
         "seconds of the clock's time, re-anchored at the newest sample (the model is not asked); 0: always ask.",
     )
     reuse_when_busy_s: float = Field(
-        default=20.0, ge=0.0, le=60.0,
+        default=20.0,
+        ge=0.0,
+        le=60.0,
         description="The same, for a model whose service is busy (its calls are expected to take more than half "
         "the time a request has left): its forecast stands in for up to this many seconds of the clock's time "
         "(at least reuse_forecasts_s), so that under load the fleet answers with every member, some of them "
@@ -165,8 +190,10 @@ class GatewaySettings(BaseSettings):
     @model_validator(mode="after")
     def _routes_do_not_overlap(self) -> GatewaySettings:
         if self.short_term and self.long_term and self.long_term.min_horizon_s <= self.short_term.max_horizon_s:
-            raise ValueError(f"long_term.min_horizon_s ({self.long_term.min_horizon_s}) must be above "
-                             f"short_term.max_horizon_s ({self.short_term.max_horizon_s})")
+            raise ValueError(
+                f"long_term.min_horizon_s ({self.long_term.min_horizon_s}) must be above "
+                f"short_term.max_horizon_s ({self.short_term.max_horizon_s})"
+            )
         return self
 
     def default_backends(self, horizon_s: float) -> list[str] | None:

@@ -68,9 +68,7 @@ class ClassicalForecaster(Protocol):
 
     name: ClassVar[str]
 
-    def forecast(
-        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
-    ) -> ClassicalForecast: ...
+    def forecast(self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0) -> ClassicalForecast: ...
 
     def forecast_with_backtests(
         self,
@@ -104,9 +102,7 @@ class _ForecastsFromBacktests:
     """``forecast`` is ``forecast_with_backtests`` without cuts: each forecaster is written once,
     for the real origin and its backtest cuts together (the gateway's use)."""
 
-    def forecast(
-        self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0
-    ) -> ClassicalForecast:
+    def forecast(self, context_us: np.ndarray, horizon: int, *, interval_s: float = 1.0) -> ClassicalForecast:
         return self.forecast_with_backtests(context_us, (), horizon, interval_s=interval_s)[0]
 
     def forecast_with_backtests(
@@ -213,9 +209,7 @@ def _lag_rms_us(context_us: np.ndarray, ends: np.ndarray, lags: np.ndarray) -> n
         # its start): the change over lag k ending at sample t is
         # filled_us[t] - delayed_us[longest - k, t].
         delayed_us = sliding_window_view(np.concatenate((np.zeros(longest), filled_us)), n)
-        delayed_observed = sliding_window_view(
-            np.concatenate((np.zeros(longest, dtype=bool), observed)), n
-        )
+        delayed_observed = sliding_window_view(np.concatenate((np.zeros(longest, dtype=bool), observed)), n)
         # Pieces between consecutive distinct ends; column j of a running total ends at distinct[j].
         distinct, piece = np.unique(ends, return_inverse=True)
         starts = np.concatenate(([0], distinct[:-1]))
@@ -269,7 +263,7 @@ class LastValue(_ForecastsFromBacktests):
         spreads_us = _lag_rms_us(context_us, ends, lags)
         return [
             ClassicalForecast(np.full(horizon, offset_us[j]), spread_us)
-            for j, spread_us in zip(last.tolist(), spreads_us)
+            for j, spread_us in zip(last.tolist(), spreads_us, strict=True)
         ]
 
 
@@ -488,13 +482,13 @@ class ChronyLinearFit(_ForecastsFromBacktests):
         for size in np.unique(sizes).tolist():
             group = np.flatnonzero(sizes == size)
             taken = observations[group, None] - size + np.arange(size)
-            lines, unit_variance_us2, inflation = self._fits(
-                index[taken].astype(np.float64), offset_us[taken]
-            )
+            lines, unit_variance_us2, inflation = self._fits(index[taken].astype(np.float64), offset_us[taken])
             future = (ends[group, None] + np.arange(horizon)).astype(np.float64)
             parameter_spread = 1.0 / lines.sum_w[:, None] + np.divide(
-                (future - lines.centre[:, None]) ** 2, lines.sum_w_dx2[:, None],
-                out=np.zeros(future.shape), where=lines.sum_w_dx2[:, None] > 0,
+                (future - lines.centre[:, None]) ** 2,
+                lines.sum_w_dx2[:, None],
+                out=np.zeros(future.shape),
+                where=lines.sum_w_dx2[:, None] > 0,
             )
             variance = unit_variance_us2[:, None] * (1.0 + inflation[:, None] * parameter_spread)
             ahead_s = (future - index[observations[group] - 1, None]) * interval_s
@@ -504,13 +498,11 @@ class ChronyLinearFit(_ForecastsFromBacktests):
                 + freq_walk_ppm2_per_s[group, None] * ahead_s**3 / 3.0
             )
             std_us = np.where(np.isfinite(unit_variance_us2)[:, None], np.sqrt(variance), np.inf)
-            for row, mean_us, spread_us in zip(group.tolist(), lines.at(future), std_us):
+            for row, mean_us, spread_us in zip(group.tolist(), lines.at(future), std_us, strict=True):
                 forecasts[row] = ClassicalForecast(mean_us, spread_us)
         return [forecasts[row] for row in range(ends.size)]
 
-    def _fits(
-        self, index: np.ndarray, offset_us: np.ndarray
-    ) -> tuple[_Lines, np.ndarray, np.ndarray]:
+    def _fits(self, index: np.ndarray, offset_us: np.ndarray) -> tuple[_Lines, np.ndarray, np.ndarray]:
         """Each row's robust line (with its unit variance and correlation inflation), its window
         shortened by the runs test as the class describes, row by row."""
         rows = np.arange(index.shape[0])
@@ -584,8 +576,12 @@ class KalmanPass:
         """Diffuse start: the first sample fixes the offset; frequency and drift may be anything the
         context's own range allows."""
         spread_us, dt = tuning.spread_us, interval_s
-        return cls(tuning, interval_s, (float(first_us), 0.0, 0.0),
-                   (tuning.measurement_us2, 0.0, 0.0, (spread_us / dt) ** 2, 0.0, (spread_us / (dt * dt)) ** 2))
+        return cls(
+            tuning,
+            interval_s,
+            (float(first_us), 0.0, 0.0),
+            (tuning.measurement_us2, 0.0, 0.0, (spread_us / dt) ** 2, 0.0, (spread_us / (dt * dt)) ** 2),
+        )
 
     def advance(self, offsets_us: Sequence[float] | np.ndarray) -> None:
         """Take the next samples, one per interval (NaN: missing, a prediction step only)."""
@@ -638,7 +634,11 @@ class KalmanPass:
 
 
 def _kalman_forecasts(
-    context_us: np.ndarray, first: int, ends: list[int], horizon: int, interval_s: float,
+    context_us: np.ndarray,
+    first: int,
+    ends: list[int],
+    horizon: int,
+    interval_s: float,
     tuning: KalmanTuning,
 ) -> list[ClassicalForecast]:
     """The filter run once along the context from its first observation (at ``first``), with a
@@ -684,19 +684,35 @@ class KalmanDrift(_ForecastsFromBacktests):
         context_us = np.asarray(context_us, dtype=np.float64)
         cut_ends = _checked_origins(context_us, origins)
         forecasts = self._filtered(
-            context_us, index, offset_us, np.array([context_us.size]), horizon, interval_s,
+            context_us,
+            index,
+            offset_us,
+            np.array([context_us.size]),
+            horizon,
+            interval_s,
             measured_noise(context_us, interval_s),
         )
         if cut_ends.size:
             forecasts += self._filtered(
-                context_us, index, offset_us, cut_ends, horizon, interval_s,
+                context_us,
+                index,
+                offset_us,
+                cut_ends,
+                horizon,
+                interval_s,
                 _backtest_noise(context_us, cut_ends, interval_s),
             )
         return forecasts
 
     def _filtered(
-        self, context_us: np.ndarray, index: np.ndarray, offset_us: np.ndarray, ends: np.ndarray,
-        horizon: int, interval_s: float, noise: ClockNoise,
+        self,
+        context_us: np.ndarray,
+        index: np.ndarray,
+        offset_us: np.ndarray,
+        ends: np.ndarray,
+        horizon: int,
+        interval_s: float,
+        noise: ClockNoise,
     ) -> list[ClassicalForecast]:
         """The forecast from each prefix ``context_us[:end]``, all from one pass of the filter
         tuned on the shortest prefix (its noise is ``noise``)."""
@@ -704,12 +720,13 @@ class KalmanDrift(_ForecastsFromBacktests):
         tuning = _kalman_tuning(context_us[: int(ends.min())], noise)
         filtered = sorted(set(ends[observations >= _KALMAN_MIN_OBSERVATIONS].tolist()))
         passed = _kalman_forecasts(context_us, int(index[0]), filtered, horizon, interval_s, tuning)
-        by_end = dict(zip(filtered, passed))
+        by_end = dict(zip(filtered, passed, strict=True))
         # Too little to tell noise from dynamics: persistence with no claim to precision.
         return [
-            by_end[end] if end in by_end
+            by_end[end]
+            if end in by_end
             else ClassicalForecast(np.full(horizon, offset_us[count - 1]), np.full(horizon, np.inf))
-            for end, count in zip(ends.tolist(), observations.tolist())
+            for end, count in zip(ends.tolist(), observations.tolist(), strict=True)
         ]
 
 
@@ -720,9 +737,7 @@ CLASSICAL_FORECASTERS: tuple[ClassicalForecaster, ...] = (
 )
 
 
-def forecast_all(
-    context_us: np.ndarray, horizon: int, interval_s: float = 1.0
-) -> dict[str, ClassicalForecast]:
+def forecast_all(context_us: np.ndarray, horizon: int, interval_s: float = 1.0) -> dict[str, ClassicalForecast]:
     """Every classical forecaster on one context, by name."""
     return {
         forecaster.name: forecaster.forecast(context_us, horizon, interval_s=interval_s)

@@ -115,8 +115,15 @@ def _series_scale_us(diffs_us: np.ndarray) -> float:
     return float(moves_us.min()) if moves_us.size else 0.0
 
 
-def _excursion_length(diffs_us: np.ndarray, median_us: np.ndarray, residual_us: np.ndarray, outlier: np.ndarray,
-                      threshold_us: np.ndarray, observed: np.ndarray, entry: int) -> int:
+def _excursion_length(
+    diffs_us: np.ndarray,
+    median_us: np.ndarray,
+    residual_us: np.ndarray,
+    outlier: np.ndarray,
+    threshold_us: np.ndarray,
+    observed: np.ndarray,
+    entry: int,
+) -> int:
     """Samples in the spike entered by difference ``entry``, or 0 if the series does not come back.
 
     The way back is judged over the grid steps from the sample before the spike to the one after

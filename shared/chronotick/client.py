@@ -68,8 +68,11 @@ def _problem_of(response: httpx.Response) -> Problem:
         return Problem.model_validate_json(response.content)
     except ValidationError:
         # Not the gateway's problem+json (a proxy's page, say): keep what it said, shortened.
-        return Problem(title=response.reason_phrase or "HTTP error", status=response.status_code,
-                       detail=response.text[:500] or "(empty body)")
+        return Problem(
+            title=response.reason_phrase or "HTTP error",
+            status=response.status_code,
+            detail=response.text[:500] or "(empty body)",
+        )
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
@@ -98,8 +101,15 @@ def _observations(timestamps_s: Sequence[float], offsets_us: Sequence[float | No
 class _Settings:
     """What both clients share: where, how long, how often to try, and with which key."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout_s: float, attempts: int,
-                 backoff_initial_s: float, backoff_max_s: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        attempts: int,
+        backoff_initial_s: float,
+        backoff_max_s: float,
+    ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
         self.base_url = base_url.rstrip("/")
@@ -121,12 +131,24 @@ class Client:
     ...     answer = client.predict(FusedPredictRequest(series=[...], horizon=10))
     """
 
-    def __init__(self, base_url: str = DEFAULT_GATEWAY_URL, *, api_key: str | None = None, timeout_s: float = 10.0,
-                 attempts: int = 3, backoff_initial_s: float = 0.1, backoff_max_s: float = 2.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_GATEWAY_URL,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        attempts: int = 3,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._settings = _Settings(base_url, api_key, timeout_s, attempts, backoff_initial_s, backoff_max_s)
-        self._http = httpx.Client(base_url=self._settings.base_url, headers=self._settings.headers,
-                                  timeout=self._settings.timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self._settings.base_url,
+            headers=self._settings.headers,
+            timeout=self._settings.timeout,
+            transport=transport,
+        )
 
     @property
     def base_url(self) -> str:
@@ -161,8 +183,9 @@ class Client:
         """Forget a clock, so that its next request starts cold; one it does not know raises GatewayError 404."""
         self._send("DELETE", _clock_path(clock_id))
 
-    def observe(self, clock_id: str, timestamps_s: Sequence[float],
-                offsets_us: Sequence[float | None]) -> ObservationsScored:
+    def observe(
+        self, clock_id: str, timestamps_s: Sequence[float], offsets_us: Sequence[float | None]
+    ) -> ObservationsScored:
         """Send measurements of a remembered clock without asking for a forecast: they score its pending
         forecasts (for a client that measures more often than it asks)."""
         body = _observations(timestamps_s, offsets_us)
@@ -182,12 +205,24 @@ class Client:
 class AsyncClient:
     """The same calls for asyncio; use it with ``async with`` or await ``aclose()``."""
 
-    def __init__(self, base_url: str = DEFAULT_GATEWAY_URL, *, api_key: str | None = None, timeout_s: float = 10.0,
-                 attempts: int = 3, backoff_initial_s: float = 0.1, backoff_max_s: float = 2.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = DEFAULT_GATEWAY_URL,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 10.0,
+        attempts: int = 3,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._settings = _Settings(base_url, api_key, timeout_s, attempts, backoff_initial_s, backoff_max_s)
-        self._http = httpx.AsyncClient(base_url=self._settings.base_url, headers=self._settings.headers,
-                                       timeout=self._settings.timeout, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self._settings.base_url,
+            headers=self._settings.headers,
+            timeout=self._settings.timeout,
+            transport=transport,
+        )
 
     @property
     def base_url(self) -> str:
@@ -223,8 +258,9 @@ class AsyncClient:
         """Forget a clock, so that its next request starts cold; one it does not know raises GatewayError 404."""
         await self._send("DELETE", _clock_path(clock_id))
 
-    async def observe(self, clock_id: str, timestamps_s: Sequence[float],
-                      offsets_us: Sequence[float | None]) -> ObservationsScored:
+    async def observe(
+        self, clock_id: str, timestamps_s: Sequence[float], offsets_us: Sequence[float | None]
+    ) -> ObservationsScored:
         """Send measurements of a remembered clock without asking for a forecast: they score its pending
         forecasts (for a client that measures more often than it asks)."""
         body = _observations(timestamps_s, offsets_us)

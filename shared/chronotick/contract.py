@@ -14,6 +14,7 @@ constants below say why): a value outside is refused like a NaN, never left to o
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -109,11 +110,13 @@ class SeriesInput(BaseModel):
     interval_s: Annotated[float, Field(ge=MIN_INTERVAL_S, le=MAX_INTERVAL_S)] | None = None
     timestamps_s: Annotated[list[Timestamp], Field(max_length=MAX_POINTS_PER_SERIES)] | None = None
     start_s: Timestamp | None = Field(
-        default=None, description="With interval_s: the time of the first sample, in seconds (any epoch, the "
+        default=None,
+        description="With interval_s: the time of the first sample, in seconds (any epoch, the "
         "same from request to request). Needed with clock_id when there are no timestamps_s.",
     )
     clock_id: ClockId | None = Field(
-        default=None, description="The clock this series measures (a host name, say): the gateway remembers "
+        default=None,
+        description="The clock this series measures (a host name, say): the gateway remembers "
         "it, scores its forecasts as the truth arrives and learns the fusion weights and bounds of this clock. "
         "Needs sample times (timestamps_s, or interval_s with start_s).",
     )
@@ -126,10 +129,8 @@ class SeriesInput(BaseModel):
         n = len(self.offsets_us)
         if self.timestamps_s is not None:
             if len(self.timestamps_s) != n:
-                raise ValueError(
-                    f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {n}"
-                )
-            if any(b <= a for a, b in zip(self.timestamps_s, self.timestamps_s[1:])):
+                raise ValueError(f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {n}")
+            if any(b <= a for a, b in pairwise(self.timestamps_s)):
                 raise ValueError("timestamps_s must be strictly increasing")
             if self.start_s is not None:
                 raise ValueError("give start_s with interval_s only: timestamps_s already say when each sample was")
@@ -139,9 +140,7 @@ class SeriesInput(BaseModel):
             raise ValueError("offsets_us holds no observed value (all null)")
         for name, covariate in self.covariates.items():
             if len(covariate.past) != n:
-                raise ValueError(
-                    f"covariate {name!r}: past has {len(covariate.past)} values but offsets_us has {n}"
-                )
+                raise ValueError(f"covariate {name!r}: past has {len(covariate.past)} values but offsets_us has {n}")
         return self
 
 
@@ -164,7 +163,7 @@ class ForecastQuery(BaseModel):
     @model_validator(mode="after")
     def _check_query(self) -> Self:
         levels = self.quantile_levels
-        if any(b <= a for a, b in zip(levels, levels[1:])):
+        if any(b <= a for a, b in pairwise(levels)):
             raise ValueError("quantile_levels must be strictly increasing")
         for index, series in enumerate(self.series):
             for name, covariate in series.covariates.items():
@@ -185,9 +184,7 @@ _EXAMPLE_SERIES: JsonDict = {
 class PredictRequest(ForecastQuery):
     """A family service's request: the query, and optionally which of its models answers."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"series": [_EXAMPLE_SERIES], "horizon": 5}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"series": [_EXAMPLE_SERIES], "horizon": 5}]})
 
     model: Annotated[str, Field(max_length=100)] | None = Field(
         default=None, description="Model within the family; the family's default when omitted."
@@ -405,12 +402,16 @@ class SeriesMemory(BaseModel):
     clock_id: str | None = None
     state: MemoryState
     scored: int = Field(
-        default=0, description="The fewest scored forecasts of this clock at any remembered horizon within this "
+        default=0,
+        description="The fewest scored forecasts of this clock at any remembered horizon within this "
         "forecast: the evidence behind its remembered weights and bounds.",
     )
-    newly_scored: int = Field(default=0, description="Earlier forecasts of this clock that this request's samples scored.")
+    newly_scored: int = Field(
+        default=0, description="Earlier forecasts of this clock that this request's samples scored."
+    )
     handover: float = Field(
-        default=0.0, description="The share of the remembered weights in the fusion (0: the request's backtests "
+        default=0.0,
+        description="The share of the remembered weights in the fusion (0: the request's backtests "
         "alone; 1: the memory alone, the warm path).",
     )
 
@@ -434,11 +435,13 @@ class FusedPredictResponse(BaseModel):
     )
     backends: list[BackendResult]
     memory: list[SeriesMemory] = Field(
-        default_factory=list, description="Per series: whether its weights and bounds came from its clock's "
-        "memory (remembered) or from the request's own backtests (stateless, cold-start)."
+        default_factory=list,
+        description="Per series: whether its weights and bounds came from its clock's "
+        "memory (remembered) or from the request's own backtests (stateless, cold-start).",
     )
-    degraded: bool = Field(description="True when a backend that should have answered did not, or the clock "
-                                       "memory could not be reached.")
+    degraded: bool = Field(
+        description="True when a backend that should have answered did not, or the clock memory could not be reached."
+    )
     reasons: list[str] = Field(default_factory=list)
     elapsed_ms: float
 
@@ -455,8 +458,10 @@ class ClockObservations(BaseModel):
     @model_validator(mode="after")
     def _check_alignment(self) -> Self:
         if len(self.timestamps_s) != len(self.offsets_us):
-            raise ValueError(f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {len(self.offsets_us)}")
-        if any(b <= a for a, b in zip(self.timestamps_s, self.timestamps_s[1:])):
+            raise ValueError(
+                f"timestamps_s has {len(self.timestamps_s)} values but offsets_us has {len(self.offsets_us)}"
+            )
+        if any(b <= a for a, b in pairwise(self.timestamps_s)):
             raise ValueError("timestamps_s must be strictly increasing")
         return self
 
@@ -479,8 +484,9 @@ class HorizonMemory(BaseModel):
         description="Realised coverage of the fused central intervals, by level ('0.8', '0.95'), over the "
         "forecasts answered with remembered bounds."
     )
-    error_scale_us: float = Field(description="The clock's recent mean absolute fused error here: the unit of "
-                                              "its conformal scores.")
+    error_scale_us: float = Field(
+        description="The clock's recent mean absolute fused error here: the unit of its conformal scores."
+    )
 
 
 class ClockReport(BaseModel):
@@ -508,10 +514,12 @@ class FleetModels(BaseModel):
     services: list[ServiceStatus]
     classical: list[str]
     per_clock: list[str] = Field(
-        default_factory=list, description="Members the gateway learns for each remembered clock (online-ar): "
+        default_factory=list,
+        description="Members the gateway learns for each remembered clock (online-ar): "
         "they answer series that name a warm clock.",
     )
     config_version: str | None = Field(
-        default=None, description="The gateway's configuration in force: a short sha256 of its configuration "
+        default=None,
+        description="The gateway's configuration in force: a short sha256 of its configuration "
         "file, or 'env' when it has none.",
     )

@@ -29,8 +29,14 @@ def families() -> dict[str, Family]:
     """Every declared family by name, in the declaration's order."""
     declared = tomllib.loads(DECLARATION.read_text())
     return {
-        name: Family(name=name, environment=entry["environment"], package=entry["package"],
-                     models=tuple(entry["models"]), port=entry["port"], image=entry["image"])
+        name: Family(
+            name=name,
+            environment=entry["environment"],
+            package=entry["package"],
+            models=tuple(entry["models"]),
+            port=entry["port"],
+            image=entry["image"],
+        )
         for name, entry in declared.items()
     }
 

@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,8 +88,11 @@ def split_log(path: Path, train_fraction: float, validation_fraction: float = DE
     if observed.size == 0:
         raise ValueError(f"{path}: no observed sample in the first {train_fraction:g} of the log")
     end = int(observed[-1]) + 1
-    validation_start = int(np.searchsorted(grid.time_s[:end], first + (1.0 - validation_fraction) * (
-        float(grid.time_s[end - 1]) - first), side="right"))
+    validation_start = int(
+        np.searchsorted(
+            grid.time_s[:end], first + (1.0 - validation_fraction) * (float(grid.time_s[end - 1]) - first), side="right"
+        )
+    )
     return LogSplit(
         source=str(path.resolve()),
         format=grid.format,
@@ -150,7 +153,7 @@ def read_cut_time_s(checkpoint_dir: Path) -> float:
 def _utc(time_s: float) -> str | None:
     if time_s < UNIX_TIME_AFTER_S:
         return None
-    return datetime.fromtimestamp(time_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(time_s, tz=UTC).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------- training (imports torch)
@@ -233,8 +236,15 @@ def tune(
 
 
 def finetune(
-    spec: ModelSpec, checkpoint: str, log: Path, out_dir: Path, *, train_fraction: float, recipe: Recipe,
-    model_id_env: str, command: str,
+    spec: ModelSpec,
+    checkpoint: str,
+    log: Path,
+    out_dir: Path,
+    *,
+    train_fraction: float,
+    recipe: Recipe,
+    model_id_env: str,
+    command: str,
 ) -> dict[str, Any]:
     """Load ``checkpoint``, tune it on the early part of ``log``, save it into ``out_dir``; returns the record."""
     import torch
@@ -268,17 +278,26 @@ def finetune(
         "cut_time_utc": _utc(split.cut_time_s),
         "validation_from_time_s": float(split.time_s[min(split.validation_start, split.time_s.size - 1)]),
         "recipe": {
-            "training_crops": int(len(pool.offsets)), "validation_crops": int(len(val.past)),
-            "context": spec.windows.context, "future": spec.windows.future, "batch_size": spec.windows.batch_size,
-            "lr": recipe.lr if recipe.lr is not None else spec.peak_lr / 10, "optimizer": "AdamW, weight decay 0.01",
-            "max_epochs": recipe.max_epochs, "patience": recipe.patience,
-            "max_steps_per_epoch": recipe.max_steps_per_epoch, "seed": recipe.seed, "best_epoch": best_epoch,
+            "training_crops": int(len(pool.offsets)),
+            "validation_crops": int(len(val.past)),
+            "context": spec.windows.context,
+            "future": spec.windows.future,
+            "batch_size": spec.windows.batch_size,
+            "lr": recipe.lr if recipe.lr is not None else spec.peak_lr / 10,
+            "optimizer": "AdamW, weight decay 0.01",
+            "max_epochs": recipe.max_epochs,
+            "patience": recipe.patience,
+            "max_steps_per_epoch": recipe.max_steps_per_epoch,
+            "seed": recipe.seed,
+            "best_epoch": best_epoch,
             "loss": spec.loss_description,
             "history": [{"epoch": e, "steps": s, "validation_loss": v} for e, s, v in history],
             "seconds": round(time.monotonic() - started, 1),
         },
         "validation_mae_us": {
-            "before": before[model_row], "after": after[model_row], "last_value": after["last-value"],
+            "before": before[model_row],
+            "after": after[model_row],
+            "last_value": after["last-value"],
         },
         "load": f"{model_id_env}={out_dir.resolve()}",
         "command": command,
@@ -292,44 +311,60 @@ def _card(spec: ModelSpec, record: dict[str, Any]) -> str:
     from chronotick.training import mae_table
 
     recipe, maes = record["recipe"], record["validation_mae_us"]
-    return "\n".join([
-        f"# {spec.name}, fine-tuned on one clock",
-        "",
-        f"`{record['base_checkpoint']}` trained further on `{record['source']}` ({record['format']}), only on "
-        f"samples up to the cut at {record['cut_time_s']:.3f} s"
-        + (f" ({record['cut_time_utc']})" if record["cut_time_utc"] else "")
-        + f", the first {record['train_fraction']:g} of the log. Evaluate it only after the cut: "
-        f"`python -m chronotick.bench LOG --after-finetune DIR`.",
-        "",
-        f"- Load: `{record['load']}`",
-        f"- Reproduce: `{record['command']}`",
-        f"- Recipe: {recipe['training_crops']} training crops ({recipe['context']} + {recipe['future']} samples, "
-        f"none crossing a clock step), early stopping on {recipe['validation_crops']} validation crops whose "
-        f"future starts at {record['validation_from_time_s']:.3f} s (still before the cut); AdamW lr "
-        f"{recipe['lr']:g}, batch {recipe['batch_size']}, at most {recipe['max_epochs']} epochs of at most "
-        f"{recipe['max_steps_per_epoch']} steps, patience {recipe['patience']}, seed {recipe['seed']}; kept epoch "
-        f"{recipe['best_epoch']} (0 = unchanged); {recipe['seconds']:g} s.",
-        f"- Loss: {recipe['loss']}",
-        "",
-        "## Validation MAE (us), on the validation crops",
-        "",
-        *mae_table({"before (the base checkpoint)": maes["before"], "after fine-tuning": maes["after"],
-                    "last value": maes["last_value"]}, digits=3),
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# {spec.name}, fine-tuned on one clock",
+            "",
+            f"`{record['base_checkpoint']}` trained further on `{record['source']}` ({record['format']}), only on "
+            f"samples up to the cut at {record['cut_time_s']:.3f} s"
+            + (f" ({record['cut_time_utc']})" if record["cut_time_utc"] else "")
+            + f", the first {record['train_fraction']:g} of the log. Evaluate it only after the cut: "
+            f"`python -m chronotick.bench LOG --after-finetune DIR`.",
+            "",
+            f"- Load: `{record['load']}`",
+            f"- Reproduce: `{record['command']}`",
+            f"- Recipe: {recipe['training_crops']} training crops ({recipe['context']} + {recipe['future']} samples, "
+            f"none crossing a clock step), early stopping on {recipe['validation_crops']} validation crops whose "
+            f"future starts at {record['validation_from_time_s']:.3f} s (still before the cut); AdamW lr "
+            f"{recipe['lr']:g}, batch {recipe['batch_size']}, at most {recipe['max_epochs']} epochs of at most "
+            f"{recipe['max_steps_per_epoch']} steps, patience {recipe['patience']}, seed {recipe['seed']}; kept epoch "
+            f"{recipe['best_epoch']} (0 = unchanged); {recipe['seconds']:g} s.",
+            f"- Loss: {recipe['loss']}",
+            "",
+            "## Validation MAE (us), on the validation crops",
+            "",
+            *mae_table(
+                {
+                    "before (the base checkpoint)": maes["before"],
+                    "after fine-tuning": maes["after"],
+                    "last value": maes["last_value"],
+                },
+                digits=3,
+            ),
+            "",
+        ]
+    )
 
 
 def main(
-    specs: dict[str, ModelSpec], argv: Sequence[str] | None = None, *, checkpoint: Callable[[str], str],
-    model_id_env: dict[str, str], command_prefix: str,
+    specs: dict[str, ModelSpec],
+    argv: Sequence[str] | None = None,
+    *,
+    checkpoint: Callable[[str], str],
+    model_id_env: dict[str, str],
+    command_prefix: str,
 ) -> None:
     """A family's fine-tuning command; ``checkpoint(name)`` is what its service would load."""
     tunable = [name for name, spec in specs.items() if spec.load is not None]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=tunable, required=True)
     parser.add_argument("--log", type=Path, required=True, help="the clock's log (chrony, ntpd, ptp4l, mbgsvcd, CSV)")
-    parser.add_argument("--train-fraction", type=float, default=DEFAULT_TRAIN_FRACTION,
-                        help="share of the log's time span to train on (default %(default)s)")
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=DEFAULT_TRAIN_FRACTION,
+        help="share of the log's time span to train on (default %(default)s)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--epochs", type=int, default=Recipe.max_epochs)
     parser.add_argument("--patience", type=int, default=Recipe.patience)
@@ -350,14 +385,22 @@ def main(
     )
     try:
         record = finetune(
-            specs[args.model], checkpoint(args.model), args.log, args.out, train_fraction=args.train_fraction,
-            recipe=recipe, model_id_env=model_id_env[args.model], command=command,
+            specs[args.model],
+            checkpoint(args.model),
+            args.log,
+            args.out,
+            train_fraction=args.train_fraction,
+            recipe=recipe,
+            model_id_env=model_id_env[args.model],
+            command=command,
         )
     except ValueError as error:  # unreadable or too short a log, a bad fraction: say so, no traceback
         parser.exit(2, f"finetune: {error}\n")
     maes = record["validation_mae_us"]
-    print(f"{args.model}: kept epoch {record['recipe']['best_epoch']}; cut at {record['cut_time_s']:.3f} s; "
-          f"wrote {args.out}")
+    print(
+        f"{args.model}: kept epoch {record['recipe']['best_epoch']}; cut at {record['cut_time_s']:.3f} s; "
+        f"wrote {args.out}"
+    )
     for key in ("before", "after", "last_value"):
         print(f"  {key:10s} " + "  ".join(f"h{h}={v:.3f}" for h, v in maes[key].items()))
     print(f"serve it with {record['load']}")

@@ -49,9 +49,13 @@ def grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float
     interval_s = float(np.median(np.diff(times)))
     if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
         raise validation_problem(
-            [{"field": field,
-              "reason": f"the median spacing of {interval_s:g} s is not a cadence a series may have: "
-                        f"{MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} s, as for interval_s"}]
+            [
+                {
+                    "field": field,
+                    "reason": f"the median spacing of {interval_s:g} s is not a cadence a series may have: "
+                    f"{MIN_INTERVAL_S:g} to {MAX_INTERVAL_S:g} s, as for interval_s",
+                }
+            ]
         )
     # Within the contract's bounds on timestamps and cadence, positions are at most 2e17: exact slots.
     position = (times - times[0]) / interval_s
@@ -59,19 +63,32 @@ def grid_slots(timestamps_s: list[float], field: str) -> tuple[np.ndarray, float
     off_grid = np.flatnonzero(np.abs(position - slots) > GRID_TOLERANCE)
     if off_grid.size:
         raise validation_problem(
-            [{"field": f"{field}.{int(off_grid[0])}",
-              "reason": f"not on the regular cadence of {interval_s:g} s inferred from the median spacing"}]
+            [
+                {
+                    "field": f"{field}.{int(off_grid[0])}",
+                    "reason": f"not on the regular cadence of {interval_s:g} s inferred from the median spacing",
+                }
+            ]
         )
     if slots[-1] >= MAX_POINTS_PER_SERIES:
         raise validation_problem(
-            [{"field": field,
-              "reason": f"spans {int(slots[-1]) + 1} cadences of {interval_s:g} s; at most {MAX_POINTS_PER_SERIES}"}]
+            [
+                {
+                    "field": field,
+                    "reason": f"spans {int(slots[-1]) + 1} cadences of {interval_s:g} s; "
+                    f"at most {MAX_POINTS_PER_SERIES}",
+                }
+            ]
         )
     duplicates = np.flatnonzero(np.diff(slots) == 0)
     if duplicates.size:
         raise validation_problem(
-            [{"field": f"{field}.{int(duplicates[0]) + 1}",
-              "reason": f"falls in the same {interval_s:g} s slot as the sample before it"}]
+            [
+                {
+                    "field": f"{field}.{int(duplicates[0]) + 1}",
+                    "reason": f"falls in the same {interval_s:g} s slot as the sample before it",
+                }
+            ]
         )
     return slots, interval_s
 
@@ -100,9 +117,7 @@ def regularize(series: SeriesInput, field: str, *, clean: bool = False) -> GridS
     return GridSeries(
         offsets_us=_on_grid(offsets_us, slots),
         interval_s=interval_s,
-        past_covariates={
-            name: _on_grid(as_array(cov.past), slots) for name, cov in series.covariates.items()
-        },
+        past_covariates={name: _on_grid(as_array(cov.past), slots) for name, cov in series.covariates.items()},
         future_covariates={
             name: np.asarray(cov.future, dtype=float)
             for name, cov in series.covariates.items()

@@ -45,8 +45,13 @@ def wait_ready(url: str, wait_s: float, poll_s: float = WAIT_POLL_S) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chronotick.healthcheck", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="ask again until ready, for at most this long (default: ask once)")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="ask again until ready, for at most this long (default: ask once)",
+    )
     args = parser.parse_args(argv)
     url = os.environ.get("CHRONOTICK_HEALTHCHECK_URL", DEFAULT_URL)
     ready = wait_ready(url, args.wait) if args.wait > 0 else probe(url)

@@ -34,9 +34,7 @@ class ProblemError(Exception):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
-        self.problem = Problem(
-            title=title, status=status, detail=detail, errors=list(errors) if errors else None
-        )
+        self.problem = Problem(title=title, status=status, detail=detail, errors=list(errors) if errors else None)
         self.headers = headers
 
 
@@ -77,9 +75,7 @@ async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONR
 
 
 async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(
-        exc.status_code, "HTTP error"
-    )
+    title = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}.get(exc.status_code, "HTTP error")
     return problem_response(
         Problem(title=title, status=exc.status_code, detail=str(exc.detail)),
         headers=getattr(exc, "headers", None),
@@ -96,9 +92,7 @@ async def _on_problem(_: Request, exc: ProblemError) -> JSONResponse:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(
-        Problem(title="Internal error", status=500, detail=f"{type(exc).__name__}: {exc}")
-    )
+    return problem_response(Problem(title="Internal error", status=500, detail=f"{type(exc).__name__}: {exc}"))
 
 
 def install_problem_handlers(app: FastAPI, on_error: Callable[[int], None] | None = None) -> None:

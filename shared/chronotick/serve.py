@@ -30,8 +30,7 @@ DEFAULT_PORT = 8000
 def serve(app: str | Callable[..., Any], *, host: str, port: int, log_level: str = "info") -> None:
     """Serve ``app`` (an ASGI app or its ``module:attribute``) until SIGINT/SIGTERM. No access log:
     a line per forecast buries the log; the metrics count requests."""
-    uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False,
-                log_level=log_level)
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S, access_log=False, log_level=log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -376,9 +376,7 @@ def _draw_params(scenario: str, rng: np.random.Generator) -> _ClockParams:
     return replace(params, **overrides)
 
 
-def _bursts(
-    n: int, fraction: float, mean_on_s: float, interval_s: float, rng: np.random.Generator
-) -> np.ndarray:
+def _bursts(n: int, fraction: float, mean_on_s: float, interval_s: float, rng: np.random.Generator) -> np.ndarray:
     """(n,) bool mask of alternating off/on runs with exponential durations.
 
     Load bursts, congestion episodes and measurement gaps are all runs, not
@@ -468,9 +466,7 @@ def _discipline_us(
     kp = min(p.kp_scale * poll_s**-0.3, 0.7 / poll_s)
     ki = min(p.ki_scale * poll_s**0.4, 0.3 / poll_s)
     polls = np.arange(0, n, poll_every)
-    measured_error_us = _measurement_error_us(
-        congested[polls], p, rng, exchanges=_SERVO_EXCHANGES
-    ).tolist()
+    measured_error_us = _measurement_error_us(congested[polls], p, rng, exchanges=_SERVO_EXCHANGES).tolist()
     # A locked servo remembers its frequency (chrony's driftfile); a cold one starts at zero.
     drift_ppm = 0.0 if p.cold_start else start_freq_ppm + rng.normal(0.0, 0.02)
     adjust_ppm = 0.0
@@ -479,9 +475,7 @@ def _discipline_us(
     rejected = 0
     adjust_per_poll_ppm: list[float] = []
     step_us = np.zeros(n)
-    for poll, free_us, error_us in zip(
-        polls.tolist(), free_offset_us[polls].tolist(), measured_error_us, strict=True
-    ):
+    for poll, free_us, error_us in zip(polls.tolist(), free_offset_us[polls].tolist(), measured_error_us, strict=True):
         measured_us = free_us + correction_us + error_us
         if abs(measured_us) > _SPIKE_GATE * typical_us and rejected < _MAX_REJECTED_POLLS:
             rejected += 1  # hold the current frequency adjustment
@@ -493,9 +487,7 @@ def _discipline_us(
         else:
             rejected = 0
             typical_us = (
-                abs(measured_us)
-                if math.isinf(typical_us)
-                else typical_us + 0.1 * (abs(measured_us) - typical_us)
+                abs(measured_us) if math.isinf(typical_us) else typical_us + 0.1 * (abs(measured_us) - typical_us)
             )
             drift_ppm = _clamp_slew_ppm(drift_ppm + ki * measured_us)
             adjust_ppm = _clamp_slew_ppm(-(kp * measured_us + drift_ppm))
@@ -605,9 +597,7 @@ def _combine_frequency(
     return freq_ppm, math.sqrt(old_var * new_var / (old_var + new_var))
 
 
-def _slew(
-    offset_us: float, sd_us: float, poll_s: float, p: _ClockParams, interval_s: float
-) -> tuple[float, int]:
+def _slew(offset_us: float, sd_us: float, poll_s: float, p: _ClockParams, interval_s: float) -> tuple[float, int]:
     """The rate (ppm) and length (samples) of the slew that removes `offset_us`.
 
     chrony's corrtimeratio: an offset of one standard deviation is corrected over
@@ -623,9 +613,7 @@ def _slew(
     return -offset_us / (samples * interval_s), samples
 
 
-def _adapt_poll(
-    score: float, level: int, n_samples: int, p: _ClockParams, max_level: int
-) -> tuple[float, int]:
+def _adapt_poll(score: float, level: int, n_samples: int, p: _ClockParams, max_level: int) -> tuple[float, int]:
     """chrony's polltarget: longer polls while the regression keeps more samples than
     the target (the clock is predictable), shorter ones when it keeps fewer."""
     score += (n_samples - p.poll_target) / p.poll_target
@@ -636,9 +624,7 @@ def _adapt_poll(
     return min(max(score, -1.0), 1.0), level
 
 
-def _delay_outlier(
-    delay_us: float, history: list[list[float]], sd_us: float, p: _ClockParams
-) -> bool:
+def _delay_outlier(delay_us: float, history: list[list[float]], sd_us: float, p: _ClockParams) -> bool:
     """chrony's maxdelaydevratio test: a round trip much longer than the history's shortest."""
     if len(history) < _MIN_REGRESSION_SAMPLES:
         return False
@@ -659,9 +645,7 @@ def _chrony_discipline_us(
     Returns, like _discipline_us, the (n,) correction added to the offset and
     the indices of steps.
     """
-    segments, step_us = _chrony_polls(
-        free_offset_us, start_freq_ppm, congested, p, interval_s, rng
-    )
+    segments, step_us = _chrony_polls(free_offset_us, start_freq_ppm, congested, p, interval_s, rng)
     return _apply_segments(segments, step_us, interval_s), np.flatnonzero(step_us)
 
 
@@ -729,9 +713,10 @@ def _chrony_polls(
         else:
             rejected, updates = 0, updates + 1
             now_s, free_us = i * interval_s, measured_us - correction_us
-            if fit is not None and abs(
-                free_us - fit.offset_us - fit.freq_ppm * (now_s - fit_time_s)
-            ) > _RESTART_SIGMAS * sd_us:
+            if (
+                fit is not None
+                and abs(free_us - fit.offset_us - fit.freq_ppm * (now_s - fit_time_s)) > _RESTART_SIGMAS * sd_us
+            ):
                 history.clear()
             history.append([now_s, free_us, delay_us])
             del history[: -p.max_samples]
@@ -739,13 +724,9 @@ def _chrony_polls(
             if len(history) >= _MIN_REGRESSION_SAMPLES:
                 fit, fit_time_s = _fit_recent(history), now_s
                 offset_us, sd_us = fit.offset_us + correction_us, fit.sd_us
-                freq_ppm, skew_ppm = _combine_frequency(
-                    freq_ppm, skew_ppm, -fit.freq_ppm, fit.skew_ppm, p
-                )
+                freq_ppm, skew_ppm = _combine_frequency(freq_ppm, skew_ppm, -fit.freq_ppm, fit.skew_ppm, p)
             score, level = _adapt_poll(score, level, len(history), p, max_level)
-            if abs(offset_us) > p.step_threshold_us and (
-                p.makestep_limit < 0 or updates <= p.makestep_limit
-            ):
+            if abs(offset_us) > p.step_threshold_us and (p.makestep_limit < 0 or updates <= p.makestep_limit):
                 step_us[i] -= offset_us
                 correction_us -= offset_us
                 slew_ppm, slew_left = 0.0, 0
@@ -766,7 +747,7 @@ def _apply_segments(
     segments: list[tuple[int, float, float, int]], step_us: np.ndarray, interval_s: float
 ) -> np.ndarray:
     """(n,) correction from per-poll (length, frequency, slew rate, slew length) and steps."""
-    lengths, freq_ppm, slew_ppm, slewing = (np.array(column) for column in zip(*segments))
+    lengths, freq_ppm, slew_ppm, slewing = (np.array(column) for column in zip(*segments, strict=True))
     rate_ppm = np.repeat(freq_ppm, lengths) + np.repeat(
         np.column_stack((slew_ppm, np.zeros_like(slew_ppm))).ravel(),
         np.column_stack((slewing, lengths - slewing)).ravel(),
@@ -833,13 +814,9 @@ def _simulate(
     ambient_c = p.ambient_c + p.thermal_cycle_c * np.sin(
         2.0 * math.pi * time_s / p.thermal_period_s + p.thermal_phase_rad
     )
-    temperature_c = _first_order_lag(
-        ambient_c + p.heating_c_per_load * cpu_load, p.thermal_tau_s, interval_s
-    )
+    temperature_c = _first_order_lag(ambient_c + p.heating_c_per_load * cpu_load, p.thermal_tau_s, interval_s)
 
-    freq_walk_ppm = np.cumsum(
-        rng.normal(0.0, p.freq_walk_ppm_per_sqrt_s * math.sqrt(interval_s), n_steps)
-    )
+    freq_walk_ppm = np.cumsum(rng.normal(0.0, p.freq_walk_ppm_per_sqrt_s * math.sqrt(interval_s), n_steps))
     freq_walk_ppm -= freq_walk_ppm[0]
     freq_ppm = (
         p.freq_offset_ppm
@@ -848,9 +825,7 @@ def _simulate(
         + p.temp_coeff_ppm_per_c * (temperature_c - temperature_c[0])
     )
     # Offset at sample i integrates the frequency over the intervals before it.
-    free_offset_us = p.start_offset_us + np.concatenate(
-        ([0.0], np.cumsum(freq_ppm[:-1]) * interval_s)
-    )
+    free_offset_us = p.start_offset_us + np.concatenate(([0.0], np.cumsum(freq_ppm[:-1]) * interval_s))
 
     if p.jump_us:
         free_offset_us[int(p.jump_at * n_steps) :] += p.jump_us
@@ -858,29 +833,27 @@ def _simulate(
     congested = _bursts(n_steps, p.congestion_fraction, p.mean_congestion_s, interval_s, rng)
     if p.disciplined:
         servo = _chrony_discipline_us if p.servo == "chrony" else _discipline_us
-        correction_us, steps = servo(
-            free_offset_us, float(freq_ppm[0]), congested, p, interval_s, rng
-        )
+        correction_us, steps = servo(free_offset_us, float(freq_ppm[0]), congested, p, interval_s, rng)
     else:
         correction_us, steps = np.zeros(n_steps), np.empty(0, dtype=np.int64)
     true_offset_us = free_offset_us + correction_us + rng.normal(0.0, p.phase_jitter_us, n_steps)
     if p.white_fm_us_per_sqrt_s > 0.0:
-        true_offset_us += np.cumsum(
-            rng.normal(0.0, p.white_fm_us_per_sqrt_s * math.sqrt(interval_s), n_steps)
-        )
+        true_offset_us += np.cumsum(rng.normal(0.0, p.white_fm_us_per_sqrt_s * math.sqrt(interval_s), n_steps))
 
-    observer = p if p.observation_error_scale == 1.0 else replace(
-        p,
-        noise_us=p.noise_us * p.observation_error_scale,
-        delay_jitter_us=p.delay_jitter_us * p.observation_error_scale,
-        spike_scale_us=p.spike_scale_us * p.observation_error_scale,
+    observer = (
+        p
+        if p.observation_error_scale == 1.0
+        else replace(
+            p,
+            noise_us=p.noise_us * p.observation_error_scale,
+            delay_jitter_us=p.delay_jitter_us * p.observation_error_scale,
+            spike_scale_us=p.spike_scale_us * p.observation_error_scale,
+        )
     )
     observed_offset_us = true_offset_us + _measurement_error_us(congested, observer, rng)
     if p.resolution_us > 0.0:
         observed_offset_us = np.round(observed_offset_us / p.resolution_us) * p.resolution_us
-    observed_offset_us[_missing_mask(n_steps, p.missing_rate, p.mean_gap_s, interval_s, rng)] = (
-        np.nan
-    )
+    observed_offset_us[_missing_mask(n_steps, p.missing_rate, p.mean_gap_s, interval_s, rng)] = np.nan
 
     return SyntheticClock(
         scenario=scenario,
@@ -910,9 +883,7 @@ def training_windows(
     while every window still comes from a distinct, partly independent stretch.
     """
     if n_windows < 0 or window_length < 1:
-        raise ValueError(
-            f"need n_windows >= 0 and window_length >= 1, got {n_windows}, {window_length}"
-        )
+        raise ValueError(f"need n_windows >= 0 and window_length >= 1, got {n_windows}, {window_length}")
     if not scenarios:
         raise ValueError("scenarios must not be empty")
     unknown = [s for s in scenarios if s not in SCENARIOS]

@@ -7,8 +7,8 @@ its own marker, so the chart still reads without colour (``color=False``: piped 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 DEFAULT_WIDTH = 100
 DEFAULT_HEIGHT = 24
@@ -25,8 +25,16 @@ class Line:
     connected: bool = True
 
 
-def line_chart(lines: list[Line], *, title: str, x_label: str, y_label: str, width: int = DEFAULT_WIDTH,
-               height: int = DEFAULT_HEIGHT, color: bool = False) -> str:
+def line_chart(
+    lines: list[Line],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = DEFAULT_WIDTH,
+    height: int = DEFAULT_HEIGHT,
+    color: bool = False,
+) -> str:
     """The chart as text, ``height`` rows of ``width`` columns (ANSI colours only with ``color``)."""
     import plotext
 

@@ -2,11 +2,11 @@
 
 Every model family (`services/<family>/chronotick_<family>/train.py`) builds its library's real class with small
 dimensions, trains it on `chronotick.synthetic` clocks and saves it in the library's own format, so the service
-loads it with the library's real loader. What does not depend on the library lives here, once: window sampling,
-the relative-to-last-value transform and the kit's input scaling, the pinball loss and step weights, the
-learning-rate schedule, the training loop with its wall-clock or step budget, the held-back validation set, the MAE-by-horizon comparison with
-`chronotick.baselines`, the model card and the command line. A family's `train.py` holds only its `ModelSpec`s
-(build, loss, save, forecast) and calls `main`.
+loads it with the library's real loader. What does not depend on the library lives here, once: window sampling, the
+relative-to-last-value transform and the kit's input scaling, the pinball loss and step weights, the learning-rate
+schedule, the training loop with its wall-clock or step budget, the held-back validation set, the MAE-by-horizon
+comparison with `chronotick.baselines`, the model card and the command line. A family's `train.py` holds only its
+`ModelSpec`s (build, loss, save, forecast) and calls `main`.
 
 This module imports torch and tqdm at the top: it is only imported by the model environments' training commands,
 never by `chronotick/__init__.py`, so the core environment (no torch) keeps importing `chronotick`.
@@ -225,8 +225,7 @@ def covariate_series(n_series: int, share: int = 4) -> int:
 def covariate_pool(seed: int, n_series: int, windows: Windows) -> Pool:
     """`generate_clock` clocks cycling through every scenario (clock i seeded `seed * 1000 + i`), with covariates."""
     clocks = [
-        generate_clock(SCENARIOS[i % len(SCENARIOS)], windows.series_len, seed=seed * 1000 + i)
-        for i in range(n_series)
+        generate_clock(SCENARIOS[i % len(SCENARIOS)], windows.series_len, seed=seed * 1000 + i) for i in range(n_series)
     ]
     return Pool(
         np.stack([c.observed_offset_us for c in clocks]).astype(np.float32),
@@ -235,7 +234,10 @@ def covariate_pool(seed: int, n_series: int, windows: Windows) -> Pool:
 
 
 def pinball(
-    pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor, valid: torch.Tensor,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    levels: torch.Tensor,
+    valid: torch.Tensor,
     weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean quantile loss over valid targets; `levels` broadcasts against the trailing quantile axis of `pred`,
@@ -450,7 +452,8 @@ def _crops_text(spec: ModelSpec, n_series: int, seed: int) -> str:
             f"scenarios {', '.join(SCENARIOS)}"
         )
     made = (
-        "each made relative to its last observed context value" if windows.relative
+        "each made relative to its last observed context value"
+        if windows.relative
         else "raw (the model's inputs are normalised from the context, see below)"
     )
     if windows.scaling != "anchored":
@@ -468,8 +471,11 @@ def _crops_text(spec: ModelSpec, n_series: int, seed: int) -> str:
     text = (
         f"- Training: {source}; random crops of {windows.context} context + {windows.future} future steps, "
         f"{made}; 20 % get a random run of leading NaN ({short}); "
-        + ("covariate crops keep their sign" if source.startswith("the covariate") else
-           "univariate crops flip sign with probability 0.5")
+        + (
+            "covariate crops keep their sign"
+            if source.startswith("the covariate")
+            else "univariate crops flip sign with probability 0.5"
+        )
     )
     if windows.future_clip is not None:
         text += f"; future values clipped at {windows.future_clip:g} context standard deviations (spikes, servo steps)"
@@ -506,8 +512,17 @@ def mae_table(maes: dict[str, dict[int, float]], digits: int = 2) -> list[str]:
 
 
 def model_card(
-    spec: ModelSpec, model_dir: Path, *, seed: int, n_series: int, curve: Sequence[tuple[int, float]],
-    n_steps: int, seconds: float, maes: dict[str, dict[int, float]], val_size: int, command: str,
+    spec: ModelSpec,
+    model_dir: Path,
+    *,
+    seed: int,
+    n_series: int,
+    curve: Sequence[tuple[int, float]],
+    n_steps: int,
+    seconds: float,
+    maes: dict[str, dict[int, float]],
+    val_size: int,
+    command: str,
     started_from: str | None = None,
 ) -> str:
     """The checkpoint's README.md: how to load it, what it was trained on and how, and how it validated."""
@@ -568,8 +583,16 @@ def model_card(
 
 
 def train_save_evaluate(
-    spec: ModelSpec, pools: Pools, val: Batch, out_dir: Path, *, seed: int, minutes: float, steps: int | None,
-    n_series: int, command: str,
+    spec: ModelSpec,
+    pools: Pools,
+    val: Batch,
+    out_dir: Path,
+    *,
+    seed: int,
+    minutes: float,
+    steps: int | None,
+    n_series: int,
+    command: str,
 ) -> tuple[Path, TrainResult, dict[str, dict[int, float]]]:
     """One model, end to end: train, save under `out_dir / spec.dir_name`, validate, write the card."""
     result = train_one(spec, pools, seed=seed, minutes=minutes, steps=steps, out_dir=out_dir)
@@ -581,8 +604,16 @@ def train_save_evaluate(
     maes = evaluate(spec, model_dir, val)
     (model_dir / "README.md").write_text(
         model_card(
-            spec, model_dir, seed=seed, n_series=n_series, curve=result.curve, n_steps=result.steps,
-            seconds=result.seconds, maes=maes, val_size=len(val.past), command=command,
+            spec,
+            model_dir,
+            seed=seed,
+            n_series=n_series,
+            curve=result.curve,
+            n_steps=result.steps,
+            seconds=result.seconds,
+            maes=maes,
+            val_size=len(val.past),
+            command=command,
             started_from=result.started_from,
         )
     )
@@ -614,11 +645,15 @@ def main(
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="fixed step count instead of --minutes")
     parser.add_argument(
-        "--series", type=int, default=default_series,
+        "--series",
+        type=int,
+        default=default_series,
         help=f"generated training series of {'/'.join(map(str, series_lens))} steps",
     )
     parser.add_argument(
-        "--val-series", type=int, default=default_val_series,
+        "--val-series",
+        type=int,
+        default=default_val_series,
         help=f"held-back clocks ({VAL_CROPS_PER_SERIES} crops each)",
     )
     args = parser.parse_args(argv)
@@ -645,8 +680,15 @@ def main(
             f"--series {args.series} --val-series {args.val_series}"
         )
         model_dir, result, maes = train_save_evaluate(
-            spec, pools[spec.windows], val, args.out, seed=args.seed, minutes=args.minutes,
-            steps=args.steps, n_series=args.series, command=command,
+            spec,
+            pools[spec.windows],
+            val,
+            args.out,
+            seed=args.seed,
+            minutes=args.minutes,
+            steps=args.steps,
+            n_series=args.series,
+            command=command,
         )
         print(f"{name}: {result.steps} steps in {result.seconds:.0f} s -> {model_dir}")
         for row, m in maes.items():

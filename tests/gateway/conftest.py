@@ -44,5 +44,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def set_mode(flaky_url: str, mode: str, *, seconds_per_series: float | None = None) -> None:
-    change = {"mode": mode} if seconds_per_series is None else {"mode": mode, "seconds_per_series": str(seconds_per_series)}
+    change = (
+        {"mode": mode} if seconds_per_series is None else {"mode": mode, "seconds_per_series": str(seconds_per_series)}
+    )
     httpx.post(f"{flaky_url}/control", json=change).raise_for_status()

@@ -144,6 +144,7 @@ def test_each_request_keeps_back_the_time_to_finish_every_request_in_flight() ->
 def test_requests_coming_in_behind_a_waiting_one_bring_its_members_deadline_forward() -> None:
     """The first request of a burst counted only itself in flight; while its members are out, the
     other 31 come in, and it ends its wait early enough for all of them to be finished in time."""
+
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         finishing = Finishing(answer_s=0.01)

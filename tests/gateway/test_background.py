@@ -9,7 +9,6 @@ import logging
 import httpx
 import pytest
 from prometheus_client import generate_latest
-from support.line_family import LineFamily
 
 from chronotick.contract import BatchingInfo, ServiceInfo
 from chronotick_gateway import background
@@ -19,14 +18,24 @@ from chronotick_gateway.fleet import Fleet
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import GatewaySettings
 from support.fleet_calls import metric_total
+from support.line_family import LineFamily
 
-INFO = ServiceInfo(family="line", default_model="line", models=[m.info for m in LineFamily().models.values()],
-                   versions={}, batching=BatchingInfo(enabled=True, window_ms=3.0, max_batch_series=256)
-                   ).model_dump_json().encode()
+INFO = (
+    ServiceInfo(
+        family="line",
+        default_model="line",
+        models=[m.info for m in LineFamily().models.values()],
+        versions={},
+        batching=BatchingInfo(enabled=True, window_ms=3.0, max_batch_series=256),
+    )
+    .model_dump_json()
+    .encode()
+)
 
 
 def test_a_task_that_keeps_failing_is_restarted_logged_and_counted(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(background, "RESTART_BACKOFF_S", 0.001)
     metrics = GatewayMetrics()
@@ -62,8 +71,11 @@ def test_a_hanging_health_poll_round_is_counted_the_view_goes_stale_and_polling_
     async def health(request: httpx.Request) -> httpx.Response:
         while hang.is_set():  # a check that never returns (httpx's own timeout bypassed)
             await asyncio.sleep(0.01)
-        return httpx.Response(200, json={"status": "ready"}) if request.url.path == "/health/ready" else \
-            httpx.Response(200, content=INFO)
+        return (
+            httpx.Response(200, json={"status": "ready"})
+            if request.url.path == "/health/ready"
+            else httpx.Response(200, content=INFO)
+        )
 
     async def scenario() -> None:
         settings = GatewaySettings(services={"a": "http://a.test"}, health_interval_s=0.05, health_timeout_s=0.05)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from chronotick.grid import GridSeries
 from chronotick.backtest import MIN_BACKTEST_OBSERVATIONS, backtest_origins
 from chronotick.contract import PredictRequest
+from chronotick.grid import GridSeries
 from chronotick_gateway.backtest import plan_series
 from chronotick_gateway.calls import MAX_POINTS_PER_CALL, member_bodies
 
 
-def grid(values: np.ndarray, past: dict[str, np.ndarray] | None = None,
-         future: dict[str, np.ndarray] | None = None) -> GridSeries:
+def grid(
+    values: np.ndarray, past: dict[str, np.ndarray] | None = None, future: dict[str, np.ndarray] | None = None
+) -> GridSeries:
     return GridSeries(offsets_us=values, interval_s=1.0, past_covariates=past or {}, future_covariates=future or {})
 
 
@@ -55,8 +56,9 @@ def test_member_bodies_are_contract_requests_with_missing_samples_as_null() -> N
     values[[5, 90]] = np.nan
     load = np.linspace(0.0, 1.0, 120)
     plan = plan_series(grid(values, {"load": load}, {"load": np.full(4, 7.0)}), horizon=4, count=2, series_id="a")
-    (body,) = member_bodies([plan], 4, "m", past_covariates={"load"}, future_covariates={"load"},
-                            skip_spread_backtests=True)
+    (body,) = member_bodies(
+        [plan], 4, "m", past_covariates={"load"}, future_covariates={"load"}, skip_spread_backtests=True
+    )
     assert b"NaN" not in body
     request = PredictRequest.model_validate_json(body)
     assert request.model == "m" and request.horizon == 4 and len(request.series) == 3 and request.skip_spread_backtests

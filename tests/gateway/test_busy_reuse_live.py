@@ -41,15 +41,18 @@ def gateways(flaky_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with contextlib.ExitStack() as stack:
         urls = {}
         for busy_s in (0.0, BUSY_S):
-            env = {"CHRONOTICK_GATEWAY_SERVICES": json.dumps({"flaky": flaky_url}),
-                   "CHRONOTICK_GATEWAY_SERVICE_MAX_IN_FLIGHT": "2",
-                   "CHRONOTICK_GATEWAY_WARM_AFTER_SCORED": str(WARM_AFTER),
-                   "CHRONOTICK_GATEWAY_REUSE_FORECASTS_S": "0",
-                   "CHRONOTICK_GATEWAY_REUSE_WHEN_BUSY_S": str(busy_s),
-                   "CHRONOTICK_GATEWAY_HEALTH_INTERVAL_S": "0.2"}
+            env = {
+                "CHRONOTICK_GATEWAY_SERVICES": json.dumps({"flaky": flaky_url}),
+                "CHRONOTICK_GATEWAY_SERVICE_MAX_IN_FLIGHT": "2",
+                "CHRONOTICK_GATEWAY_WARM_AFTER_SCORED": str(WARM_AFTER),
+                "CHRONOTICK_GATEWAY_REUSE_FORECASTS_S": "0",
+                "CHRONOTICK_GATEWAY_REUSE_WHEN_BUSY_S": str(busy_s),
+                "CHRONOTICK_GATEWAY_HEALTH_INTERVAL_S": "0.2",
+            }
             log = tmp_path_factory.mktemp("gateway") / "gateway.log"
             urls[busy_s] = stack.enter_context(
-                serve_in_process("chronotick_gateway.main:app", env=env, python=venv_python("gateway"), log_path=log))
+                serve_in_process("chronotick_gateway.main:app", env=env, python=venv_python("gateway"), log_path=log)
+            )
         yield urls
 
 
@@ -86,8 +89,9 @@ def warm_up(gateway: str, streams: AgentStreams) -> int:
 def loaded(gateway: str, flaky_url: str, seed: int) -> tuple[list[Answer], AgentStreams, int]:
     """Warm clocks, then AGENTS agents for DRILL_S against the slow backend: the answers, the
     clocks, and the windows each clock has sent."""
-    streams = AgentStreams(f"busy-{seed}-", AGENTS, seed=seed, context=256, horizon=10, every_s=EVERY_S,
-                           backends=BACKENDS)
+    streams = AgentStreams(
+        f"busy-{seed}-", AGENTS, seed=seed, context=256, horizon=10, every_s=EVERY_S, backends=BACKENDS
+    )
     sent = warm_up(gateway, streams)
     set_mode(flaky_url, "slow-series", seconds_per_series=SECONDS_PER_SERIES)
     try:

@@ -13,9 +13,6 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
-from support.fleet_calls import metric_total
-from support.line_family import LineFamily
-from support.servers import serve_in_thread
 
 from chronotick.contract import SeriesForecast
 from chronotick.kit import create_app as create_service
@@ -24,6 +21,9 @@ from chronotick_gateway.config import FleetConfig
 from chronotick_gateway.fleet import BackendError, Fleet
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import GatewaySettings
+from support.fleet_calls import metric_total
+from support.line_family import LineFamily
+from support.servers import serve_in_thread
 
 HORIZON = 4
 # The model's fixed cost per call: long enough that requests sent meanwhile find its call in flight.
@@ -72,14 +72,17 @@ def test_requests_that_want_a_model_while_its_call_is_out_go_together_in_the_nex
         service = fleet.services["line"]
         deadline = loop.time() + 10.0
         settings = fleet.settings
-        alone = [await calls.forecast(service, kind_of(url), [series(seed)], deadline, settings)
-                 for seed in range(5)]
+        alone = [await calls.forecast(service, kind_of(url), [series(seed)], deadline, settings) for seed in range(5)]
         before = service_calls(url)
         started = time.perf_counter()
         first = asyncio.create_task(calls.forecast(service, kind_of(url), [series(0)], deadline, settings))
         await asyncio.sleep(CALL_S / 3)  # its call is out
-        later = [asyncio.create_task(calls.forecast(service, kind_of(url), [series(seed), series(seed + 10)],
-                                                    deadline, settings)) for seed in range(1, 5)]
+        later = [
+            asyncio.create_task(
+                calls.forecast(service, kind_of(url), [series(seed), series(seed + 10)], deadline, settings)
+            )
+            for seed in range(1, 5)
+        ]
         together = [await first] + [await task for task in later]
         return alone, together, service_calls(url) - before, time.perf_counter() - started
 
@@ -101,11 +104,13 @@ def test_a_call_of_another_kind_never_waits_for_one_in_flight() -> None:
         service = fleet.services["line"]
         first = asyncio.create_task(calls.forecast(service, kind_of(url), [series(1)], deadline, fleet.settings))
         await asyncio.sleep(CALL_S / 3)
-        other = asyncio.create_task(calls.forecast(service, kind_of(url, HORIZON + 1), [series(2)], deadline,
-                                                   fleet.settings))
+        other = asyncio.create_task(
+            calls.forecast(service, kind_of(url, HORIZON + 1), [series(2)], deadline, fleet.settings)
+        )
         await asyncio.sleep(CALL_S / 3)
-        sent_while_first_out = metric_total(generate_latest(fleet.metrics.registry).decode(),
-                                            "chronotick_gateway_requests_per_call_count")
+        sent_while_first_out = metric_total(
+            generate_latest(fleet.metrics.registry).decode(), "chronotick_gateway_requests_per_call_count"
+        )
         return await first, await other, sent_while_first_out
 
     (first, other, sent_while_first_out), _ = run_with_service(scenario)
@@ -139,8 +144,9 @@ def test_a_request_whose_deadline_passes_while_it_waits_is_not_sent() -> None:
         loop = asyncio.get_running_loop()
         service = fleet.services["line"]
         before = service_calls(url)
-        first = asyncio.create_task(calls.forecast(service, kind_of(url), [series(1)], loop.time() + 10.0,
-                                                   fleet.settings))
+        first = asyncio.create_task(
+            calls.forecast(service, kind_of(url), [series(1)], loop.time() + 10.0, fleet.settings)
+        )
         await asyncio.sleep(CALL_S / 3)
         with pytest.raises(BackendError) as problem:
             await calls.forecast(service, kind_of(url), [series(2)], loop.time() + CALL_S / 3, fleet.settings)
@@ -158,8 +164,12 @@ def test_a_model_whose_series_queue_behind_its_call_counts_as_busy_and_an_idle_o
         service = fleet.services["line"]
         await calls.forecast(service, kind_of(url), [series(0)], loop.time() + 10.0, fleet.settings)  # its pace
         idle = calls.busy(service, "line", remaining_s=1.0)
-        out = [asyncio.create_task(calls.forecast(service, kind_of(url), [series(seed)], loop.time() + 10.0,
-                                                  fleet.settings)) for seed in range(1, 4)]
+        out = [
+            asyncio.create_task(
+                calls.forecast(service, kind_of(url), [series(seed)], loop.time() + 10.0, fleet.settings)
+            )
+            for seed in range(1, 4)
+        ]
         await asyncio.sleep(CALL_S / 3)  # one call of their three series out: another would wait for it
         queued = calls.busy(service, "line", remaining_s=1.0), calls.busy(service, "other", remaining_s=1.0)
         await asyncio.gather(*out)

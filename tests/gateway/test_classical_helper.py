@@ -32,9 +32,20 @@ HORIZON = 30
 
 def plans(count: int = 2, length: int = 300) -> list[SeriesPlan]:
     rng = np.random.default_rng(11)
-    return [plan_series(GridSeries(offsets_us=np.cumsum(rng.normal(0.0, 1.0, length)) + rng.normal(0.0, 0.5, length),
-                                   interval_s=1.0, past_covariates={}, future_covariates={}), HORIZON, 6, f"s{i}")
-            for i in range(count)]
+    return [
+        plan_series(
+            GridSeries(
+                offsets_us=np.cumsum(rng.normal(0.0, 1.0, length)) + rng.normal(0.0, 0.5, length),
+                interval_s=1.0,
+                past_covariates={},
+                future_covariates={},
+            ),
+            HORIZON,
+            6,
+            f"s{i}",
+        )
+        for i in range(count)
+    ]
 
 
 @asynccontextmanager
@@ -113,8 +124,10 @@ def test_a_helper_that_dies_is_replaced_and_the_requests_it_held_are_answered_by
     answered, after = run(scenario)
     assert all(r.ok for r in answered)
     assert after is not None  # a new helper
-    assert metrics.registry.get_sample_value("chronotick_gateway_background_failures_total",
-                                             {"task": "classical-helper"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value("chronotick_gateway_background_failures_total", {"task": "classical-helper"})
+        == 1.0
+    )
 
 
 def test_a_stuck_helper_holds_a_request_only_until_its_deadline_and_is_then_replaced() -> None:
@@ -146,8 +159,10 @@ def test_a_stuck_helper_holds_a_request_only_until_its_deadline_and_is_then_repl
     results = {r.name: r for r in answered}
     assert results[ALWAYS_ANSWERS].ok, "the loop did not answer for the stuck helper"
     assert after is not None  # a new helper
-    assert metrics.registry.get_sample_value("chronotick_gateway_background_failures_total",
-                                             {"task": "classical-helper"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value("chronotick_gateway_background_failures_total", {"task": "classical-helper"})
+        == 1.0
+    )
 
 
 _HELPER_IN_A_GATEWAY = """
@@ -165,8 +180,9 @@ sys.stdin.read()  # until the test kills this process
 def test_the_helpers_end_when_the_gateway_is_killed_outright() -> None:
     """SIGKILL (the OOM killer, say) gives a gateway no chance to close its helpers: they must not
     outlive it, nor the forkserver that started them."""
-    gateway = subprocess.Popen([sys.executable, "-c", _HELPER_IN_A_GATEWAY], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE)
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", _HELPER_IN_A_GATEWAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert gateway.stdout is not None
         helpers = [psutil.Process(int(pid)) for pid in gateway.stdout.readline().split()]

@@ -38,8 +38,13 @@ def clock_request(horizon: int = 5, **extra: object) -> FusedPredictRequest:
     clock = generate_clock("server_load", 200, seed=3)
     offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
     # A generous deadline: on a busy machine a member missing 1 s would change the fused answer.
-    return FusedPredictRequest(series=[SeriesInput(id="host-a", offsets_us=offsets, interval_s=1.0)],
-                               horizon=horizon, quantile_levels=[0.1, 0.5, 0.9], deadline_s=10.0, **extra)
+    return FusedPredictRequest(
+        series=[SeriesInput(id="host-a", offsets_us=offsets, interval_s=1.0)],
+        horizon=horizon,
+        quantile_levels=[0.1, 0.5, 0.9],
+        deadline_s=10.0,
+        **extra,
+    )
 
 
 def test_sync_client_gets_a_typed_fused_forecast_with_the_api_key(gateway: str) -> None:
@@ -94,10 +99,12 @@ def flaky_app(failures: int, delay_s: float = 0.0) -> tuple[FastAPI, list[float]
         calls.append(time.monotonic())
         await asyncio.sleep(delay_s)
         if len(calls) <= failures:
-            return Response('{"type":"about:blank","title":"No backend answered","status":503,"detail":"busy"}',
-                            status_code=503, media_type="application/problem+json")
-        return Response(FleetModels(services=[], classical=["kalman"]).model_dump_json(),
-                        media_type="application/json")
+            return Response(
+                '{"type":"about:blank","title":"No backend answered","status":503,"detail":"busy"}',
+                status_code=503,
+                media_type="application/problem+json",
+            )
+        return Response(FleetModels(services=[], classical=["kalman"]).model_dump_json(), media_type="application/json")
 
     return app, calls
 
@@ -129,8 +136,10 @@ def test_nothing_listening_is_unreachable_after_the_attempts() -> None:
     with socket.socket() as probe:  # the port is free: nobody accepts there
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     started = time.monotonic()
-    with Client(f"http://127.0.0.1:{port}", attempts=3, backoff_initial_s=0.1, backoff_max_s=0.1) as client, \
-            pytest.raises(GatewayUnreachable):
+    with (
+        Client(f"http://127.0.0.1:{port}", attempts=3, backoff_initial_s=0.1, backoff_max_s=0.1) as client,
+        pytest.raises(GatewayUnreachable),
+    ):
         client.models()
     # Three attempts, two waits of at least 0.1 s each.
     assert time.monotonic() - started >= 0.2
@@ -138,8 +147,9 @@ def test_nothing_listening_is_unreachable_after_the_attempts() -> None:
 
 def test_cli_predict_forecasts_a_clock_log_through_the_gateway(gateway: str, tmp_path: Path) -> None:
     clock = generate_clock("server_load", 120, seed=5)
-    lines = ["time_s,offset_us"] + [f"{1_700_000_000 + i},{v:.3f}" for i, v in enumerate(clock.observed_offset_us)
-                                    if not np.isnan(v)]
+    lines = ["time_s,offset_us"] + [
+        f"{1_700_000_000 + i},{v:.3f}" for i, v in enumerate(clock.observed_offset_us) if not np.isnan(v)
+    ]
     log = tmp_path / "clock.csv"
     log.write_text("\n".join(lines) + "\n")
     arguments = ["predict", str(log), "--horizon-s", "5", "--gateway", gateway, "--api-key", API_KEY]
@@ -179,8 +189,13 @@ def test_the_gateway_remembers_a_named_clock_reports_it_scores_observations_and_
     offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
 
     def window(start: int) -> FusedPredictRequest:
-        series = SeriesInput(id="host-c", clock_id="client-test.host-c", interval_s=1.0,
-                             start_s=1_700_000_000.0 + start, offsets_us=offsets[start : start + 200])
+        series = SeriesInput(
+            id="host-c",
+            clock_id="client-test.host-c",
+            interval_s=1.0,
+            start_s=1_700_000_000.0 + start,
+            offsets_us=offsets[start : start + 200],
+        )
         return FusedPredictRequest(series=[series], horizon=10, quantile_levels=[0.1, 0.5, 0.9], deadline_s=10.0)
 
     with Client(gateway, api_key=API_KEY) as client:
@@ -215,8 +230,12 @@ def test_the_clock_calls_report_score_and_forget_a_remembered_clock() -> None:
     assert forgotten.value.status == twice.value.status == 404
     assert "host-a.eth0" in forgotten.value.problem.detail
     assert [(method, path) for method, path, _ in stand_in.requests] == [
-        ("GET", "/clocks/host-a.eth0"), ("POST", "/clocks/host-a.eth0/observations"), ("DELETE", "/clocks/host-a.eth0"),
-        ("GET", "/clocks/host-a.eth0"), ("DELETE", "/clocks/host-a.eth0")]
+        ("GET", "/clocks/host-a.eth0"),
+        ("POST", "/clocks/host-a.eth0/observations"),
+        ("DELETE", "/clocks/host-a.eth0"),
+        ("GET", "/clocks/host-a.eth0"),
+        ("DELETE", "/clocks/host-a.eth0"),
+    ]
     assert stand_in.requests[1][2] == {"timestamps_s": [1_700_000_100.0, 1_700_000_101.0], "offsets_us": [4.5, None]}
 
 
@@ -243,8 +262,11 @@ def test_the_async_clock_calls_match_the_sync_ones() -> None:
 def test_a_clock_id_the_contract_refuses_is_never_sent(clock_id: str) -> None:
     stand_in = ClockMemoryStandIn()
     with serve_in_thread(clock_memory_app(stand_in)) as url, Client(url, attempts=1) as client:
-        for call in (lambda: client.clock(clock_id), lambda: client.forget_clock(clock_id),
-                     lambda: client.observe(clock_id, [1.0], [2.0])):
+        for call in (
+            lambda: client.clock(clock_id),
+            lambda: client.forget_clock(clock_id),
+            lambda: client.observe(clock_id, [1.0], [2.0]),
+        ):
             with pytest.raises(ValueError, match="String should"):
                 call()
     assert stand_in.requests == []
@@ -252,7 +274,10 @@ def test_a_clock_id_the_contract_refuses_is_never_sent(clock_id: str) -> None:
 
 def test_observations_are_checked_before_they_are_sent() -> None:
     stand_in = ClockMemoryStandIn(clocks={"host-a": 1})
-    with serve_in_thread(clock_memory_app(stand_in)) as url, Client(url, attempts=1) as client, \
-            pytest.raises(ValueError, match="strictly increasing"):
+    with (
+        serve_in_thread(clock_memory_app(stand_in)) as url,
+        Client(url, attempts=1) as client,
+        pytest.raises(ValueError, match="strictly increasing"),
+    ):
         client.observe("host-a", [2.0, 1.0], [0.0, 0.0])
     assert stand_in.requests == []

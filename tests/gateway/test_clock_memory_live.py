@@ -47,10 +47,21 @@ class ClockStream:
 
     def body(self, end: int | None = None, **series: object) -> dict[str, object]:
         end = self.end if end is None else end
-        window = self.offsets[end - CONTEXT: end]
-        return {"series": [{"offsets_us": window.tolist(), "interval_s": 1.0, "start_s": float(end - CONTEXT),
-                            "clock_id": self.clock_id, **series}],
-                "horizon": HORIZON, "quantile_levels": [0.025, 0.1, 0.5, 0.9, 0.975], "deadline_s": 10.0}
+        window = self.offsets[end - CONTEXT : end]
+        return {
+            "series": [
+                {
+                    "offsets_us": window.tolist(),
+                    "interval_s": 1.0,
+                    "start_s": float(end - CONTEXT),
+                    "clock_id": self.clock_id,
+                    **series,
+                }
+            ],
+            "horizon": HORIZON,
+            "quantile_levels": [0.025, 0.1, 0.5, 0.9, 0.975],
+            "deadline_s": 10.0,
+        }
 
     def ask(self, gateway: str, **extra: object) -> dict[str, object]:
         response = httpx.post(f"{gateway}/predict", json=self.body(**extra), timeout=30.0)
@@ -86,8 +97,13 @@ def test_a_clock_hands_over_from_its_backtests_to_its_memory_and_then_skips_the_
     before = series_forecast_by_chronos(chronos_url)
     first = stream.ask(gateway)
     cold_series = series_forecast_by_chronos(chronos_url) - before
-    assert first["memory"][0] == {"clock_id": "host-handover", "state": "cold-start", "scored": 0,
-                                  "newly_scored": 0, "handover": 0.0}
+    assert first["memory"][0] == {
+        "clock_id": "host-handover",
+        "state": "cold-start",
+        "scored": 0,
+        "newly_scored": 0,
+        "handover": 0.0,
+    }
     assert first["degraded"] is False, first["reasons"]
     answers = stream.until_warm(gateway)
     handovers = [a["memory"][0]["handover"] for a in answers]
@@ -134,7 +150,7 @@ def test_a_member_that_is_always_wrong_is_left_out_on_a_warm_clock_but_asked_now
 
 
 def test_a_warm_clock_reuses_each_models_forecast_for_a_few_seconds_moved_to_the_newest_sample(
-    chronos_url: str
+    chronos_url: str,
 ) -> None:
     """Asked every 5 s with forecasts reused for up to 10 s, the models forecast every third request;
     in between, each model's last fresh forecast answers, re-anchored at the new last sample."""
@@ -153,7 +169,7 @@ def test_a_warm_clock_reuses_each_models_forecast_for_a_few_seconds_moved_to_the
     assert all(len(age) == 1 for age in ages), ages  # the models of a request: all fresh, or all reused
     ages = [age.pop() for age in ages]
     fresh = [i for i, age in enumerate(ages) if age is None]
-    assert ages[fresh[0]:fresh[0] + 4] == [None, 5.0, 10.0, None], ages
+    assert ages[fresh[0] : fresh[0] + 4] == [None, 5.0, 10.0, None], ages
     assert asked == CHRONOS_MODELS * len(fresh)  # a reused forecast costs the service nothing
     assert all(answer["memory"][0]["state"] == "remembered" and not answer["degraded"] for answer in answers)
     later, age = fresh[0] + 1, 5
@@ -162,7 +178,7 @@ def test_a_warm_clock_reuses_each_models_forecast_for_a_few_seconds_moved_to_the
         # re-anchored one's first HORIZON - 5 steps are its path from its step 5 on, from the new sample.
         path = np.array(kept["forecasts"][0]["mean_us"])
         moved_path = np.array(moved["forecasts"][0]["mean_us"])
-        np.testing.assert_allclose(moved_path[:HORIZON - age], lasts[later] + path[age:] - path[age - 1], atol=1e-3)
+        np.testing.assert_allclose(moved_path[: HORIZON - age], lasts[later] + path[age:] - path[age - 1], atol=1e-3)
     reused = re.findall(r'^chronotick_gateway_forecasts_reused_total\{backend="[^"]+"\} (\S+)$', metrics, re.M)
     assert sum(float(v) for v in reused) == CHRONOS_MODELS * (len(answers) - len(fresh))
 
@@ -202,14 +218,16 @@ def test_a_warm_clock_gets_its_own_autoregression_once_it_has_learned_enough(gat
     assert not any(answer["degraded"] for answer in answers)
     forecast = members[-1]["forecasts"][0]
     assert len(forecast["mean_us"]) == HORIZON and all(s > 0 for s in forecast["std_us"])
-    window = stream.offsets[stream.end - EVERY - CONTEXT: stream.end - EVERY]
+    window = stream.offsets[stream.end - EVERY - CONTEXT : stream.end - EVERY]
     assert abs(forecast["mean_us"][0] - window[-1]) < 10 * np.mean(np.abs(np.diff(window)))
     for _ in range(4):  # its first forecasts meet their truth
         stream.ask(gateway)
     report = httpx.get(f"{gateway}/clocks/host-autoregression").json()
     assert online_ar.NAME in report["horizons"][0]["mae_us"]
-    stateless = httpx.post(f"{gateway}/predict", json={**stream.body(), "series": [
-        {k: v for k, v in stream.body()["series"][0].items() if k != "clock_id"}]}).json()
+    stateless = httpx.post(
+        f"{gateway}/predict",
+        json={**stream.body(), "series": [{k: v for k, v in stream.body()["series"][0].items() if k != "clock_id"}]},
+    ).json()
     assert online_ar.NAME not in {b["name"] for b in stateless["backends"]}  # no clock, no member
 
 
@@ -218,8 +236,10 @@ def test_observations_score_pending_forecasts_without_a_forecast(gateway: str) -
     stream.ask(gateway)
     origin = stream.end - EVERY  # the last sample of that answer's window is at origin - 1
     times = [float(origin - 1 + k) for k in range(1, 11)]
-    response = httpx.post(f"{gateway}/clocks/host-observed/observations",
-                          json={"timestamps_s": times, "offsets_us": stream.offsets[origin: origin + 10].tolist()})
+    response = httpx.post(
+        f"{gateway}/clocks/host-observed/observations",
+        json={"timestamps_s": times, "offsets_us": stream.offsets[origin : origin + 10].tolist()},
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"clock_id": "host-observed", "scored": 4, "pending": 0}  # 1, 2, 5 and 10 s
     unknown = httpx.post(f"{gateway}/clocks/nobody/observations", json={"timestamps_s": [1.0], "offsets_us": [0.0]})
@@ -236,13 +256,17 @@ def test_a_forgotten_clock_starts_afresh(gateway: str) -> None:
     assert stream.ask(gateway)["memory"][0]["scored"] == 0
 
 
-@pytest.mark.parametrize(("series", "field"), [
-    ({"clock_id": "no-times", "start_s": None}, "series.0"),
-    ({"clock_id": "has space"}, "series.0.clock_id"),
-    ({"clock_id": "x" * 129}, "series.0.clock_id"),
-])
-def test_a_clock_without_sample_times_or_with_a_bad_id_is_refused(gateway: str, series: dict[str, object],
-                                                                   field: str) -> None:
+@pytest.mark.parametrize(
+    ("series", "field"),
+    [
+        ({"clock_id": "no-times", "start_s": None}, "series.0"),
+        ({"clock_id": "has space"}, "series.0.clock_id"),
+        ({"clock_id": "x" * 129}, "series.0.clock_id"),
+    ],
+)
+def test_a_clock_without_sample_times_or_with_a_bad_id_is_refused(
+    gateway: str, series: dict[str, object], field: str
+) -> None:
     body = ClockStream("refused").body(**series)
     response = httpx.post(f"{gateway}/predict", json=body)
     assert response.status_code == 422
@@ -267,8 +291,10 @@ def test_a_state_file_that_cannot_be_read_is_discarded_with_a_log_line(
     path = tmp_path / "clocks.json"
     path.write_text("{not json")
     settings = settings_for(services={"chronos": chronos_url}, clock_state_file=str(path))
-    with caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"), \
-            serve_in_thread(create_app(settings)) as gateway:
+    with (
+        caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"),
+        serve_in_thread(create_app(settings)) as gateway,
+    ):
         assert ClockStream("host-fresh", seed=26).ask(gateway)["memory"][0]["state"] == "cold-start"
     assert any("unreadable" in record.getMessage() for record in caplog.records)
 
@@ -302,8 +328,13 @@ def test_without_redis_the_gateway_answers_statelessly_and_comes_back_on_its_own
         redis_server.stop()
         outage = [stream.ask(gateway) for _ in range(3)]
         for answer in outage:
-            assert answer["memory"][0] == {"clock_id": "host-outage", "state": "unavailable", "scored": 0, "newly_scored": 0,
-                                           "handover": 0.0}
+            assert answer["memory"][0] == {
+                "clock_id": "host-outage",
+                "state": "unavailable",
+                "scored": 0,
+                "newly_scored": 0,
+                "handover": 0.0,
+            }
             assert answer["degraded"] is True
             assert any("clock memory unavailable" in r for r in answer["reasons"]), answer["reasons"]
         assert httpx.get(f"{gateway}/clocks/host-outage").status_code == 503
@@ -321,8 +352,10 @@ def test_a_state_in_redis_that_cannot_be_read_is_discarded(
 ) -> None:
     redis_server.client().set("chronotick:clock:host-garbled", b"\x00not a state")
     settings = settings_for(services={"chronos": chronos_url}, clock_store_url=redis_server.url)
-    with caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"), \
-            serve_in_thread(create_app(settings)) as gateway:
+    with (
+        caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"),
+        serve_in_thread(create_app(settings)) as gateway,
+    ):
         answer = ClockStream("host-garbled", seed=29).ask(gateway)
     assert answer["memory"][0]["state"] == "cold-start" and answer["degraded"] is False
     assert any("host-garbled" in r.getMessage() and "discarded" in r.getMessage() for r in caplog.records)

@@ -75,6 +75,7 @@ class SlowLoads(InProcessClockStore):
 
 def test_a_request_waits_for_its_clocks_no_longer_than_its_own_time_left() -> None:
     """The store's call goes on after the request stops waiting (the store's own verdict stands)."""
+
     async def drill() -> tuple[object, float, int, int]:
         store = SlowLoads(delay_s=0.3)
         memory = ClockMemory(store, GatewayMetrics(), warm_after=3)
@@ -123,7 +124,7 @@ def test_a_state_this_gateway_wrote_is_taken_as_it_is_and_learns_exactly_as_its_
         written, taken = [], 0
         previous = None
         for k in range(150):
-            series = Samples.on_grid(5.0 * k, 1.0, offsets[5 * k:5 * k + 512])
+            series = Samples.on_grid(5.0 * k, 1.0, offsets[5 * k : 5 * k + 512])
             clock = await answered(memory, "host-a", series, rng)
             taken += clock.state is previous
             previous = clock.state
@@ -139,6 +140,7 @@ def test_a_state_this_gateway_wrote_is_taken_as_it_is_and_learns_exactly_as_its_
 def test_a_state_someone_else_wrote_since_is_decoded_from_the_store() -> None:
     """Another replica on the same store answered the clock last: this one's kept state is older
     than the store's, and the store's is the one read."""
+
     async def drill() -> tuple[int, bool, bool]:
         shared = store()
         here = ClockMemory(shared, GatewayMetrics(), warm_after=3, decoded_held=4)
@@ -160,8 +162,9 @@ def test_two_requests_of_one_clock_at_once_never_share_a_state() -> None:
     async def drill() -> tuple[bool, int]:
         memory = ClockMemory(store(), GatewayMetrics(), warm_after=3, decoded_held=4)
         await answered(memory, "host-a", samples(0.0), np.random.default_rng(3))
-        (one,), (other,) = await asyncio.gather(memory.recall([("host-a", samples(5.0))], horizon=60),
-                                                memory.recall([("host-a", samples(5.0))], horizon=60))
+        (one,), (other,) = await asyncio.gather(
+            memory.recall([("host-a", samples(5.0))], horizon=60), memory.recall([("host-a", samples(5.0))], horizon=60)
+        )
         assert not isinstance(one, str) and not isinstance(other, str)
         return one.state is other.state, one.state.requests + other.state.requests
 

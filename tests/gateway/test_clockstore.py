@@ -92,21 +92,27 @@ def test_a_restored_file_keeps_only_the_clocks_heard_from_last_within_max_clocks
     assert asyncio.run(scenario()) == {"second": b"second", "third": b"third"}
 
 
-@pytest.mark.parametrize("content", [
-    "{ not json",
-    json.dumps({"format": "chronotick-clock-store/0", "clocks": {"a": ["AA==", 4e9]}}),
-    json.dumps({"format": "chronotick-clock-store/1", "clocks": {"a": "not a pair"}}),
-    json.dumps(["a list", "not a document"]),
-], ids=["not-json", "other-format", "malformed-clocks", "not-an-object"])
-def test_an_unreadable_file_is_discarded_with_a_log_line(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                         content: str) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{ not json",
+        json.dumps({"format": "chronotick-clock-store/0", "clocks": {"a": ["AA==", 4e9]}}),
+        json.dumps({"format": "chronotick-clock-store/1", "clocks": {"a": "not a pair"}}),
+        json.dumps(["a list", "not a document"]),
+    ],
+    ids=["not-json", "other-format", "malformed-clocks", "not-an-object"],
+)
+def test_an_unreadable_file_is_discarded_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+) -> None:
     path = tmp_path / "clocks.json"
     path.write_text(content)
     with caplog.at_level(logging.WARNING, logger="chronotick.gateway.memory"):
         store = InProcessClockStore(max_clocks=10, idle_expiry_s=60, path=path)
     assert asyncio.run(store.count()) == 0
-    assert any("unreadable" in record.getMessage() and str(path) in record.getMessage()
-               for record in caplog.records), caplog.text
+    assert any("unreadable" in record.getMessage() and str(path) in record.getMessage() for record in caplog.records), (
+        caplog.text
+    )
 
 
 def test_a_missing_file_starts_an_empty_store_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from conftest import set_mode
 
 from chronotick.synthetic import generate_clock
 from chronotick_gateway.breaker import BreakerState
@@ -26,7 +27,6 @@ from chronotick_gateway.config import ConfigError, FleetConfig, load_config
 from chronotick_gateway.fleet import Fleet
 from chronotick_gateway.metrics import GatewayMetrics
 from chronotick_gateway.settings import CONFIG_FILE_VARIABLE, GatewaySettings
-from conftest import set_mode
 from support.servers import free_port, serve_in_process, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "gateway" / "chronotick.example.yaml"
@@ -60,8 +60,10 @@ def test_without_a_file_the_settings_come_from_the_environment(monkeypatch: pyte
 
 
 def test_an_invalid_file_is_refused_naming_each_key_and_the_reason(config_path: Path) -> None:
-    config_path.write_text("weight_floor: 0.7\nweigth_floor: 0.1\nservices: {chronos: not-a-url}\n"
-                           "short_term: {max_horizon_s: 5, backends: []}\n")
+    config_path.write_text(
+        "weight_floor: 0.7\nweigth_floor: 0.1\nservices: {chronos: not-a-url}\n"
+        "short_term: {max_horizon_s: 5, backends: []}\n"
+    )
     with pytest.raises(ConfigError) as refused:
         load_config()
     message = str(refused.value)
@@ -72,12 +74,17 @@ def test_an_invalid_file_is_refused_naming_each_key_and_the_reason(config_path: 
     assert "short_term.backends: List should have at least 1 item" in message
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    ("services: [chronos\n", "not valid YAML"),
-    ("- weight_floor: 0.1\n", "the top level must be a mapping"),
-    ("short_term: {max_horizon_s: 30, backends: [kalman]}\nlong_term: {min_horizon_s: 30, backends: [kalman]}\n",
-     "long_term.min_horizon_s (30.0) must be above short_term.max_horizon_s (30.0)"),
-])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("services: [chronos\n", "not valid YAML"),
+        ("- weight_floor: 0.1\n", "the top level must be a mapping"),
+        (
+            "short_term: {max_horizon_s: 30, backends: [kalman]}\nlong_term: {min_horizon_s: 30, backends: [kalman]}\n",
+            "long_term.min_horizon_s (30.0) must be above short_term.max_horizon_s (30.0)",
+        ),
+    ],
+)
 def test_malformed_files_are_refused_with_the_reason(config_path: Path, content: str, reason: str) -> None:
     config_path.write_text(content)
     with pytest.raises(ConfigError, match=reason.replace("(", r"\(").replace(")", r"\)")):
@@ -90,8 +97,10 @@ def test_a_missing_file_is_refused_not_taken_for_an_empty_one(config_path: Path)
 
 
 def test_the_environment_overrides_the_file_key_by_key(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config_path.write_text("weight_floor: 0.1\ndefault_deadline_s: 2.0\nservices: {chronos: 'http://a:1'}\n"
-                           "short_term: {max_horizon_s: 5, backends: [chronos-bolt, kalman]}\n")
+    config_path.write_text(
+        "weight_floor: 0.1\ndefault_deadline_s: 2.0\nservices: {chronos: 'http://a:1'}\n"
+        "short_term: {max_horizon_s: 5, backends: [chronos-bolt, kalman]}\n"
+    )
     monkeypatch.setenv("CHRONOTICK_GATEWAY_WEIGHT_FLOOR", "0.2")
     monkeypatch.setenv("CHRONOTICK_GATEWAY_SHORT_TERM__BACKENDS", '["last-value"]')
     settings = load_config().settings
@@ -106,8 +115,10 @@ def test_the_environment_overrides_the_file_key_by_key(config_path: Path, monkey
 
 
 def test_default_backends_follow_the_horizon_in_seconds() -> None:
-    settings = GatewaySettings(short_term={"max_horizon_s": 5, "backends": ["kalman"]},
-                               long_term={"min_horizon_s": 30, "backends": ["chrony-fit"]})
+    settings = GatewaySettings(
+        short_term={"max_horizon_s": 5, "backends": ["kalman"]},
+        long_term={"min_horizon_s": 30, "backends": ["chrony-fit"]},
+    )
     assert settings.default_backends(1.0) == settings.default_backends(5.0) == ["kalman"]
     assert settings.default_backends(10.0) is None
     assert settings.default_backends(30.0) == settings.default_backends(60.0) == ["chrony-fit"]
@@ -140,20 +151,26 @@ def test_a_new_configuration_keeps_the_breakers_of_services_it_keeps() -> None:
 
 def test_a_gateway_refuses_to_start_on_an_invalid_file(config_path: Path) -> None:
     config_path.write_text("breaker_failures: 0\n")
-    started = subprocess.run([sys.executable, "-c", "import chronotick_gateway.main"], capture_output=True,
-                             text=True, timeout=60)
+    started = subprocess.run(
+        [sys.executable, "-c", "import chronotick_gateway.main"], capture_output=True, text=True, timeout=60
+    )
     assert started.returncode != 0
     assert "breaker_failures: Input should be greater than or equal to 1" in started.stderr
 
 
 # --- a live gateway process --------------------------------------------------------------------
 
+
 def body(horizon: int, backends: list[str] | None = None) -> dict[str, object]:
     clock = generate_clock("server_load", 120, seed=5)
     offsets = [None if np.isnan(v) else float(v) for v in clock.observed_offset_us]
     series = {"offsets_us": offsets, "interval_s": 1.0}
-    return {"series": [series], "horizon": horizon, "deadline_s": 10.0,
-            **({"backends": backends} if backends is not None else {})}
+    return {
+        "series": [series],
+        "horizon": horizon,
+        "deadline_s": 10.0,
+        **({"backends": backends} if backends is not None else {}),
+    }
 
 
 def config_version(gateway: str) -> str:
@@ -165,13 +182,16 @@ def live_gateway(config_path: Path, tmp_path: Path) -> Iterator[tuple[str, Path]
     """A gateway process reading ``config_path``; yields its URL and its log."""
     config_path.write_text("config_poll_s: 0.2\nshort_term: {max_horizon_s: 5, backends: [kalman]}\n")
     log = tmp_path / "gateway.log"
-    with serve_in_process("chronotick_gateway.main:app", env={CONFIG_FILE_VARIABLE: str(config_path)},
-                          log_path=log) as url:
+    with serve_in_process(
+        "chronotick_gateway.main:app", env={CONFIG_FILE_VARIABLE: str(config_path)}, log_path=log
+    ) as url:
         yield url, log
 
 
 def test_reload_under_load_fails_no_request_and_an_invalid_file_keeps_the_old_one(
-    live_gateway: tuple[str, Path], config_path: Path, flaky_url: str,
+    live_gateway: tuple[str, Path],
+    config_path: Path,
+    flaky_url: str,
 ) -> None:
     """Clients send without naming backends, so each request takes the members of the configuration
     in force when it starts: kalman, then a remote model of a slow backend too, then kalman again
@@ -203,8 +223,10 @@ def test_reload_under_load_fails_no_request_and_an_invalid_file_keeps_the_old_on
             clients = [pool.submit(client) for _ in range(4)]
             time.sleep(1.0)
             # Written in place, as an editor does: the watcher must not apply a half-written file.
-            config_path.write_text(f"config_poll_s: 0.2\nweight_floor: 0.05\nservices: {{flaky: '{flaky_url}'}}\n"
-                                   "short_term: {max_horizon_s: 5, backends: [line, kalman]}\n")
+            config_path.write_text(
+                f"config_poll_s: 0.2\nweight_floor: 0.05\nservices: {{flaky: '{flaky_url}'}}\n"
+                "short_term: {max_horizon_s: 5, backends: [line, kalman]}\n"
+            )
             second = version_of(config_path)
             wait_for(lambda: config_version(gateway) == second)
             services = httpx.get(f"{gateway}/models").json()["services"]
@@ -240,7 +262,8 @@ def test_reload_under_load_fails_no_request_and_an_invalid_file_keeps_the_old_on
 
 
 def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(
-    live_gateway: tuple[str, Path], config_path: Path,
+    live_gateway: tuple[str, Path],
+    config_path: Path,
 ) -> None:
     gateway, _ = live_gateway
 
@@ -254,8 +277,10 @@ def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(
     # Polled only once a minute from now on: only the signal can bring the next change in time.
     config_path.write_text("config_poll_s: 60\n")
     wait_for(lambda: config_version(gateway) == version_of(config_path))
-    config_path.write_text("config_poll_s: 60\nshort_term: {max_horizon_s: 2, backends: [last-value]}\n"
-                           "long_term: {min_horizon_s: 30, backends: [chrony-fit, chronos-bolt]}\n")
+    config_path.write_text(
+        "config_poll_s: 60\nshort_term: {max_horizon_s: 2, backends: [last-value]}\n"
+        "long_term: {min_horizon_s: 30, backends: [chrony-fit, chronos-bolt]}\n"
+    )
     port = gateway.rsplit(":", 1)[1]
     process = next(p for p in psutil.Process().children() if port in p.cmdline())
     process.send_signal(signal.SIGHUP)
@@ -270,8 +295,9 @@ def test_sighup_reloads_at_once_and_the_horizon_picks_the_default_backends(
 
 def test_sighup_without_a_configuration_file_is_logged_and_the_gateway_keeps_serving(tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
-    with serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": "{}"},
-                          log_path=log) as gateway:
+    with serve_in_process(
+        "chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": "{}"}, log_path=log
+    ) as gateway:
         port = gateway.rsplit(":", 1)[1]
         process = next(p for p in psutil.Process().children() if port in p.cmdline())
         process.send_signal(signal.SIGHUP)

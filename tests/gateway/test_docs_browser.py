@@ -26,9 +26,17 @@ pytestmark = pytest.mark.skipif(
 def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,2400"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,2400",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=DriverService(executable_path=str(CHROMEDRIVER)), options=options)
     try:
@@ -56,12 +64,15 @@ def test_docs_page_renders_every_operation_without_internet(browser: webdriver.C
 def test_docs_page_executes_a_predict_call(browser: webdriver.Chrome, gateway: str) -> None:
     browser.get(f"{gateway}/docs")
     wait = WebDriverWait(browser, 20)
-    operation = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "#operations-default-predict_predict_post .opblock-summary")))
+    operation = wait.until(
+        ready.element_to_be_clickable((By.CSS_SELECTOR, "#operations-default-predict_predict_post .opblock-summary"))
+    )
     operation.click()
     wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".try-out__btn"))).click()
     wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, ".execute"))).click()
-    status = wait.until(ready.presence_of_element_located(
-        (By.CSS_SELECTOR, ".live-responses-table .response .response-col_status")))
+    status = wait.until(
+        ready.presence_of_element_located((By.CSS_SELECTOR, ".live-responses-table .response .response-col_status"))
+    )
     assert status.text.strip().startswith("200")
     body = browser.find_element(By.CSS_SELECTOR, ".live-responses-table .response-col_description pre").text
     assert '"forecasts"' in body and '"degraded"' in body

@@ -29,12 +29,18 @@ def gateway(chronos_url: str, flaky_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize(("series", "field"), [
-    ({"offsets_us": [1e300, -1e300] * 20, "interval_s": 1.0}, "series.0.offsets_us.0"),
-    ({"offsets_us": [float(k) for k in range(40)], "interval_s": 1e-300}, "series.0.interval_s"),
-    ({"offsets_us": [float(k) for k in range(40)], "timestamps_s": [1e300 + k * 1e286 for k in range(40)]},
-     "series.0.timestamps_s.0"),
-], ids=["offsets-1e300", "interval-1e-300", "timestamps-1e300"])
+@pytest.mark.parametrize(
+    ("series", "field"),
+    [
+        ({"offsets_us": [1e300, -1e300] * 20, "interval_s": 1.0}, "series.0.offsets_us.0"),
+        ({"offsets_us": [float(k) for k in range(40)], "interval_s": 1e-300}, "series.0.interval_s"),
+        (
+            {"offsets_us": [float(k) for k in range(40)], "timestamps_s": [1e300 + k * 1e286 for k in range(40)]},
+            "series.0.timestamps_s.0",
+        ),
+    ],
+    ids=["offsets-1e300", "interval-1e-300", "timestamps-1e300"],
+)
 def test_the_reported_overflows_are_422_naming_the_field(gateway: str, series: dict[str, object], field: str) -> None:
     response = httpx.post(f"{gateway}/predict", json={"series": [series], "horizon": 5}, timeout=30.0)
     assert response.status_code == 422, response.text

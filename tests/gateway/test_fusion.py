@@ -27,8 +27,10 @@ H = 5
 def member(mean: float, std: float, errors: np.ndarray | None = None) -> MemberForecast:
     errors = np.empty((0, H)) if errors is None else errors
     return MemberForecast(
-        mean_us=np.full(H, mean), std_us=np.full(H, std),
-        backtest_errors_us=errors, backtest_std_us=np.full(errors.shape, std),
+        mean_us=np.full(H, mean),
+        std_us=np.full(H, std),
+        backtest_errors_us=errors,
+        backtest_std_us=np.full(errors.shape, std),
     )
 
 
@@ -47,7 +49,9 @@ def test_weights_sum_to_one_and_the_mean_stays_within_the_members(pairs: list[tu
 
 @settings(max_examples=50, deadline=None)
 @given(st.floats(-1e6, 1e6), positive, st.lists(st.floats(-50, 50), min_size=H * 3, max_size=H * 3))
-def test_one_member_gives_its_own_forecast_with_its_calibrated_spread(mean: float, std: float, raw: list[float]) -> None:
+def test_one_member_gives_its_own_forecast_with_its_calibrated_spread(
+    mean: float, std: float, raw: list[float]
+) -> None:
     errors = np.array(raw).reshape(3, H)
     one = member(mean, std, errors)
     fused = fuse([one])

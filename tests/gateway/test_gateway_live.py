@@ -23,8 +23,13 @@ CLASSICAL = {"last-value", "chrony-fit", "kalman"}
 
 def settings_for(api_key: str | None = None, **services: str) -> GatewaySettings:
     return GatewaySettings(
-        services=services, api_key=api_key, breaker_failures=3, breaker_reset_s=0.5, health_interval_s=0.2,
-        retry_initial_s=0.01, retry_max_s=0.05,
+        services=services,
+        api_key=api_key,
+        breaker_failures=3,
+        breaker_reset_s=0.5,
+        health_interval_s=0.2,
+        retry_initial_s=0.01,
+        retry_max_s=0.05,
     )
 
 
@@ -113,7 +118,10 @@ def test_breaker_opens_on_repeated_failures_and_closes_once_the_backend_heals(ga
     skipped = by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]
     assert skipped["status"] == "circuit_open"
     set_mode(flaky_url, "ok")
-    wait_for(lambda: by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]["status"] == "ok", timeout_s=10.0)
+    wait_for(
+        lambda: by_name(predict(gateway, body(backends=["line", "kalman"])).json())["line"]["status"] == "ok",
+        timeout_s=10.0,
+    )
     assert breaker_of(gateway, "flaky") == "closed"
     assert "chronotick_gateway_breaker_state" in httpx.get(f"{gateway}/metrics").text
 
@@ -146,7 +154,9 @@ def test_a_restarted_backend_rejoins_without_touching_the_gateway(gateway: str, 
     gone = by_name(predict(gateway, body()).json())
     assert gone["line"]["status"] == "not_ready"
     set_mode(flaky_url, "ok")
-    rejoined_after_s = wait_for(lambda: by_name(predict(gateway, body()).json())["line"]["status"] == "ok", timeout_s=10.0)
+    rejoined_after_s = wait_for(
+        lambda: by_name(predict(gateway, body()).json())["line"]["status"] == "ok", timeout_s=10.0
+    )
     assert rejoined_after_s < 10.0
 
 
@@ -198,8 +208,7 @@ def test_configured_input_limits_are_422_naming_each_field() -> None:
     two_series = {"series": body()["series"] * 2, "horizon": 31}
     with serve_in_thread(create_app(limited)) as gateway:
         refused = predict(gateway, two_series)
-        short = {"series": [{"offsets_us": body()["series"][0]["offsets_us"][-300:], "interval_s": 1.0}],
-                 "horizon": 30}
+        short = {"series": [{"offsets_us": body()["series"][0]["offsets_us"][-300:], "interval_s": 1.0}], "horizon": 30}
         within = predict(gateway, short)
     assert refused.status_code == 422, refused.text
     reasons = {error["field"]: error["reason"] for error in refused.json()["errors"]}
@@ -214,14 +223,16 @@ def test_a_deadline_within_the_fusion_margin_is_422_not_a_certain_timeout() -> N
         refused = predict(gateway, body(deadline_s=0.5))
         within = predict(gateway, body(deadline_s=1.5))
     assert refused.status_code == 422, refused.text
-    assert refused.json()["errors"] == [{"field": "deadline_s", "reason": "0.5 s leaves the members no time: this "
-                                                                          "gateway keeps 0.5 s of it for fusion"}]
+    assert refused.json()["errors"] == [
+        {"field": "deadline_s", "reason": "0.5 s leaves the members no time: this gateway keeps 0.5 s of it for fusion"}
+    ]
     assert within.status_code == 200, within.text
 
 
 def test_oversized_body_is_413(gateway: str) -> None:
-    response = httpx.post(f"{gateway}/predict", content=b" " * (2 * 1024 * 1024 + 10),
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{gateway}/predict", content=b" " * (2 * 1024 * 1024 + 10), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
 
 
@@ -259,9 +270,13 @@ def test_a_covariate_a_model_was_not_trained_with_is_not_sent_to_it_and_costs_no
     # What the agent sends on a machine without temperature sensors: cpu_load and memory_used_fraction.
     horizon = 10
     clock = generate_clock("server_load", 400, seed=11)
-    series = {**body(horizon)["series"][0],  # type: ignore[index]
-              "covariates": {"cpu_load": {"past": clock.covariates["cpu_load"].tolist(), "future": [0.5] * horizon},
-                             "memory_used_fraction": {"past": [0.4] * 400}}}
+    series = {
+        **body(horizon)["series"][0],  # type: ignore[index]
+        "covariates": {
+            "cpu_load": {"past": clock.covariates["cpu_load"].tolist(), "future": [0.5] * horizon},
+            "memory_used_fraction": {"past": [0.4] * 400},
+        },
+    }
     direct = predict(ttm_url, {"series": [series], "horizon": horizon, "model": "ttm-exog"})
     assert direct.status_code == 422  # called directly, ttm-exog still refuses what it does not know
     assert direct.json()["errors"][0]["field"] == "series.0.covariates.memory_used_fraction"
@@ -275,5 +290,8 @@ def test_a_covariate_a_model_was_not_trained_with_is_not_sent_to_it_and_costs_no
     assert all(b["status"] == "ok" for b in backends.values()), answer["reasons"]
     assert answer["degraded"] is False
     used = {name: b["covariates_used"] for name, b in backends.items()}
-    assert used == {"ttm-exog": ["cpu_load"], "chronos-2": ["cpu_load", "memory_used_fraction"],
-                    **{name: [] for name in CHRONOS_MODELS - {"chronos-2"} | {"ttm"} | CLASSICAL}}
+    assert used == {
+        "ttm-exog": ["cpu_load"],
+        "chronos-2": ["cpu_load", "memory_used_fraction"],
+        **{name: [] for name in CHRONOS_MODELS - {"chronos-2"} | {"ttm"} | CLASSICAL},
+    }

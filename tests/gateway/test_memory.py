@@ -37,8 +37,15 @@ def flat(value: float) -> np.ndarray:
     return np.full(HORIZON, value)
 
 
-def stream(state: ClockState, truth: np.ndarray, members: dict[str, np.ndarray], every_s: int = 5,
-           fused: np.ndarray | None = None, std: float = 1.0, remembered: bool = False) -> None:
+def stream(
+    state: ClockState,
+    truth: np.ndarray,
+    members: dict[str, np.ndarray],
+    every_s: int = 5,
+    fused: np.ndarray | None = None,
+    std: float = 1.0,
+    remembered: bool = False,
+) -> None:
     """Ask at every ``every_s``-th second: score what the samples so far reach, then remember the
     members' forecasts (row t of each member array: its forecast for t + 1 .. t + 60)."""
     for t in range(every_s, truth.size - HORIZON, every_s):
@@ -51,7 +58,7 @@ def stream(state: ClockState, truth: np.ndarray, members: dict[str, np.ndarray],
 def member_forecasts(truth: np.ndarray, bias: float, noise: float, rng: np.random.Generator) -> np.ndarray:
     """(T, H) forecasts of truth[t + 1 .. t + H] made at each t: truth plus bias plus noise."""
     padded = np.concatenate([truth, np.full(HORIZON, truth[-1])])
-    rows = np.stack([padded[t + 1: t + 1 + HORIZON] for t in range(truth.size)])
+    rows = np.stack([padded[t + 1 : t + 1 + HORIZON] for t in range(truth.size)])
     return rows + bias + rng.normal(0.0, noise, rows.shape)
 
 
@@ -101,8 +108,11 @@ def test_answers_closer_together_than_the_spacing_are_not_remembered_and_pending
 def test_ml_poly_gives_the_weight_to_the_member_that_is_right() -> None:
     rng = np.random.default_rng(3)
     truth = np.cumsum(rng.normal(0.0, 1.0, 3000))
-    members = {"good": member_forecasts(truth, 0.0, 0.5, rng), "biased": member_forecasts(truth, 4.0, 0.5, rng),
-               "noisy": member_forecasts(truth, 0.0, 6.0, rng)}
+    members = {
+        "good": member_forecasts(truth, 0.0, 0.5, rng),
+        "biased": member_forecasts(truth, 4.0, 0.5, rng),
+        "noisy": member_forecasts(truth, 0.0, 6.0, rng),
+    }
     state = ClockState(interval_s=1.0)
     stream(state, truth, members)
     for anchor in state.anchors:
@@ -138,8 +148,9 @@ def test_a_member_never_scored_weighs_nothing_and_is_weightless() -> None:
     rng = np.random.default_rng(5)
     truth = np.cumsum(rng.normal(0.0, 1.0, 1500))
     state = ClockState(interval_s=1.0)
-    stream(state, truth, {"good": member_forecasts(truth, 0.0, 0.5, rng),
-                          "bad": member_forecasts(truth, 30.0, 0.5, rng)})
+    stream(
+        state, truth, {"good": member_forecasts(truth, 0.0, 0.5, rng), "bad": member_forecasts(truth, 30.0, 0.5, rng)}
+    )
     weights = step_weights(state, ["good", "bad", "new"], HORIZON)
     np.testing.assert_allclose(weights.sum(axis=0), 1.0)
     assert np.all(weights[2] == 0)
@@ -154,9 +165,11 @@ def test_remembered_bounds_cover_at_their_level_whatever_the_tails(tails: str) -
     rng = np.random.default_rng(6)
     size = 12_000
     truth = np.zeros(size)
-    errors = {"normal": rng.normal(0.0, 1.0, (size, HORIZON)),
-              "student-t-2": rng.standard_t(2.0, (size, HORIZON)),
-              "scale-off-10x": rng.normal(0.0, 10.0, (size, HORIZON))}[tails]
+    errors = {
+        "normal": rng.normal(0.0, 1.0, (size, HORIZON)),
+        "student-t-2": rng.standard_t(2.0, (size, HORIZON)),
+        "scale-off-10x": rng.normal(0.0, 10.0, (size, HORIZON)),
+    }[tails]
     forecasts = truth[:, None] - errors  # error = truth - forecast
     state = ClockState(interval_s=1.0)
     low80, high80, low95, high95 = [], [], [], []
@@ -164,7 +177,7 @@ def test_remembered_bounds_cover_at_their_level_whatever_the_tails(tails: str) -
         score(state, Samples.on_grid(0.0, 1.0, truth[: t + 1]))
         if t > 2000:  # once the tracker has settled: score what it answers from here on
             bounds = remembered_bounds(state, [0.025, 0.1, 0.9, 0.975], HORIZON)
-            realised = truth[t + 1: t + 1 + HORIZON] - forecasts[t]
+            realised = truth[t + 1 : t + 1 + HORIZON] - forecasts[t]
             low95.append(realised < bounds.quantiles_us[0])
             low80.append(realised < bounds.quantiles_us[1])
             high80.append(realised > bounds.quantiles_us[2])
@@ -216,8 +229,9 @@ def test_at_a_cadence_off_the_anchors_the_first_steps_get_bounds_and_weights_fro
     for t in range(5, truth.size - horizon, 5):
         score(state, Samples.on_grid(0.0, interval_s, truth[: t + 1]))
         origin_s = t * interval_s
-        remember(state, origin_s, {"m": -errors[t], "n": 3.0 - errors[t]}, -errors[t], np.ones(horizon),
-                 remembered=True)
+        remember(
+            state, origin_s, {"m": -errors[t], "n": 3.0 - errors[t]}, -errors[t], np.ones(horizon), remembered=True
+        )
     bounds = remembered_bounds(state, [0.1, 0.9], horizon)
     assert np.all(bounds.quantiles_us[1] - bounds.quantiles_us[0] > 1.5)  # about 2 x 1.28 sd, every step
     weights = step_weights(state, ["m", "n"], horizon)
@@ -257,8 +271,12 @@ def test_a_learned_state_round_trips_and_a_malformed_member_record_is_refused() 
     rng = np.random.default_rng(3)
     truth = np.cumsum(rng.normal(0.0, 1.0, 400))
     state = ClockState(interval_s=1.0)
-    stream(state, truth, {"good": member_forecasts(truth, 0.0, 0.5, rng), "bad": member_forecasts(truth, 3.0, 2.0, rng)},
-           remembered=True)
+    stream(
+        state,
+        truth,
+        {"good": member_forecasts(truth, 0.0, 0.5, rng), "bad": member_forecasts(truth, 3.0, 2.0, rng)},
+        remembered=True,
+    )
     assert state.anchors[0].members["good"].scored > 0
     assert decode(encode(state)) == state
     malformed = state.model_dump_json().replace('"regret":', '"regret":"a lot","was":', 1)

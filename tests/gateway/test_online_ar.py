@@ -31,11 +31,11 @@ def test_it_learns_to_beat_the_last_value_where_the_noise_is_white() -> None:
     online_ar.learn(anchors, ANCHOR_HORIZONS_S, offsets[:5000], 1.0, 0)
     errors, naive = [], []
     for end in range(5000, 5900, 10):
-        forecast = online_ar.forecast(anchors, ANCHOR_HORIZONS_S, ALL_ANCHORS, offsets[end - 512:end], 1.0, 60)
+        forecast = online_ar.forecast(anchors, ANCHOR_HORIZONS_S, ALL_ANCHORS, offsets[end - 512 : end], 1.0, 60)
         assert not isinstance(forecast, str), forecast
         mean, std = forecast
-        errors.append(np.abs(offsets[end:end + 60] - mean)[[0, 9, 59]])
-        naive.append(np.abs(offsets[end:end + 60] - offsets[end - 1])[[0, 9, 59]])
+        errors.append(np.abs(offsets[end : end + 60] - mean)[[0, 9, 59]])
+        naive.append(np.abs(offsets[end : end + 60] - offsets[end - 1])[[0, 9, 59]])
         assert np.all(np.diff(std) >= 0) and std[0] > 0  # the spread grows with the horizon
     ratio = np.mean(errors, axis=0) / np.mean(naive, axis=0)
     # one step ahead the best possible is sqrt(1/2) of the last value's error (its noise counted once)
@@ -49,7 +49,7 @@ def test_learning_a_clock_request_by_request_adds_each_row_once() -> None:
     state = ClockState(interval_s=1.0)
     whole = fresh()
     for end in range(512, offsets.size + 1, 10):
-        learn_motion(state, Samples.on_grid(float(end - 512), 1.0, offsets[end - 512:end]))
+        learn_motion(state, Samples.on_grid(float(end - 512), 1.0, offsets[end - 512 : end]))
         online_ar.learn(whole, ANCHOR_HORIZONS_S, offsets[:end], 1.0, 0 if end == 512 else end - 10)
     for streamed, expected in zip(state.regressions, whole, strict=True):
         assert streamed.rows >= online_ar.READY_ROWS
@@ -59,7 +59,7 @@ def test_learning_a_clock_request_by_request_adds_each_row_once() -> None:
     assert state.learned_until_s == end - 1
     # the same window again teaches nothing new
     before = [r.model_copy() for r in state.regressions]
-    learn_motion(state, Samples.on_grid(float(end - 512), 1.0, offsets[end - 512:end]))
+    learn_motion(state, Samples.on_grid(float(end - 512), 1.0, offsets[end - 512 : end]))
     assert state.regressions == before
 
 
@@ -74,7 +74,7 @@ def test_a_clock_step_in_its_past_does_not_wreck_what_it_learned() -> None:
     just_stepped = stepped.copy()
     just_stepped[3990:] += 50_000.0
     assert "clock step" in str(online_ar.forecast(dirty, ANCHOR_HORIZONS_S, ALL_ANCHORS, just_stepped[:4000], 1.0, 60))
-    window = stepped[4000 - 512:4000]
+    window = stepped[4000 - 512 : 4000]
     with_step = online_ar.forecast(dirty, ANCHOR_HORIZONS_S, ALL_ANCHORS, window, 1.0, 60)
     without = online_ar.forecast(clean, ANCHOR_HORIZONS_S, ALL_ANCHORS, window, 1.0, 60)
     assert not isinstance(with_step, str) and not isinstance(without, str)

@@ -22,16 +22,18 @@ from support.servers import serve_in_process, venv_python, wait_for
 CLIENTS = 24
 DEADLINE_S = 0.5
 MAX_IN_FLIGHT = 2
-MARGIN_S = 0.25   # loopback HTTP and the test's own client threads, on the same 2 cores
+MARGIN_S = 0.25  # loopback HTTP and the test's own client threads, on the same 2 cores
 REQUEST_S = 0.3
 SERIES_PER_REQUEST = 7  # the series and its 6 backtest cuts
 
 
 @pytest.fixture(scope="module")
 def gateway(flaky_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"CHRONOTICK_GATEWAY_SERVICES": json.dumps({"flaky": flaky_url}),
-           "CHRONOTICK_GATEWAY_SERVICE_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
-           "CHRONOTICK_GATEWAY_HEALTH_INTERVAL_S": "0.2"}
+    env = {
+        "CHRONOTICK_GATEWAY_SERVICES": json.dumps({"flaky": flaky_url}),
+        "CHRONOTICK_GATEWAY_SERVICE_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
+        "CHRONOTICK_GATEWAY_HEALTH_INTERVAL_S": "0.2",
+    }
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
     with serve_in_process("chronotick_gateway.main:app", env=env, python=venv_python("gateway"), log_path=log) as url:
         yield url
@@ -59,7 +61,7 @@ def test_a_backend_that_cannot_keep_up_gets_only_what_it_can_answer(gateway: str
     assert stats["max_ms"] <= (DEADLINE_S + MARGIN_S) * 1000.0, stats
     overloaded = [a for a in result.answers if any(r.startswith("line: overloaded: service busy") for r in a.reasons)]
     fused = [a for a in result.answers if "flaky" in a.answered]
-    assert overloaded and fused, stats   # it kept answering some, and was spared the rest
+    assert overloaded and fused, stats  # it kept answering some, and was spared the rest
     assert all("classical" in a.answered for a in result.answers)
     # No more calls reached it than it could serve: at most MAX_IN_FLIGHT at a time, 0.3 s a request.
     assert calls <= MAX_IN_FLIGHT * (result.duration_s + DEADLINE_S) / REQUEST_S + MAX_IN_FLIGHT, (calls, stats)
@@ -70,9 +72,16 @@ def test_a_backend_that_cannot_keep_up_gets_only_what_it_can_answer(gateway: str
     set_mode(flaky_url, "ok")
     models = {s["name"]: s for s in httpx.get(f"{gateway}/models").json()["services"]}
     assert models["flaky"]["ready"] and models["flaky"]["breaker"] != "open", models["flaky"]
-    wait_for(lambda: httpx.post(f"{gateway}/predict", content=request, timeout=5.0,
-                                headers={"content-type": "application/json"}).json()["degraded"] is False,
-             timeout_s=5.0, what="a fused answer that is not degraded")
+    wait_for(
+        lambda: (
+            httpx.post(
+                f"{gateway}/predict", content=request, timeout=5.0, headers={"content-type": "application/json"}
+            ).json()["degraded"]
+            is False
+        ),
+        timeout_s=5.0,
+        what="a fused answer that is not degraded",
+    )
 
 
 def test_its_own_health_says_ready_while_the_view_of_the_fleet_is_fresh(gateway: str) -> None:

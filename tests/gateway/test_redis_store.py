@@ -11,8 +11,14 @@ from functools import partial
 import pytest
 
 from chronotick_gateway.clockstore import StoreUnavailable
-from chronotick_gateway.redis_store import (BACKOFF_S, CALL_DEADLINE_S, KEY_PREFIX, POOL_CONNECTIONS,
-                                            PROBE_DEADLINE_S, RedisClockStore)
+from chronotick_gateway.redis_store import (
+    BACKOFF_S,
+    CALL_DEADLINE_S,
+    KEY_PREFIX,
+    POOL_CONNECTIONS,
+    PROBE_DEADLINE_S,
+    RedisClockStore,
+)
 from support.redis_server import RedisServer
 
 # Slack for a loaded test machine on top of the store's own bounds.
@@ -154,8 +160,12 @@ def test_a_stopped_server_is_unavailable_quickly_then_at_once_during_the_backoff
             took, error = await elapsed(lambda: store.load(["clock"]))
             assert isinstance(error, StoreUnavailable) and "unavailable" in str(error), error
             assert took < CALL_DEADLINE_S
-            for call in (lambda: store.load(["clock"]), lambda: store.save({"clock": b"new"}),
-                         lambda: store.delete("clock"), store.count):
+            for call in (
+                lambda: store.load(["clock"]),
+                lambda: store.save({"clock": b"new"}),
+                lambda: store.delete("clock"),
+                store.count,
+            ):
                 took, error = await elapsed(call)
                 assert isinstance(error, StoreUnavailable) and "next try in" in str(error), error
                 assert took < AT_ONCE_S
@@ -186,8 +196,7 @@ def test_a_server_that_never_answers_costs_a_call_at_most_the_deadline(redis_ser
     asyncio.run(scenario())
 
 
-def test_a_stuck_server_costs_one_call_its_deadline_once_however_long_it_stays_stuck(
-        redis_server: RedisServer) -> None:
+def test_a_stuck_server_costs_one_call_its_deadline_once_however_long_it_stays_stuck(redis_server: RedisServer) -> None:
     # Requests never try a server believed down: one background probe does, once a backoff.
     async def scenario() -> list[float]:
         store = RedisClockStore(redis_server.url, idle_expiry_s=60)
@@ -215,10 +224,12 @@ def test_a_stuck_server_costs_one_call_its_deadline_once_however_long_it_stays_s
     assert len(waits) > 20 and max(waits) < AT_ONCE_S, max(waits)
 
 
-def seconds_to_come_back(redis_server: RedisServer, take_away: Callable[[], None],
-                         bring_back: Callable[[], None]) -> float:
+def seconds_to_come_back(
+    redis_server: RedisServer, take_away: Callable[[], None], bring_back: Callable[[], None]
+) -> float:
     """A store finds its server taken away (its load fails), then how long after the server is
     brought back the store answers with the clock it had saved."""
+
     async def scenario() -> float:
         store = RedisClockStore(redis_server.url, idle_expiry_s=60)
         try:
@@ -372,7 +383,7 @@ def test_connections_that_cannot_be_opened_leave_the_others_open(
     try:
         assert asyncio.run(scenario()) == {"clock": b"state"}
         assert "not reached at start-up" not in caplog.text
-        assert connections(redis_server) == 0   # (all closed again; the server counted them)
+        assert connections(redis_server) == 0  # (all closed again; the server counted them)
     finally:
         with redis_server.client() as client:
             client.config_set("maxclients", 10000)

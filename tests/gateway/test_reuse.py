@@ -41,17 +41,21 @@ def test_steps_past_the_kept_forecasts_end_continue_its_last_slope() -> None:
     np.testing.assert_allclose(moved[-7:], [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0], atol=1e-6)
 
 
-@pytest.mark.parametrize(("origin_s", "interval_s", "last_us", "horizon", "why"), [
-    (100.0, 1.0, 0.0, 10, "the same origin: nothing to move"),
-    (95.0, 1.0, 0.0, 10, "an earlier origin (a clock that went back)"),
-    (111.0, 1.0, 0.0, 10, "older than most_s"),
-    (104.5, 1.0, 0.0, 10, "between the kept forecast's steps"),
-    (104.0, 2.0, 0.0, 10, "another cadence"),
-    (104.0, 1.0, float("nan"), 10, "no sample to anchor at"),
-    (104.0, 1.0, 0.0, HORIZON + 1, "longer than the kept forecast"),
-])
-def test_a_kept_forecast_does_not_stand_in_where_it_cannot(origin_s: float, interval_s: float, last_us: float,
-                                                           horizon: int, why: str) -> None:
+@pytest.mark.parametrize(
+    ("origin_s", "interval_s", "last_us", "horizon", "why"),
+    [
+        (100.0, 1.0, 0.0, 10, "the same origin: nothing to move"),
+        (95.0, 1.0, 0.0, 10, "an earlier origin (a clock that went back)"),
+        (111.0, 1.0, 0.0, 10, "older than most_s"),
+        (104.5, 1.0, 0.0, 10, "between the kept forecast's steps"),
+        (104.0, 2.0, 0.0, 10, "another cadence"),
+        (104.0, 1.0, float("nan"), 10, "no sample to anchor at"),
+        (104.0, 1.0, 0.0, HORIZON + 1, "longer than the kept forecast"),
+    ],
+)
+def test_a_kept_forecast_does_not_stand_in_where_it_cannot(
+    origin_s: float, interval_s: float, last_us: float, horizon: int, why: str
+) -> None:
     assert reanchored(kept(np.zeros(HORIZON)), origin_s, interval_s, last_us, horizon, most_s=10.0) is None, why
 
 
@@ -101,8 +105,17 @@ def test_a_busy_services_kept_forecast_stands_in_longer_and_no_longer_than_its_l
 
     def members(service: SimpleNamespace, last_s: float) -> tuple[list, list]:  # type: ignore[type-arg]
         clock = SimpleNamespace(clock_id="clock", samples=SimpleNamespace(last_s=last_s))
-        return reused_members(reuse, [(service, model)], [plan], [clock], HORIZON, most_s=5.0, busy_s=20.0,
-                              remaining_s=0.9, busy=lambda service, _, remaining_s: service.load.busy(remaining_s))
+        return reused_members(
+            reuse,
+            [(service, model)],
+            [plan],
+            [clock],
+            HORIZON,
+            most_s=5.0,
+            busy_s=20.0,
+            remaining_s=0.9,
+            busy=lambda service, _, remaining_s: service.load.busy(remaining_s),
+        )
 
     ask, reused = members(idle, last_s=115.0)
     assert ask == [(idle, model)] and reused == []

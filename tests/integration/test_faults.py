@@ -63,15 +63,19 @@ def test_killing_a_backend_under_load_fails_no_client_request(fleet: ComposeFlee
         assert answer.degraded
         assert any(victim in reason for reason in answer.reasons), answer.reasons
         assert all(b.status != "ok" for b in answer.backends if b.service == victim)
-        assert all(len(forecast.mean_us) == 10 for forecast in answer.forecasts)   # still a whole answer
-    assert metric_total(after, "chronotick_gateway_backend_failures", backend=victim) > \
-        metric_total(before, "chronotick_gateway_backend_failures", backend=victim)
-    assert metric_total(after, "chronotick_gateway_backend_retries", backend=victim) > \
-        metric_total(before, "chronotick_gateway_backend_retries", backend=victim)
+        assert all(len(forecast.mean_us) == 10 for forecast in answer.forecasts)  # still a whole answer
+    assert metric_total(after, "chronotick_gateway_backend_failures", backend=victim) > metric_total(
+        before, "chronotick_gateway_backend_failures", backend=victim
+    )
+    assert metric_total(after, "chronotick_gateway_backend_retries", backend=victim) > metric_total(
+        before, "chronotick_gateway_backend_retries", backend=victim
+    )
     # It stopped being asked: its breaker opened, or its health checks had it not ready first (the
     # requests in flight share one call per model, so a dead backend fails a few calls, not one a request).
-    assert (metric_total(after, "chronotick_gateway_breaker_state", service=victim) > 0
-            or metric_total(after, "chronotick_gateway_service_ready", service=victim) == 0)
+    assert (
+        metric_total(after, "chronotick_gateway_breaker_state", service=victim) > 0
+        or metric_total(after, "chronotick_gateway_service_ready", service=victim) == 0
+    )
 
 
 def test_with_every_model_backend_stopped_the_classical_fallback_answers_and_they_rejoin(
@@ -94,7 +98,7 @@ def test_with_every_model_backend_stopped_the_classical_fallback_answers_and_the
     fleet.wait_until(lambda: all(fleet.answers_ready(s) for s in MODEL_SERVICES), 300.0, "ready again")
     rejoin_s = fleet.wait_until(lambda: fleet.ready_services() == set(MODEL_SERVICES), REJOIN_S, "rejoined")
     assert rejoin_s <= REJOIN_S
-    assert fleet.inspect("gateway")["State"]["StartedAt"] == gateway_started   # the gateway was not touched
+    assert fleet.inspect("gateway")["State"]["StartedAt"] == gateway_started  # the gateway was not touched
 
 
 def test_a_hanging_backend_does_not_hold_any_request_past_its_deadline(fleet: ComposeFleet) -> None:
@@ -117,5 +121,8 @@ def test_a_hanging_backend_does_not_hold_any_request_past_its_deadline(fleet: Co
     assert max(elapsed) <= deadline_s + 0.1, elapsed
     for answer in answers:
         assert answer.degraded
-        assert all(b.status in ("timeout", "overloaded", "not_ready", "circuit_open") for b in answer.backends
-                   if b.service == victim)
+        assert all(
+            b.status in ("timeout", "overloaded", "not_ready", "circuit_open")
+            for b in answer.backends
+            if b.service == victim
+        )

@@ -28,7 +28,7 @@ def test_a_fused_forecast_comes_from_every_backend(fleet: ComposeFleet) -> None:
     assert not answer.degraded, answer.reasons
     fused = answer.forecasts[0]
     assert len(fused.mean_us) == 10
-    assert np.all(np.diff(np.asarray(fused.quantiles_us), axis=0) >= 0)   # levels ordered at every step
+    assert np.all(np.diff(np.asarray(fused.quantiles_us), axis=0) >= 0)  # levels ordered at every step
     weights = np.array([b.weights[0] for b in answer.backends if b.weights is not None])
     np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-6)
 
@@ -46,17 +46,22 @@ def test_models_lists_every_service_with_its_library_versions(fleet: ComposeFlee
 
 def test_containers_run_as_a_non_root_user(fleet: ComposeFleet) -> None:
     for service in (*MODEL_SERVICES, "gateway"):
-        uid = subprocess.run(["docker", "exec", fleet.container(service), "id", "-u"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+        uid = subprocess.run(
+            ["docker", "exec", fleet.container(service), "id", "-u"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert uid not in ("", "0"), f"{service} runs as uid {uid!r}"
 
 
 def test_every_container_has_an_init_process_as_pid_1(fleet: ComposeFleet) -> None:
     for service in (*MODEL_SERVICES, "gateway"):
-        pid1 = subprocess.run(["docker", "exec", fleet.container(service), "cat", "/proc/1/cmdline"],
-                              capture_output=True, text=True, check=True).stdout.split("\0")
-        assert pid1[0].endswith("dumb-init"), f"{service}: PID 1 is {pid1}"   # the image's ENTRYPOINT
-        assert pid1[2:5] == ["python", "-m", "chronotick.serve"], pid1   # the fleet's server settings
+        pid1 = subprocess.run(
+            ["docker", "exec", fleet.container(service), "cat", "/proc/1/cmdline"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\0")
+        assert pid1[0].endswith("dumb-init"), f"{service}: PID 1 is {pid1}"  # the image's ENTRYPOINT
+        assert pid1[2:5] == ["python", "-m", "chronotick.serve"], pid1  # the fleet's server settings
 
 
 def test_the_gateway_keeps_an_idle_connection_longer_than_its_clients_do(fleet: ComposeFleet) -> None:
@@ -82,17 +87,29 @@ def test_the_model_images_share_one_torch_layer(fleet: ComposeFleet) -> None:
     # Stored once on a host, not four times: what lets the fleet build on a CI disk of ~13 GiB.
     layers = {}
     for service in MODEL_SERVICES:
-        image = subprocess.run(["docker", "inspect", "--format", "{{.Image}}", fleet.container(service)],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        layers[service] = json.loads(subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
-            capture_output=True, text=True, check=True).stdout)
+        image = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Image}}", fleet.container(service)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        layers[service] = json.loads(
+            subprocess.run(
+                ["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", image],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
     shared = [layer for layer in layers["chronos"] if all(layer in of_service for of_service in layers.values())]
-    assert len(shared) >= 2, layers   # the base image and the torch layer
+    assert len(shared) >= 2, layers  # the base image and the torch layer
     for service in MODEL_SERVICES:
-        torch_path = subprocess.run(["docker", "exec", fleet.container(service), "python", "-c",
-                                     "import torch; print(torch.__file__)"],
-                                    capture_output=True, text=True, check=True).stdout
+        torch_path = subprocess.run(
+            ["docker", "exec", fleet.container(service), "python", "-c", "import torch; print(torch.__file__)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert torch_path.startswith("/opt/torch/"), f"{service} loads torch from {torch_path!r}"
 
 
@@ -119,7 +136,8 @@ def test_backends_cannot_be_reached_from_the_host(fleet: ComposeFleet) -> None:
         assert addresses, f"{service} has no address"
         for address in addresses:
             # (A bare TCP connect proves nothing here: an egress proxy may accept any connection.)
-            assert not answers_as_a_service(f"http://{address}:8000/health/live"), \
+            assert not answers_as_a_service(f"http://{address}:8000/health/live"), (
                 f"{service} answers the host at {address}:8000"
+            )
     # ... while the gateway is published on loopback.
     assert httpx.get(f"{fleet.url}/health/live", timeout=5.0).status_code == 200

@@ -16,7 +16,7 @@ from support.load_drill import DrillResult, Event, run_drill, summarize, timelin
 
 CLIENTS = 32
 DURATION_S = 60.0
-DEADLINE_S = 1.0   # the gateway's default: the requests name none
+DEADLINE_S = 1.0  # the gateway's default: the requests name none
 # The gateway's own promise, from a request's arrival to its answer: the deadline, give or take a
 # late wake-up of its busy event loop (up to 71 ms measured in the benchmark of the same drill).
 GATEWAY_MARGIN_S = 0.15
@@ -41,8 +41,7 @@ def fleet_view_matches_the_services(fleet: ComposeFleet) -> bool:
     """The gateway counts as ready exactly the services that say so themselves, and every one is
     ready with its breaker letting calls through (closed, or half-open: the next call closes it)."""
     models = FleetModels.model_validate(httpx.get(f"{fleet.url}/models", timeout=5.0).json())
-    return all(s.ready == fleet.answers_ready(s.name) and s.ready and s.breaker != "open"
-               for s in models.services)
+    return all(s.ready == fleet.answers_ready(s.name) and s.ready and s.breaker != "open" for s in models.services)
 
 
 def describe(result: DrillResult) -> str:
@@ -62,8 +61,15 @@ def test_a_backend_killed_and_started_and_one_paused_under_load_fail_no_request(
         Event(38.1, "chronos ready", lambda: fleet.wait_ready("chronos", 180.0)),
     ]
     try:
-        result = run_drill(fleet.url, bodies(), clients=CLIENTS, duration_s=DURATION_S, events=events,
-                           headers=fleet.headers, after_events_s=REJOIN_S + 5.0)
+        result = run_drill(
+            fleet.url,
+            bodies(),
+            clients=CLIENTS,
+            duration_s=DURATION_S,
+            events=events,
+            headers=fleet.headers,
+            after_events_s=REJOIN_S + 5.0,
+        )
     finally:
         fleet.compose("start", "chronos")
         if _paused(fleet, "timemoe"):
@@ -90,14 +96,21 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     events = [
         Event(12.0, "pause gateway", lambda: fleet.docker("pause", "gateway")),
         Event(17.0, "unpause gateway", lambda: fleet.docker("unpause", "gateway")),
-        Event(30.0, "restart gateway", lambda: fleet.docker("restart", "gateway", options=("--time", "5"),
-                                                             timeout_s=60.0)),
-        Event(30.1, "gateway ready", lambda: fleet.wait_until(
-            lambda: httpx.get(f"{fleet.url}/health/ready", timeout=1.0).status_code == 200, 60.0, "gateway back")),
+        Event(
+            30.0, "restart gateway", lambda: fleet.docker("restart", "gateway", options=("--time", "5"), timeout_s=60.0)
+        ),
+        Event(
+            30.1,
+            "gateway ready",
+            lambda: fleet.wait_until(
+                lambda: httpx.get(f"{fleet.url}/health/ready", timeout=1.0).status_code == 200, 60.0, "gateway back"
+            ),
+        ),
     ]
     try:
-        result = run_drill(fleet.url, bodies(), clients=CLIENTS, duration_s=DURATION_S, events=events,
-                           headers=fleet.headers)
+        result = run_drill(
+            fleet.url, bodies(), clients=CLIENTS, duration_s=DURATION_S, events=events, headers=fleet.headers
+        )
     finally:
         if _paused(fleet, "gateway"):
             fleet.compose("unpause", "gateway")
@@ -108,20 +121,22 @@ def test_the_gateway_paused_and_restarted_under_load_comes_back_whole(fleet: Com
     assert all(a.status == 0 for a in failed), [(a.status, a.sent_at, a.error) for a in failed if a.status][:5]
     assert all(restarted - 2.0 <= a.sent_at <= back for a in failed), [(a.sent_at, a.error) for a in failed][:5]
     # Requests in flight through the pause: sent before it held, still unanswered when it ended.
-    frozen = [a for a in result.answers if a.sent_at < result.events["pause gateway"]
-              and a.sent_at + a.elapsed_s > result.began["unpause gateway"]]
+    frozen = [
+        a
+        for a in result.answers
+        if a.sent_at < result.events["pause gateway"] and a.sent_at + a.elapsed_s > result.began["unpause gateway"]
+    ]
     unpaused = result.events["unpause gateway"]
-    assert frozen and all(a.status == 200 for a in frozen)   # held by the pause, answered after it
+    assert frozen and all(a.status == 200 for a in frozen)  # held by the pause, answered after it
     # Afterwards every answer was on time.
-    settled = [a for a in result.answers
-               if unpaused + 2.0 <= a.sent_at < restarted - 2.0 or a.sent_at >= back + 2.0]
+    settled = [a for a in result.answers if unpaused + 2.0 <= a.sent_at < restarted - 2.0 or a.sent_at >= back + 2.0]
     assert settled and all(a.status == 200 for a in settled)
     late = result.late(DEADLINE_S + MARGIN_S, DEADLINE_S + GATEWAY_MARGIN_S, among=settled)
-    assert not late, (f"{len(late)} late answers after the gateway recovered: {late[:3]}; at {timeline(late)}; "
-                      f"{describe(result)}")
+    assert not late, (
+        f"{len(late)} late answers after the gateway recovered: {late[:3]}; at {timeline(late)}; {describe(result)}"
+    )
     fleet.wait_until(lambda: fleet_view_matches_the_services(fleet), REJOIN_S, "the gateway's view after the load")
 
 
 def _paused(fleet: ComposeFleet, service: str) -> bool:
     return fleet.inspect(service)["State"]["Paused"] is True
-

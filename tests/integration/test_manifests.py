@@ -42,8 +42,9 @@ def test_the_manifests_wire_the_fleet_together() -> None:
     assert set(by_kind("StatefulSet")) == {"redis"} and "redis" in services
     # Every model service is headless, so its name resolves to every pod and the gateways spread over them.
     assert all(services[name]["spec"]["clusterIP"] == "None" for name in MODEL_SERVICES)
-    gateway_env = {e["name"]: e.get("value") for e in
-                   deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    gateway_env = {
+        e["name"]: e.get("value") for e in deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     backends = json.loads(gateway_env["CHRONOTICK_GATEWAY_SERVICES"])
     assert backends == {name: f"http://{name}:8000" for name in MODEL_SERVICES}
     assert gateway_env["CHRONOTICK_GATEWAY_CLOCK_STORE_URL"] == "redis://redis:6379/0"
@@ -77,8 +78,12 @@ def test_the_manifests_run_each_image_as_its_own_user() -> None:
     pods = {**by_kind("Deployment"), **by_kind("StatefulSet")}
     for name, workload in pods.items():
         context = workload["spec"]["template"]["spec"]["securityContext"]
-        ids = subprocess.run(["docker", "run", "--rm", "--entrypoint", "id", f"chronotick/{name}:local"],
-                             capture_output=True, text=True, check=True).stdout
+        ids = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "id", f"chronotick/{name}:local"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         uid, gid = (int(re.search(rf"{key}=(\d+)", ids).group(1)) for key in ("uid", "gid"))  # type: ignore[union-attr]
         assert context["runAsUser"] == uid, (name, ids)
         assert context.get("runAsGroup", gid) == gid and context.get("fsGroup", gid) == gid, (name, ids)

@@ -41,8 +41,11 @@ def targets_by_job(prometheus: str) -> dict[str, list[str]]:
 
 
 def backend_alert_states(prometheus: str) -> set[str]:
-    return {alert["state"] for alert in api(prometheus, "alerts")["alerts"]
-            if alert["labels"]["alertname"] == "ChronoTickBackendDown" and alert["labels"].get("service") == STOPPED}
+    return {
+        alert["state"]
+        for alert in api(prometheus, "alerts")["alerts"]
+        if alert["labels"]["alertname"] == "ChronoTickBackendDown" and alert["labels"].get("service") == STOPPED
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,13 @@ def prometheus(fleet: ComposeFleet) -> Iterator[str]:
     fleet.compose("up", "-d", "--no-deps", "prometheus", env=PROFILE, timeout_s=180.0)
     url = f"http://127.0.0.1:{fleet.prometheus_port}"
     try:
-        fleet.wait_until(lambda: targets_by_job(url).get(BACKENDS_JOB) == ["up"] * 4
-                         and targets_by_job(url).get(GATEWAY_JOB) == ["up"], 120.0, "every target scraped")
+        fleet.wait_until(
+            lambda: (
+                targets_by_job(url).get(BACKENDS_JOB) == ["up"] * 4 and targets_by_job(url).get(GATEWAY_JOB) == ["up"]
+            ),
+            120.0,
+            "every target scraped",
+        )
         yield url
     finally:
         fleet.compose("rm", "--stop", "--force", "prometheus", env=PROFILE, timeout_s=120.0)
@@ -59,8 +67,12 @@ def prometheus(fleet: ComposeFleet) -> Iterator[str]:
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     """Debian's promtool from the Prometheus image, on the repository's own files."""
-    return subprocess.run(["docker", "run", "--rm", "-v", f"{MONITORING}:/monitoring:ro", "--entrypoint", "promtool",
-                           IMAGE, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{MONITORING}:/monitoring:ro", "--entrypoint", "promtool", IMAGE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_alert_rules_pass_promtool() -> None:
@@ -73,8 +85,12 @@ def test_the_scrape_configuration_passes_promtool() -> None:
     # check config reads the rule files it names from the image's own copies: both must agree.
     checked = promtool("check", "config", "/etc/prometheus/prometheus.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    image_rules = subprocess.run(["docker", "run", "--rm", "--entrypoint", "cat", IMAGE, "/etc/prometheus/alerts.yml"],
-                                 capture_output=True, text=True, check=True).stdout
+    image_rules = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "cat", IMAGE, "/etc/prometheus/alerts.yml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert image_rules == (MONITORING / "alerts.yml").read_text(), "the image holds other rules: rebuild it"
 
 
@@ -94,8 +110,12 @@ def test_the_agents_metrics_the_rules_and_dashboard_use_exist() -> None:
         if hasattr(metric, "_labelnames"):
             suffix = "_total" if metric._type == "counter" else ""  # noqa: SLF001
             families[metric._name + suffix] = set(metric._labelnames)  # noqa: SLF001
-    used = [(e, name, labels) for e in expressions() for name, labels in e.selectors().items()
-            if name.startswith("chronotick_agent_")]
+    used = [
+        (e, name, labels)
+        for e in expressions()
+        for name, labels in e.selectors().items()
+        if name.startswith("chronotick_agent_")
+    ]
     assert used, "the rules and the dashboard watch no agent metric"
     for expression, name, labels in used:
         assert name in families, f"{expression.where}: no agent metric {name}"
@@ -138,15 +158,15 @@ def drive_a_clock_until_its_bounds_are_scored(fleet: ComposeFleet) -> None:
     raise AssertionError("no remembered bounds were scored after 120 requests")
 
 
-def test_every_fleet_metric_and_label_the_rules_and_dashboard_use_is_live(fleet: ComposeFleet,
-                                                                           prometheus: str) -> None:
+def test_every_fleet_metric_and_label_the_rules_and_dashboard_use_is_live(fleet: ComposeFleet, prometheus: str) -> None:
     drive_a_clock_until_its_bounds_are_scored(fleet)
     time.sleep(12.0)  # one scrape of the backends after the drive
     live = live_series(fleet, prometheus)
     unsampled = set()
     for expression in expressions():
-        selected = {name: labels for name, labels in expression.selectors().items()
-                    if not name.startswith("chronotick_agent_")}
+        selected = {
+            name: labels for name, labels in expression.selectors().items() if not name.startswith("chronotick_agent_")
+        }
         if not selected:
             continue
         carried = set(ADDED_BY_PROMETHEUS)
@@ -173,12 +193,13 @@ def test_a_stopped_backend_fires_its_alert_and_it_resolves_once_back(fleet: Comp
 
     fleet.compose("stop", STOPPED)
     try:
-        fleet.wait_until(lambda: alert_in("pending") or alert_in("firing"), 90.0, "the backend alert pending",
-                         poll_s=1.0)
+        fleet.wait_until(
+            lambda: alert_in("pending") or alert_in("firing"), 90.0, "the backend alert pending", poll_s=1.0
+        )
         # The rule waits a minute (for: 1m) before it fires; scrape and evaluation add up to 20 s.
         fleet.wait_until(lambda: alert_in("firing"), 120.0, "the backend alert firing", poll_s=1.0)
     finally:
         fleet.compose("start", STOPPED)
-    assert seen[0] == "pending", seen   # it waited before firing
+    assert seen[0] == "pending", seen  # it waited before firing
     fleet.wait_until(lambda: STOPPED in fleet.ready_services(), 300.0, f"{STOPPED} ready again")
     fleet.wait_until(lambda: not backend_alert_states(prometheus), 90.0, "the backend alert resolved", poll_s=1.0)

@@ -42,8 +42,9 @@ def test_each_clock_keeps_to_one_replica_and_both_replicas_share_every_clocks_me
     asks = {f"st-shared-{i}": windows(f"st-shared-{i}", seed=30 + i, count=4, horizon=10) for i in range(16)}
     for k in range(4):
         for clock_id, bodies in asks.items():
-            response = httpx.post(f"{stack.url}/predict", json={**bodies[k], "deadline_s": 5.0},
-                                  headers=stack.headers, timeout=30.0)
+            response = httpx.post(
+                f"{stack.url}/predict", json={**bodies[k], "deadline_s": 5.0}, headers=stack.headers, timeout=30.0
+            )
             assert response.status_code == 200, response.text
             replicas_of.setdefault(clock_id, set()).add(response.headers["x-chronotick-gateway"])
             scored.setdefault(clock_id, []).append(response.json()["memory"][0]["scored"])
@@ -63,8 +64,11 @@ def test_each_clock_keeps_to_one_replica_and_both_replicas_share_every_clocks_me
 
 
 def answers_of(result: DrillResult, client: int, since_s: float) -> list[tuple[object, ...]]:
-    return [(round(a.sent_at, 1), round(a.elapsed_s, 2), a.memory, a.served_by) for a in result.answers
-            if a.client == client and a.sent_at >= since_s][:20]
+    return [
+        (round(a.sent_at, 1), round(a.elapsed_s, 2), a.memory, a.served_by)
+        for a in result.answers
+        if a.client == client and a.sent_at >= since_s
+    ][:20]
 
 
 def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goes_on(stack: SwarmStack) -> None:
@@ -76,18 +80,30 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
     ttm_before = {c: served_ttm_requests(stack, c) for c in stack.containers("ttm")}
     bodies = AgentStreams("st-load-", CLIENTS, seed=200)
     scored_before_kill: dict[str, int] = {}
-    asks = [f"st-load-{i}" for i in range(CLIENTS)]   # client i asks for its own clock
+    asks = [f"st-load-{i}" for i in range(CLIENTS)]  # client i asks for its own clock
 
     def kill_a_gateway() -> None:
         for clock_id in asks:
             scored_before_kill[clock_id] = sum(h["scored"] for h in stack.clock(clock_id)["horizons"])
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
 
-    events = [Event(20.0, "kill a gateway", kill_a_gateway),
-              Event(20.1, "two gateways again",
-                    lambda: wait_for(lambda: stack.healthy("gateway", 2), 120.0, "a new replica", 0.5))]
-    result = run_drill(stack.url, bodies, clients=CLIENTS, duration_s=DURATION_S, events=events,
-                       headers=stack.headers, after_events_s=15.0)
+    events = [
+        Event(20.0, "kill a gateway", kill_a_gateway),
+        Event(
+            20.1,
+            "two gateways again",
+            lambda: wait_for(lambda: stack.healthy("gateway", 2), 120.0, "a new replica", 0.5),
+        ),
+    ]
+    result = run_drill(
+        stack.url,
+        bodies,
+        clients=CLIENTS,
+        duration_s=DURATION_S,
+        events=events,
+        headers=stack.headers,
+        after_events_s=15.0,
+    )
     described = f"{summarize(result.answers)}; events at {result.events}"
     failed = [a for a in result.answers if a.status != 200]
     assert not failed, f"{len(failed)} requests failed, first: {failed[:3]}; {described}"
@@ -97,7 +113,9 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
     killed_at = result.began["kill a gateway"]
     assert not stuck, "; ".join(
         f"{asks[i]} scored {scored_before_kill[asks[i]]} before the kill and {scored_after[asks[i]]} after; "
-        f"its answers since (sent, took, memory, replica): {answers_of(result, i, killed_at)}" for i in stuck)
+        f"its answers since (sent, took, memory, replica): {answers_of(result, i, killed_at)}"
+        for i in stuck
+    )
     after = result.between(result.events["two gateways again"] + 5.0, result.duration_s)
     assert after and len({a.served_by for a in after}) == 2, summarize(after)  # the new replica serves
     # Answered from the memory. A replica whose Redis call the loaded host's event loop makes later than
@@ -107,7 +125,8 @@ def test_a_gateway_replica_killed_under_load_fails_no_request_and_the_memory_goe
     forgetful = [a for a in after if not a.from_memory]
     assert len(forgetful) <= 0.05 * len(after), (
         f"{len(forgetful)} of {len(after)} answers without their clock's memory: {forgetful[:3]}; "
-        f"by replica {Counter(a.served_by for a in forgetful)}; at {timeline(forgetful)}; {described}")
+        f"by replica {Counter(a.served_by for a in forgetful)}; at {timeline(forgetful)}; {described}"
+    )
     assert all("clock memory unavailable" in " ".join(a.reasons) for a in forgetful), forgetful[:3]
     # The gateways spread their calls over both TTM replicas.
     ttm_after = {c: served_ttm_requests(stack, c) for c in stack.containers("ttm")}

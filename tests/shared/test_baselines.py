@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chronotick import baselines
+from chronotick.backtest import backtest_origins
 from chronotick.baselines import (
     CLASSICAL_FORECASTERS,
     ChronyLinearFit,
@@ -20,7 +21,6 @@ from chronotick.baselines import (
     last_value_forecast,
     linear_fit_forecast,
 )
-from chronotick.backtest import backtest_origins
 from chronotick.contract import MAX_ABS_OFFSET_US, MAX_INTERVAL_S, MIN_INTERVAL_S
 from chronotick.synthetic import generate_clock
 
@@ -61,9 +61,7 @@ def test_linear_fit_uses_only_the_last_window_observations() -> None:
 
 
 def test_linear_fit_with_one_observation_is_persistence() -> None:
-    np.testing.assert_array_equal(
-        linear_fit_forecast(np.array([np.nan, 4.0, np.nan]), 2), [4.0, 4.0]
-    )
+    np.testing.assert_array_equal(linear_fit_forecast(np.array([np.nan, 4.0, np.nan]), 2), [4.0, 4.0])
 
 
 @pytest.mark.parametrize("forecast", [last_value_forecast, linear_fit_forecast])
@@ -301,8 +299,9 @@ _EDGE_OFFSETS_US = st.sampled_from([0.0, 5e-324, -1e-300, 1e-12, MAX_ABS_OFFSET_
 @FORECASTERS
 @settings(max_examples=60, deadline=None)
 @given(
-    values=st.lists(st.floats(-MAX_ABS_OFFSET_US, MAX_ABS_OFFSET_US) | _EDGE_OFFSETS_US | st.just(np.nan),
-                    min_size=1, max_size=80),
+    values=st.lists(
+        st.floats(-MAX_ABS_OFFSET_US, MAX_ABS_OFFSET_US) | _EDGE_OFFSETS_US | st.just(np.nan), min_size=1, max_size=80
+    ),
     interval_s=st.sampled_from([MIN_INTERVAL_S, 1.0, MAX_INTERVAL_S]) | st.floats(MIN_INTERVAL_S, MAX_INTERVAL_S),
     horizon=st.integers(1, 64),
 )
@@ -328,8 +327,9 @@ def _textbook_kalman(
     r = max(noise.measurement_us2, (1e-9 * (1.0 + abs(tuning_us[0]))) ** 2)
     qp, qf, dt = noise.phase_walk_us2_per_s, noise.freq_walk_ppm2_per_s, interval_s
     transition = np.array([[1.0, dt, dt * dt / 2.0], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-    process = np.array([[qp * dt + qf * dt**3 / 3.0, qf * dt * dt / 2.0, 0.0],
-                        [qf * dt * dt / 2.0, qf * dt, 0.0], [0.0, 0.0, 0.0]])
+    process = np.array(
+        [[qp * dt + qf * dt**3 / 3.0, qf * dt * dt / 2.0, 0.0], [qf * dt * dt / 2.0, qf * dt, 0.0], [0.0, 0.0, 0.0]]
+    )
     first = int(np.flatnonzero(~np.isnan(context_us))[0])
     state = np.array([context_us[first], 0.0, 0.0])
     covariance = np.diag([r, (spread_us / dt) ** 2, (spread_us / dt**2) ** 2])
@@ -360,7 +360,7 @@ def test_kalman_is_the_textbook_filter_at_the_real_origin_and_at_each_cut_tuned_
         _textbook_kalman(context_us[:origin], 60, 1.0, context_us[: min(origins)]) for origin in origins
     ]
     assert len(answers) == 1 + len(origins) == 7
-    for answer, (mean_us, std_us) in zip(answers, expected):
+    for answer, (mean_us, std_us) in zip(answers, expected, strict=True):
         np.testing.assert_allclose(answer.mean_us, mean_us, rtol=1e-9)
         np.testing.assert_allclose(answer.std_us, std_us, rtol=1e-9)
 
@@ -370,7 +370,7 @@ def test_kalman_takes_origins_in_any_order_and_claims_nothing_from_a_cut_of_two_
     context_us[:5] = np.nan
     origins = (100, 40, 100, 60)
     answers = KalmanDrift().forecast_with_backtests(context_us, origins, 10)
-    for origin, answer in zip(origins, answers[1:]):
+    for origin, answer in zip(origins, answers[1:], strict=True):
         mean_us, std_us = _textbook_kalman(context_us[:origin], 10, 1.0, context_us[:40])
         np.testing.assert_allclose(answer.mean_us, mean_us, rtol=1e-9)
         np.testing.assert_allclose(answer.std_us, std_us, rtol=1e-9)
@@ -401,7 +401,7 @@ def test_each_backtest_is_the_forecast_of_its_cut_alone_given_the_same_noise(
     noise = baselines._clock_noise(context_us[: min(origins)], 1.0)
     monkeypatch.setattr(baselines, "measured_noise", lambda context_us, interval_s: noise)
     answers = forecaster.forecast_with_backtests(context_us, origins, 30)
-    for origin, answer in zip(origins, answers[1:]):
+    for origin, answer in zip(origins, answers[1:], strict=True):
         alone = forecaster.forecast(context_us[:origin], 30)
         np.testing.assert_allclose(answer.mean_us, alone.mean_us, rtol=1e-9)
         np.testing.assert_allclose(answer.std_us, alone.std_us, rtol=1e-9)
@@ -420,7 +420,7 @@ def test_no_backtest_reads_the_context_after_its_origin(forecaster: ClassicalFor
         changed_us[cut + 1 :: 7] = np.nan
         again = forecaster.forecast_with_backtests(changed_us, origins, 60)
         assert not np.allclose(again[0].mean_us, answers[0].mean_us)
-        for origin, before, after in zip(origins, answers[1:], again[1:]):
+        for origin, before, after in zip(origins, answers[1:], again[1:], strict=True):
             if origin <= cut:
                 np.testing.assert_allclose(after.mean_us, before.mean_us, rtol=1e-12, atol=0.0)
                 np.testing.assert_allclose(after.std_us, before.std_us, rtol=1e-12, atol=0.0)
@@ -470,10 +470,9 @@ def test_any_origins_give_the_forecasts_of_their_cuts_given_the_same_noise(
         answers = forecaster.forecast_with_backtests(context_us, origins, horizon)
         alone = [forecaster.forecast(context_us[:origin], horizon) for origin in origins]
     assert len(answers) == 1 + len(origins)
-    for answer, expected in zip(answers[1:], alone):
+    for answer, expected in zip(answers[1:], alone, strict=True):
         np.testing.assert_allclose(answer.mean_us, expected.mean_us, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(answer.std_us, expected.std_us, rtol=1e-9, atol=1e-9)
-
 
 
 def test_the_kalman_filter_advanced_piece_by_piece_is_one_pass_over_the_whole() -> None:
@@ -485,7 +484,7 @@ def test_the_kalman_filter_advanced_piece_by_piece_is_one_pass_over_the_whole() 
     for start, end in ((first + 1, 300), (300, 517), (517, 517), (517, 600), (600, 700)):
         pieces.advance(offsets_us[start:end])
     whole = baselines.KalmanPass.start(float(offsets_us[first]), tuning, 1.0)
-    whole.advance(offsets_us[first + 1:])
+    whole.advance(offsets_us[first + 1 :])
     got, want = pieces.forecast(60), whole.forecast(60)
     np.testing.assert_array_equal(got.mean_us, want.mean_us)
     np.testing.assert_array_equal(got.std_us, want.std_us)

@@ -28,12 +28,17 @@ events = st.lists(st.integers(0, (LENGTH - 2 * SPACING) // SPACING - 1), min_siz
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), drift=st.floats(-50.0, 50.0), slots=events,
-       heights=st.lists(st.floats(30.0, 5000.0), min_size=6, max_size=6),
-       signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=6, max_size=6),
-       widths=st.lists(st.integers(1, MAX_SPIKE_SAMPLES), min_size=6, max_size=6))
-def test_injected_spikes_are_flagged_and_nothing_else(seed: int, drift: float, slots: list[int], heights: list[float],
-                                                      signs: list[float], widths: list[int]) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    drift=st.floats(-50.0, 50.0),
+    slots=events,
+    heights=st.lists(st.floats(30.0, 5000.0), min_size=6, max_size=6),
+    signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=6, max_size=6),
+    widths=st.lists(st.integers(1, MAX_SPIKE_SAMPLES), min_size=6, max_size=6),
+)
+def test_injected_spikes_are_flagged_and_nothing_else(
+    seed: int, drift: float, slots: list[int], heights: list[float], signs: list[float], widths: list[int]
+) -> None:
     clean = clock(seed, drift)
     spiky = clean.copy()
     expected = []
@@ -49,11 +54,16 @@ def test_injected_spikes_are_flagged_and_nothing_else(seed: int, drift: float, s
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), drift=st.floats(-50.0, 50.0), slots=events,
-       heights=st.lists(st.floats(30.0, 5000.0), min_size=6, max_size=6),
-       signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=6, max_size=6))
-def test_clock_steps_are_not_spikes(seed: int, drift: float, slots: list[int], heights: list[float],
-                                    signs: list[float]) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    drift=st.floats(-50.0, 50.0),
+    slots=events,
+    heights=st.lists(st.floats(30.0, 5000.0), min_size=6, max_size=6),
+    signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=6, max_size=6),
+)
+def test_clock_steps_are_not_spikes(
+    seed: int, drift: float, slots: list[int], heights: list[float], signs: list[float]
+) -> None:
     stepped = clock(seed, drift)
     for k, slot in enumerate(slots):
         stepped[SPACING + slot * SPACING :] += signs[k] * heights[k] * NOISE_US

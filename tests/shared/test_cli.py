@@ -89,8 +89,9 @@ def test_status_of_a_clock_shows_its_memory_per_horizon(monkeypatch: pytest.Monk
         result = runner.invoke(app, ["status", "--clock", "host-a", "--gateway", url])
     assert result.exit_code == 0, result.output
     output = result.output
-    assert ("clock host-a: interval 1 s, last sample 1700000099.000 s, 12 requests, 3 pending forecasts, "
-            "state 2048 bytes") in output
+    assert (
+        "clock host-a: interval 1 s, last sample 1700000099.000 s, 12 requests, 3 pending forecasts, state 2048 bytes"
+    ) in output
     assert "kalman 0.60, chrony-fit 0.30, last-value 0.10" in output
     assert "kalman 1.500, chrony-fit 2.000, last-value 4.000" in output
     assert "81.0 %" in output and "95.2 %" in output and "1.250" in output
@@ -132,9 +133,24 @@ def test_predict_and_status_say_when_the_gateway_is_unreachable(tmp_path: Path) 
 
 def test_bench_passes_every_argument_to_the_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "bench-out"
-    result = runner.invoke(app, ["bench", "--synthetic", "--in-process", "--synthetic-length-s", "2400",
-                                 "--skip-start-s", "600", "--stride-s", "120", "--out", str(out),
-                                 "--no-plots", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--synthetic",
+            "--in-process",
+            "--synthetic-length-s",
+            "2400",
+            "--skip-start-s",
+            "600",
+            "--stride-s",
+            "120",
+            "--out",
+            str(out),
+            "--no-plots",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["overall"]["origins"] > 0

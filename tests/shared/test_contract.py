@@ -69,15 +69,20 @@ def test_series_needs_exactly_one_of_interval_and_timestamps() -> None:
 
 
 def test_timestamps_must_match_offsets_and_increase() -> None:
-    assert any("timestamps_s has 1 values" in e for e in errors_of(
-        request(series=[{"offsets_us": [1.0, 2.0], "timestamps_s": [0.0]}])))
-    assert any("strictly increasing" in e for e in errors_of(
-        request(series=[{"offsets_us": [1.0, 2.0], "timestamps_s": [1.0, 1.0]}])))
+    assert any(
+        "timestamps_s has 1 values" in e
+        for e in errors_of(request(series=[{"offsets_us": [1.0, 2.0], "timestamps_s": [0.0]}]))
+    )
+    assert any(
+        "strictly increasing" in e
+        for e in errors_of(request(series=[{"offsets_us": [1.0, 2.0], "timestamps_s": [1.0, 1.0]}]))
+    )
 
 
 def test_all_missing_context_is_refused() -> None:
-    assert any("no observed value" in e for e in errors_of(
-        request(series=[{"offsets_us": [None, None], "interval_s": 1.0}])))
+    assert any(
+        "no observed value" in e for e in errors_of(request(series=[{"offsets_us": [None, None], "interval_s": 1.0}]))
+    )
 
 
 def test_empty_context_is_refused() -> None:
@@ -105,12 +110,19 @@ def test_too_many_points_are_refused() -> None:
 
 def test_covariate_past_must_align_with_offsets() -> None:
     series = [{"offsets_us": [1.0, 2.0], "interval_s": 1.0, "covariates": {"temp": {"past": [20.0]}}}]
-    assert any("covariate 'temp': past has 1 values but offsets_us has 2" in e for e in errors_of(request(series=series)))
+    assert any(
+        "covariate 'temp': past has 1 values but offsets_us has 2" in e for e in errors_of(request(series=series))
+    )
 
 
 def test_covariate_future_must_cover_the_horizon() -> None:
-    series = [{"offsets_us": [1.0, 2.0], "interval_s": 1.0,
-               "covariates": {"temp": {"past": [20.0, 21.0], "future": [22.0, 23.0]}}}]
+    series = [
+        {
+            "offsets_us": [1.0, 2.0],
+            "interval_s": 1.0,
+            "covariates": {"temp": {"past": [20.0, 21.0], "future": [22.0, 23.0]}},
+        }
+    ]
     assert any("future has 2 values but horizon is 5" in e for e in errors_of(request(series=series)))
 
 
@@ -177,8 +189,15 @@ def test_quantile_levels_from_one_in_a_million_to_one_minus_that_are_accepted() 
     assert PredictRequest.model_validate(request(quantile_levels=levels)).quantile_levels == levels
 
 
-@pytest.mark.parametrize("levels", [[inside(MIN_QUANTILE_LEVEL), 0.5], [5e-324, 0.5],
-                                    [0.5, outside(1.0 - MIN_QUANTILE_LEVEL)], [0.5, math.nextafter(1.0, 0.0)]])
+@pytest.mark.parametrize(
+    "levels",
+    [
+        [inside(MIN_QUANTILE_LEVEL), 0.5],
+        [5e-324, 0.5],
+        [0.5, outside(1.0 - MIN_QUANTILE_LEVEL)],
+        [0.5, math.nextafter(1.0, 0.0)],
+    ],
+)
 def test_quantile_levels_further_out_are_refused_naming_the_level(levels: list[float]) -> None:
     field = "quantile_levels.0" if levels[0] < 0.5 else "quantile_levels.1"
     assert any(e.startswith(f"{field}: Input should be") for e in errors_of(request(quantile_levels=levels)))
@@ -196,8 +215,17 @@ def test_a_deadline_outside_those_is_refused(deadline_s: float) -> None:
 
 
 def model_info(**covariates: object) -> ModelInfo:
-    return ModelInfo(name="m", model_id="x", model_version="v", library="numpy", min_context=8, max_context=64,
-                     max_horizon=8, native_quantile_levels=[0.5], **covariates)
+    return ModelInfo(
+        name="m",
+        model_id="x",
+        model_version="v",
+        library="numpy",
+        min_context=8,
+        max_context=64,
+        max_horizon=8,
+        native_quantile_levels=[0.5],
+        **covariates,
+    )
 
 
 def test_a_model_knows_the_covariates_it_lists_any_when_it_lists_none_and_none_without_covariates() -> None:

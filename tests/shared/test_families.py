@@ -55,14 +55,15 @@ def test_the_fleet_files_run_exactly_the_declared_families(path: str) -> None:
 def test_compose_builds_each_family_from_the_one_dockerfile_and_starts_the_gateway_after_it() -> None:
     blocks = service_blocks((ROOT / "docker-compose.yml").read_text())
     for name in families():
-        build = "build: {context: ., dockerfile: services/Dockerfile, args: {<<: *build-args, FAMILY: %s}}" % name
+        build = f"build: {{context: ., dockerfile: services/Dockerfile, args: {{<<: *build-args, FAMILY: {name}}}}}"
         assert build in blocks[name], name
         assert re.search(rf"^      {re.escape(name)}: {{condition: service_healthy}}$", blocks["gateway"], re.M), name
 
 
 def test_prometheus_scrapes_every_declared_family() -> None:
-    targets = re.search(r"job_name: chronotick-backends\n.*?targets: (\[.*?\])", (ROOT / "monitoring/prometheus.yml")
-                        .read_text(), re.S)
+    targets = re.search(
+        r"job_name: chronotick-backends\n.*?targets: (\[.*?\])", (ROOT / "monitoring/prometheus.yml").read_text(), re.S
+    )
     assert targets is not None
     assert json.loads(targets.group(1)) == [f"{name}:8000" for name in families()]
 
@@ -75,15 +76,24 @@ def test_the_gateway_example_names_every_declared_family() -> None:
 
 
 def scripts_say(commands: str) -> list[str]:
-    done = subprocess.run(["bash", "-c", f'source scripts/envs.sh; {commands}'], cwd=ROOT, capture_output=True,
-                          text=True, check=True, timeout=60, env={**os.environ, "CHRONOTICK_PYTHON": sys.executable})
+    done = subprocess.run(
+        ["bash", "-c", f"source scripts/envs.sh; {commands}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "CHRONOTICK_PYTHON": sys.executable},
+    )
     return done.stdout.splitlines()
 
 
 def test_the_scripts_see_the_declared_families() -> None:
     declared = families().values()
     assert scripts_say("family_table") == [f"{f.name} {f.environment} {f.port} {f.package}" for f in declared]
-    assert scripts_say("all_envs") == [" ".join(["core", *(f.environment for f in declared), "gateway", "integration"])]
+    assert scripts_say("all_envs") == [
+        " ".join(["core", *(f.environment for f in declared), "gateway", "integration", "lint"])
+    ]
     assert scripts_say("for e in $(family_environments); do env_dir $e; done") == [
         str(ROOT / "services" / f.name) for f in declared
     ]
@@ -97,4 +107,4 @@ def test_every_declared_family_has_its_folder_package_tests_and_a_port_of_its_ow
         assert (service / "models").is_dir(), name
         assert (ROOT / "tests" / "services" / name).is_dir(), name
     ports = [declared.port for declared in families().values()]
-    assert len(set(ports)) == len(ports) and 8000 not in ports   # 8000 is the gateway's
+    assert len(set(ports)) == len(ports) and 8000 not in ports  # 8000 is the gateway's

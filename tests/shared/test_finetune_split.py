@@ -8,6 +8,7 @@ import pytest
 from chronotick.finetune import crop_starts, read_cut_time_s, split_log, write_record
 from support.clock_log import START_S, write_csv_log
 
+
 def test_the_split_is_by_time_and_the_cut_is_the_last_training_sample(tmp_path: Path):
     log = write_csv_log(tmp_path / "clock.csv", 2001)
     split = split_log(log, 0.5, 0.2)

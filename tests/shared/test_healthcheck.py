@@ -55,7 +55,7 @@ def test_waiting_it_answers_soon_after_the_service_turns_ready(service: TurnsRea
     assert healthcheck.wait_ready(service.url, wait_s=5.0)
     waited = time.monotonic() - started
     assert 0.5 <= waited < 0.5 + 10 * healthcheck.WAIT_POLL_S, waited
-    assert service.asked >= 3   # it asked again, not once after a long sleep
+    assert service.asked >= 3  # it asked again, not once after a long sleep
 
 
 def test_waiting_it_gives_up_when_the_time_is_up(service: TurnsReady) -> None:
@@ -64,8 +64,9 @@ def test_waiting_it_gives_up_when_the_time_is_up(service: TurnsReady) -> None:
     assert 0.3 <= time.monotonic() - started < 2.0
 
 
-def test_the_exit_status_follows_the_url_in_the_environment(service: TurnsReady,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_exit_status_follows_the_url_in_the_environment(
+    service: TurnsReady, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHRONOTICK_HEALTHCHECK_URL", service.url)
     assert healthcheck.main([]) == 1
     assert healthcheck.main(["--wait", "0.3"]) == 1

@@ -29,13 +29,14 @@ def test_the_shared_torch_stages_do_not_depend_on_the_family() -> None:
 
 def test_every_family_is_built_on_the_shared_torch() -> None:
     stages = re.findall(r"^FROM (\S+)", FAMILY_DOCKERFILE.read_text(), re.M)
-    assert stages[-2:] == ["torch", "torch"], stages   # build and final stage both on it
+    assert stages[-2:] == ["torch", "torch"], stages  # build and final stage both on it
 
 
 @pytest.mark.parametrize("family", families())
 def test_the_family_lock_pins_the_shared_torch(family: str) -> None:
-    shared_pin = next(line for line in (ROOT / "shared/docker/torch.txt").read_text().splitlines()
-                      if line.startswith("torch=="))
+    shared_pin = next(
+        line for line in (ROOT / "shared/docker/torch.txt").read_text().splitlines() if line.startswith("torch==")
+    )
     lock = (ROOT / "services" / family / "requirements.lock").read_text().splitlines()
     assert shared_pin in lock, f"{family}'s lock pins another torch than shared/docker/torch.txt"
 

@@ -23,7 +23,7 @@ def test_a_client_stall_during_an_answers_flight_is_not_the_fleets_time() -> Non
 def test_a_stall_outside_the_flight_forgives_nothing_and_the_gateways_own_time_still_binds() -> None:
     slow_outside = answer(10.0, 1.64, 0.90)
     slow_inside = answer(20.0, 1.10, 1.30)
-    partly = answer(30.0, 2.0, 0.9)   # a 0.3 s stall of which 0.2 s fell in its flight: 1.8 s is still late
+    partly = answer(30.0, 2.0, 0.9)  # a 0.3 s stall of which 0.2 s fell in its flight: 1.8 s is still late
     result = DrillResult([slow_outside, slow_inside, partly], client_stalls=[(5.0, 3.0), (31.79, 0.3)])
     assert result.own_stall_s(slow_outside) == 0.0
     assert abs(result.own_stall_s(partly) - 0.2) < 1e-9

@@ -89,9 +89,7 @@ def test_free_running_clock_drifts_away_smoothly() -> None:
 
 def test_network_spike_has_heavier_tailed_observation_error_than_stable() -> None:
     def tail_ratio(scenario: str) -> float:
-        error_us = np.concatenate(
-            [_observation_error_us(generate_clock(scenario, 3000, seed=s)) for s in range(5)]
-        )
+        error_us = np.concatenate([_observation_error_us(generate_clock(scenario, 3000, seed=s)) for s in range(5)])
         spread_us = np.median(np.abs(error_us - np.median(error_us)))
         return np.quantile(np.abs(error_us - np.median(error_us)), 0.999) / spread_us
 
@@ -157,18 +155,10 @@ def test_persistence_error_grows_with_horizon() -> None:
 # offsets. Benchmarks and other tests rely on a seed giving the same clock.
 _GOLDEN_SEED_0 = {
     "stable": (-1.0956107336215406, 20.512715932677423, -3.990269878144144, 7396.248403717129),
-    "server_load": (
-        -1.082684170362907, -46.176922653414, -5.503496279864643, -44906.42279694196
-    ),
-    "thermal_cycle": (
-        -1.1134361452420543, -10.68466940294029, -19.112934439921595, 13341.28351960043
-    ),
-    "network_spike": (
-        -1.0881394385559418, -1.025913704209216, 3.916313340680494, 34437.13556637417
-    ),
-    "free_running": (
-        294.3501738511219, -21024.048497557902, -42385.05076558531, -41905664.09239668
-    ),
+    "server_load": (-1.082684170362907, -46.176922653414, -5.503496279864643, -44906.42279694196),
+    "thermal_cycle": (-1.1134361452420543, -10.68466940294029, -19.112934439921595, 13341.28351960043),
+    "network_spike": (-1.0881394385559418, -1.025913704209216, 3.916313340680494, 34437.13556637417),
+    "free_running": (294.3501738511219, -21024.048497557902, -42385.05076558531, -41905664.09239668),
     "mixed": (-1.0754896729877752, 3.5394306949518866, -70.33911486953086, -20350.7555617111),
 }
 
@@ -183,14 +173,22 @@ def test_older_scenarios_still_give_the_same_clock_for_a_seed(scenario: str) -> 
 
 def test_older_scenarios_keep_their_order_and_new_ones_come_after() -> None:
     assert SCENARIOS == (
-        "stable", "server_load", "thermal_cycle", "network_spike", "free_running", "mixed", "chrony",
-        "precise_reference", "gnss_card",
+        "stable",
+        "server_load",
+        "thermal_cycle",
+        "network_spike",
+        "free_running",
+        "mixed",
+        "chrony",
+        "precise_reference",
+        "gnss_card",
     )
 
 
 def test_a_precise_reference_logs_the_clock_motion_the_servo_noise_causes() -> None:
     """The log's own error is small beside the true offset's minute-scale motion (GNSS-referenced logs), while
     a clock logged through its servo's measurement is mostly measurement noise from one sample to the next."""
+
     def error_vs_motion(scenario: str) -> float:
         errors, motions = [], []
         for seed in range(8):
@@ -217,8 +215,9 @@ def test_a_gnss_card_logs_correlated_steps_at_its_resolution() -> None:
         clock = generate_clock("gnss_card", 3600, seed=seed)
         params = synthetic._draw_params("gnss_card", np.random.default_rng(seed))
         observed = clock.observed_offset_us[np.isfinite(clock.observed_offset_us)]
-        np.testing.assert_allclose(observed / params.resolution_us, np.round(observed / params.resolution_us),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            observed / params.resolution_us, np.round(observed / params.resolution_us), atol=1e-6
+        )
         card.append(_step_autocorrelation(clock.observed_offset_us))
         network.append(_step_autocorrelation(generate_clock("stable", 3600, seed=seed).observed_offset_us))
     assert np.median(card) > 0.0
@@ -236,9 +235,7 @@ def _chrony_clock(seed: int, n_steps: int, **overrides: Any) -> SyntheticClock:
 def test_chrony_servo_locks_a_clock_that_free_running_would_lose() -> None:
     for seed in range(6):
         locked_us = _chrony_clock(seed, 10_800, freq_offset_ppm=20.0).true_offset_us
-        free_us = _chrony_clock(
-            seed, 10_800, freq_offset_ppm=20.0, disciplined=False
-        ).true_offset_us
+        free_us = _chrony_clock(seed, 10_800, freq_offset_ppm=20.0, disciplined=False).true_offset_us
         drift_us = abs(free_us[-1] - free_us[0])
         assert drift_us > 100_000.0, seed  # 20 ppm for three hours
         # After the first 10 minutes the servo holds the offset to a small fraction of that.
@@ -275,8 +272,12 @@ def test_long_polls_let_the_offset_wander_more_between_corrections() -> None:
 def test_chrony_steps_a_large_initial_offset_then_slews() -> None:
     for seed in range(5):
         clock = _chrony_clock(
-            seed, 4000, cold_start=True, start_offset_us=-50_000.0,
-            step_threshold_us=10_000.0, makestep_limit=3,
+            seed,
+            4000,
+            cold_start=True,
+            start_offset_us=-50_000.0,
+            step_threshold_us=10_000.0,
+            makestep_limit=3,
         )
         assert clock.steps.tolist() == [0], seed
         assert abs(clock.true_offset_us[0]) < 10_000.0, seed
@@ -284,9 +285,7 @@ def test_chrony_steps_a_large_initial_offset_then_slews() -> None:
 
 
 def test_a_later_clock_jump_is_stepped_only_if_makestep_allows_and_corrected_anyway() -> None:
-    jump = {
-        "jump_us": 30_000.0, "jump_at": 0.5, "step_threshold_us": 5000.0, "start_offset_us": 0.0
-    }
+    jump = {"jump_us": 30_000.0, "jump_at": 0.5, "step_threshold_us": 5000.0, "start_offset_us": 0.0}
     for seed in (0, 2, 3):
         stepped = _chrony_clock(seed, 8000, makestep_limit=-1, **jump)
         slewed = _chrony_clock(seed, 8000, makestep_limit=3, **jump)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from typer.testing import CliRunner
 
 from chronotick.bench.forecasters import InProcessForecaster
@@ -16,7 +17,6 @@ from chronotick.cli import app
 from chronotick.cli.forecast import forecast_plot, prepare_request
 from chronotick.clockdata import read_clock_log
 from chronotick.contract import FusedPredictResponse, SeriesForecast
-from rich.console import Console
 
 HORIZON = 10
 
@@ -31,10 +31,16 @@ def known_forecast(tmp_path: Path) -> tuple[object, FusedPredictResponse]:
     mean = [220.0 + k for k in range(HORIZON)]
     quantiles = [[m + d for m in mean] for d in (-4.0, -2.0, 0.0, 2.0, 4.0)]
     answer = FusedPredictResponse(
-        horizon=HORIZON, quantile_levels=[0.025, 0.1, 0.5, 0.9, 0.975],
-        forecasts=[SeriesForecast(id="clock.csv", interval_s=1.0, mean_us=mean, quantiles_us=quantiles,
-                                  std_us=[2.0] * HORIZON)],
-        degrees_of_freedom=[[30.0] * HORIZON], flagged_outliers=[[100]], backends=[], degraded=False, elapsed_ms=1.0,
+        horizon=HORIZON,
+        quantile_levels=[0.025, 0.1, 0.5, 0.9, 0.975],
+        forecasts=[
+            SeriesForecast(id="clock.csv", interval_s=1.0, mean_us=mean, quantiles_us=quantiles, std_us=[2.0] * HORIZON)
+        ],
+        degrees_of_freedom=[[30.0] * HORIZON],
+        flagged_outliers=[[100]],
+        backends=[],
+        degraded=False,
+        elapsed_ms=1.0,
     )
     return prepared, answer
 
@@ -80,9 +86,25 @@ def test_bench_report_has_the_metrics_table_and_a_mae_chart_per_method() -> None
 
 
 def test_the_bench_command_prints_the_report(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["bench", "--synthetic", "--in-process", "--synthetic-length-s", "2400",
-                                      "--skip-start-s", "600", "--stride-s", "120", "--out", str(tmp_path),
-                                      "--no-plots", "--no-progress", "--report"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--synthetic",
+            "--in-process",
+            "--synthetic-length-s",
+            "2400",
+            "--skip-start-s",
+            "600",
+            "--stride-s",
+            "120",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+            "--no-progress",
+            "--report",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Overall, pooled over" in result.output and "MAE vs horizon (pooled)" in result.output
     assert json.loads((tmp_path / "results.json").read_text())["overall"]["origins"] > 0

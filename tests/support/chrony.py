@@ -58,16 +58,21 @@ def run_chronyd(folder: Path) -> Iterator[Chronyd]:
     port = free_udp_port()
     socket_path = folder / "chronyd.sock"
     config = folder / "chrony.conf"
-    config.write_text("\n".join([
-        "local stratum 8",  # serve time from the local clock, no upstream source
-        "allow 127.0.0.1",
-        "bindaddress 127.0.0.1",
-        f"port {port}",
-        "cmdport 0",
-        f"bindcmdaddress {socket_path}",
-        f"pidfile {folder / 'chronyd.pid'}",
-        f"driftfile {folder / 'chronyd.drift'}",
-    ]) + "\n")
+    config.write_text(
+        "\n".join(
+            [
+                "local stratum 8",  # serve time from the local clock, no upstream source
+                "allow 127.0.0.1",
+                "bindaddress 127.0.0.1",
+                f"port {port}",
+                "cmdport 0",
+                f"bindcmdaddress {socket_path}",
+                f"pidfile {folder / 'chronyd.pid'}",
+                f"driftfile {folder / 'chronyd.drift'}",
+            ]
+        )
+        + "\n"
+    )
     os.chmod(folder, 0o700)  # chronyd refuses a command socket in a folder others can write
     # -d: stay in the foreground (so the process is ours to stop); -x: never adjust the system clock.
     command = [_binary("chronyd"), "-d", "-x", "-f", str(config)]

@@ -29,9 +29,14 @@ from chronotick.contract import (
 )
 
 REPORT_HORIZON = HorizonMemory(
-    horizon_s=10.0, scored=42, rule="weights", weights={"kalman": 0.6, "chrony-fit": 0.3, "last-value": 0.1},
+    horizon_s=10.0,
+    scored=42,
+    rule="weights",
+    weights={"kalman": 0.6, "chrony-fit": 0.3, "last-value": 0.1},
     mae_us={"fused": 1.25, "kalman": 1.5, "chrony-fit": 2.0, "last-value": 4.0},
-    coverage={"0.8": 0.81, "0.95": 0.952}, error_scale_us=1.3)
+    coverage={"0.8": 0.81, "0.95": 0.952},
+    error_scale_us=1.3,
+)
 
 
 @dataclass
@@ -42,9 +47,15 @@ class ClockMemoryStandIn:
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
 
     def report(self, clock_id: str) -> ClockReport:
-        return ClockReport(clock_id=clock_id, interval_s=1.0, last_sample_s=1_700_000_099.0,
-                           requests=self.clocks[clock_id], pending_forecasts=3, state_bytes=2048,
-                           horizons=[REPORT_HORIZON, REPORT_HORIZON.model_copy(update={"horizon_s": 1.0})])
+        return ClockReport(
+            clock_id=clock_id,
+            interval_s=1.0,
+            last_sample_s=1_700_000_099.0,
+            requests=self.clocks[clock_id],
+            pending_forecasts=3,
+            state_bytes=2048,
+            horizons=[REPORT_HORIZON, REPORT_HORIZON.model_copy(update={"horizon_s": 1.0})],
+        )
 
 
 def _not_found(clock_id: str) -> JSONResponse:
@@ -71,20 +82,39 @@ def clock_memory_app(stand_in: ClockMemoryStandIn) -> FastAPI:
             last = [v for v in series.offsets_us if v is not None][-1]
             interval_s = series.interval_s or 1.0
             quantiles = [[last - 1.0 + level] * request.horizon for level in request.quantile_levels]
-            forecasts.append(SeriesForecast(id=series.id, interval_s=interval_s, mean_us=[last] * request.horizon,
-                                            quantiles_us=quantiles, std_us=[1.0] * request.horizon))
+            forecasts.append(
+                SeriesForecast(
+                    id=series.id,
+                    interval_s=interval_s,
+                    mean_us=[last] * request.horizon,
+                    quantiles_us=quantiles,
+                    std_us=[1.0] * request.horizon,
+                )
+            )
             if series.clock_id is None:
                 memory.append(SeriesMemory(state="stateless"))
                 continue
             seen = stand_in.clocks.get(series.clock_id, 0)
             stand_in.clocks[series.clock_id] = seen + 1
-            memory.append(SeriesMemory(clock_id=series.clock_id, state="remembered" if seen else "cold-start",
-                                       scored=seen, newly_scored=min(seen, 1), handover=1.0 if seen else 0.0))
+            memory.append(
+                SeriesMemory(
+                    clock_id=series.clock_id,
+                    state="remembered" if seen else "cold-start",
+                    scored=seen,
+                    newly_scored=min(seen, 1),
+                    handover=1.0 if seen else 0.0,
+                )
+            )
         return FusedPredictResponse(
-            horizon=request.horizon, quantile_levels=request.quantile_levels, forecasts=forecasts,
+            horizon=request.horizon,
+            quantile_levels=request.quantile_levels,
+            forecasts=forecasts,
             degrees_of_freedom=[[10.0] * request.horizon for _ in request.series],
             backends=[BackendResult(name="last-value", service=None, status="ok", forecasts=forecasts)],
-            memory=memory, degraded=False, elapsed_ms=1.0)
+            memory=memory,
+            degraded=False,
+            elapsed_ms=1.0,
+        )
 
     @app.get("/clocks/{clock_id}", response_model=None)
     async def clock(clock_id: str) -> ClockReport | JSONResponse:

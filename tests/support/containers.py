@@ -24,14 +24,14 @@ from support.servers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "scripts" / "compose"
-MODEL_SERVICES = tuple(families())   # compose names each family's service after it
+MODEL_SERVICES = tuple(families())  # compose names each family's service after it
 FREEZE_RETRIES = 3
 
 
 @dataclass
 class ComposeFleet:
     project: str
-    api_key: str | None = None   # the gateway's CHRONOTICK_GATEWAY_API_KEY
+    api_key: str | None = None  # the gateway's CHRONOTICK_GATEWAY_API_KEY
     port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)  # the monitoring profile's, when it runs
 
@@ -48,13 +48,19 @@ class ComposeFleet:
 
     def compose(self, *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> str:
         """``scripts/compose ARGS`` for this fleet; ``env`` adds variables (e.g. CHRONOTICK_GATEWAY_WORKERS)."""
-        env = {**os.environ, "COMPOSE_PROJECT_NAME": self.project, "CHRONOTICK_GATEWAY_PORT": str(self.port),
-               "CHRONOTICK_PROMETHEUS_PORT": str(self.prometheus_port), **(env or {})}
+        env = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": self.project,
+            "CHRONOTICK_GATEWAY_PORT": str(self.port),
+            "CHRONOTICK_PROMETHEUS_PORT": str(self.prometheus_port),
+            **(env or {}),
+        }
         env.pop("CHRONOTICK_GATEWAY_API_KEY", None)
         if self.api_key:
             env["CHRONOTICK_GATEWAY_API_KEY"] = self.api_key
-        done = subprocess.run([str(COMPOSE), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
+        done = subprocess.run(
+            [str(COMPOSE), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
         if done.returncode != 0:
             raise RuntimeError(f"compose {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -63,16 +69,28 @@ class ComposeFleet:
         """The service's container id, from the labels compose puts on it (through the docker CLI:
         see ``docker``)."""
         found = subprocess.run(
-            ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}",
-             "--filter", f"label=com.docker.compose.service={service}"],
-            capture_output=True, text=True, check=True, timeout=30.0,
+            [
+                "docker",
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--filter",
+                f"label=com.docker.compose.service={service}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30.0,
         ).stdout.split()
         if len(found) != 1:
             raise RuntimeError(f"{len(found)} containers for service {service}, one expected")
         return found[0]
 
-    def docker(self, verb: str, service: str, *args: str, options: tuple[str, ...] = (),
-               timeout_s: float = 120.0) -> str:
+    def docker(
+        self, verb: str, service: str, *args: str, options: tuple[str, ...] = (), timeout_s: float = 120.0
+    ) -> str:
         """``docker VERB OPTIONS CONTAINER ARGS`` on the service's container: what a drill does to the
         fleet under load. The docker CLI costs a few milliseconds of CPU where each run of
         docker-compose 1.29 (Python) costs about 0.7 s, which on 2 cores under load is taken from
@@ -91,8 +109,9 @@ class ComposeFleet:
         return done.stdout
 
     def inspect(self, service: str) -> dict[str, object]:
-        out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", self.container(service)], capture_output=True, text=True, check=True
+        ).stdout
         return json.loads(out)[0]
 
     def answers_ready(self, service: str) -> bool:
@@ -126,6 +145,7 @@ class ComposeFleet:
     def wait_until(self, condition, timeout_s: float, what: str, poll_s: float = 0.25) -> float:
         """Poll ``condition`` until it holds; the seconds it took. A container that is restarting or an
         answer not there yet counts as "not yet", not as a failure."""
+
         def holds() -> bool:
             try:
                 return bool(condition())
@@ -143,8 +163,15 @@ class ComposeFleet:
 
     def down(self) -> None:
         # With every profile on: a service a test started from one (Prometheus) goes too.
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout_s=300.0,
-                     env={"COMPOSE_PROFILES": "monitoring"})
+        self.compose(
+            "down",
+            "--volumes",
+            "--remove-orphans",
+            "--timeout",
+            "5",
+            timeout_s=300.0,
+            env={"COMPOSE_PROFILES": "monitoring"},
+        )
 
 
 @contextmanager

@@ -46,7 +46,12 @@ def _outside(bound: float) -> float:
 
 @st.composite
 def number(
-    draw: st.DrawFn, low: float, high: float, edges: Sequence[float] = (), *, outside: bool = True,
+    draw: st.DrawFn,
+    low: float,
+    high: float,
+    edges: Sequence[float] = (),
+    *,
+    outside: bool = True,
     beyond: Sequence[float] = (),
 ) -> float:
     """A positive number for a field bounded to [low, high]: mostly inside (its bounds, the floats next
@@ -122,8 +127,10 @@ def cadence(draw: st.DrawFn, n: int) -> dict[str, object]:
 @st.composite
 def series(draw: st.DrawFn, min_length: int, max_length: int, horizon: int, covariates: bool) -> dict[str, object]:
     n = draw(st.integers(min_length, max_length))
-    body: dict[str, object] = {"offsets_us": draw(sample_values(n, MAX_ABS_OFFSET_US, missing=True)),
-                               **draw(cadence(n))}
+    body: dict[str, object] = {
+        "offsets_us": draw(sample_values(n, MAX_ABS_OFFSET_US, missing=True)),
+        **draw(cadence(n)),
+    }
     if covariates:
         drawn = {}
         for name in COVARIATE_NAMES:
@@ -142,7 +149,12 @@ def quantile_levels() -> st.SearchStrategy[list[float]]:
 
 @st.composite
 def extreme_requests(
-    draw: st.DrawFn, *, max_horizon: int, min_length: int = 8, max_length: int = 80, covariates: bool = False,
+    draw: st.DrawFn,
+    *,
+    max_horizon: int,
+    min_length: int = 8,
+    max_length: int = 80,
+    covariates: bool = False,
     deadline: bool = False,
 ) -> dict[str, object]:
     """A request body whose numbers come from the extremes; ``covariates`` for a model that takes

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from chronotick.finetune import _datasets, read_record, split_log
 from chronotick.kit import ForecastModel, ModelBatch
 from chronotick.training import EVAL_HORIZONS, ModelSpec, evaluate
-
 from support.clock_log import write_csv_log
 
 # Enough for every family's crops (at most 512 + 128 samples) in the first half, validation included.

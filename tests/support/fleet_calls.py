@@ -27,33 +27,56 @@ class AgentStreams(Sequence[bytes]):
     in time; ``backends`` picks the members (all of them when None). Each body is made when a client asks
     for it, in the client's thread."""
 
-    def __init__(self, prefix: str, clients: int, *, seed: int, windows: int = 2000, context: int = 512,
-                 horizon: int = 60, every_s: int = 5, backends: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        clients: int,
+        *,
+        seed: int,
+        windows: int = 2000,
+        context: int = 512,
+        horizon: int = 60,
+        every_s: int = 5,
+        backends: list[str] | None = None,
+    ) -> None:
         self.prefix, self.clients, self.windows = prefix, clients, windows
         self.context, self.horizon, self.every_s, self.backends = context, horizon, every_s, backends
-        self.offsets = [generate_clock("mixed", context + every_s * windows, seed=seed + i).observed_offset_us
-                        for i in range(clients)]
+        self.offsets = [
+            generate_clock("mixed", context + every_s * windows, seed=seed + i).observed_offset_us
+            for i in range(clients)
+        ]
 
     def __len__(self) -> int:
         return self.clients * self.windows
 
     def __getitem__(self, position: int) -> bytes:  # type: ignore[override]
         clock, window = position % self.clients, position // self.clients
-        body = agent_body(self.offsets[clock], window, f"{self.prefix}{clock}", context=self.context,
-                          every_s=self.every_s, horizon=self.horizon)
+        body = agent_body(
+            self.offsets[clock],
+            window,
+            f"{self.prefix}{clock}",
+            context=self.context,
+            every_s=self.every_s,
+            horizon=self.horizon,
+        )
         if self.backends is not None:
             body["backends"] = self.backends
         return json.dumps(body).encode()
 
 
-def agent_body(offsets_us: np.ndarray, window: int, clock_id: str, *, context: int = 512, every_s: int = 5,
-               horizon: int = 60) -> dict[str, object]:
+def agent_body(
+    offsets_us: np.ndarray, window: int, clock_id: str, *, context: int = 512, every_s: int = 5, horizon: int = 60
+) -> dict[str, object]:
     """An agent's ``window``-th request for its clock, whose 1 Hz samples are ``offsets_us`` from time 0:
     the ``context`` samples ending ``every_s`` seconds after the window before's, with their start time."""
     end = context + every_s * window
-    offsets = offsets_us[end - context:end]
-    series = {"offsets_us": [None if math.isnan(v) else float(v) for v in offsets], "interval_s": 1.0,
-              "start_s": float(end - context), "clock_id": clock_id}
+    offsets = offsets_us[end - context : end]
+    series = {
+        "offsets_us": [None if math.isnan(v) else float(v) for v in offsets],
+        "interval_s": 1.0,
+        "start_s": float(end - context),
+        "clock_id": clock_id,
+    }
     return {"series": [series], "horizon": horizon}
 
 

@@ -21,16 +21,29 @@ Z90 = 1.2815515655446004
 class LineModel:
     """Least-squares line through the observed context; sigma = 1 us per step ahead."""
 
-    def __init__(self, name: str, *, covariates: bool = False, covariate_names: list[str] | None = None,
-                 call_delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        covariates: bool = False,
+        covariate_names: list[str] | None = None,
+        call_delay_s: float = 0.0,
+    ) -> None:
         self.calls: list[int] = []
         self._lock = threading.Lock()
         self._call_delay_s = call_delay_s
         self._info = ModelInfo(
-            name=name, model_id=f"test/{name}", model_version="sha256:test", library="numpy",
-            min_context=4, max_context=32, max_horizon=16,
+            name=name,
+            model_id=f"test/{name}",
+            model_version="sha256:test",
+            library="numpy",
+            min_context=4,
+            max_context=32,
+            max_horizon=16,
             native_quantile_levels=NATIVE_LEVELS.tolist(),
-            past_covariates=covariates, future_covariates=covariates, covariate_names=covariate_names,
+            past_covariates=covariates,
+            future_covariates=covariates,
+            covariate_names=covariate_names,
         )
 
     @property

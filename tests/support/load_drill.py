@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-
 CLIENT_NICENESS = 10
 _PROBE_SLEEP_S = 0.01
 _STALL_S = 0.05
@@ -34,16 +33,16 @@ _STALL_S = 0.05
 @dataclass(frozen=True)
 class Answer:
     client: int
-    sent_at: float          # seconds since the drill started
+    sent_at: float  # seconds since the drill started
     elapsed_s: float
-    status: int             # HTTP status; 0 when the gateway gave none (connection error, client timeout)
+    status: int  # HTTP status; 0 when the gateway gave none (connection error, client timeout)
     degraded: bool = False
-    answered: frozenset[str] = frozenset()   # services (or "classical") whose members answered ok
+    answered: frozenset[str] = frozenset()  # services (or "classical") whose members answered ok
     reasons: tuple[str, ...] = ()
     error: str | None = None
-    gateway_s: float | None = None   # the time the gateway itself says it took (its elapsed_ms)
-    memory: tuple[str, ...] = ()     # per series, what its clock memory did (stateless, remembered ...)
-    served_by: str | None = None     # which gateway replica, where a front door says (X-ChronoTick-Gateway)
+    gateway_s: float | None = None  # the time the gateway itself says it took (its elapsed_ms)
+    memory: tuple[str, ...] = ()  # per series, what its clock memory did (stateless, remembered ...)
+    served_by: str | None = None  # which gateway replica, where a front door says (X-ChronoTick-Gateway)
     reused_age_s: float | None = None  # the oldest kept model forecast that stood in (forecast_age_s); None: none
 
     @property
@@ -75,8 +74,8 @@ class Event:
 @dataclass
 class DrillResult:
     answers: list[Answer]
-    events: dict[str, float] = field(default_factory=dict)   # name -> when its action returned (s)
-    began: dict[str, float] = field(default_factory=dict)    # name -> when its action started (s)
+    events: dict[str, float] = field(default_factory=dict)  # name -> when its action returned (s)
+    began: dict[str, float] = field(default_factory=dict)  # name -> when its action started (s)
     duration_s: float = 0.0
     # When the drill's own threads could not run on time: (drill seconds, how late a 10 ms sleep at
     # the clients' priority woke), the stalls over 50 ms. Time a client waits for its own turn is
@@ -86,14 +85,18 @@ class DrillResult:
     def between(self, start_s: float, end_s: float) -> list[Answer]:
         return [a for a in self.answers if start_s <= a.sent_at < end_s]
 
-    def late(self, limit_s: float, gateway_limit_s: float | None = None,
-             among: Sequence[Answer] | None = None) -> list[Answer]:
+    def late(
+        self, limit_s: float, gateway_limit_s: float | None = None, among: Sequence[Answer] | None = None
+    ) -> list[Answer]:
         """Answers (of ``among``, or all) the client waited longer than ``limit_s`` for, not counting
         its own stalls, or that the gateway itself says took longer than ``gateway_limit_s`` (from
         its arrival to its answer, ``elapsed_ms``)."""
-        return [a for a in (self.answers if among is None else among)
-                if a.elapsed_s - self.own_stall_s(a) > limit_s
-                or (gateway_limit_s is not None and a.gateway_s is not None and a.gateway_s > gateway_limit_s)]
+        return [
+            a
+            for a in (self.answers if among is None else among)
+            if a.elapsed_s - self.own_stall_s(a) > limit_s
+            or (gateway_limit_s is not None and a.gateway_s is not None and a.gateway_s > gateway_limit_s)
+        ]
 
     def own_stall_s(self, answer: Answer) -> float:
         """How long, while ``answer`` was on its way, the drill's own threads could not run (the
@@ -101,8 +104,10 @@ class DrillResult:
         for its turn long after its answer has arrived (705 ms once in CI, the gateway's own time
         0.90 s): a client on its own host does not, so that wait is not the fleet's."""
         start, end = answer.sent_at, answer.sent_at + answer.elapsed_s
-        return sum(max(0.0, min(end, at + _PROBE_SLEEP_S + late_s) - max(start, at + _PROBE_SLEEP_S))
-                   for at, late_s in self.client_stalls)
+        return sum(
+            max(0.0, min(end, at + _PROBE_SLEEP_S + late_s) - max(start, at + _PROBE_SLEEP_S))
+            for at, late_s in self.client_stalls
+        )
 
     def first_answered_by(self, service: str, after_s: float) -> float | None:
         """When (sent_at) the first answer sent after ``after_s`` fused a member of ``service``."""
@@ -113,8 +118,10 @@ class DrillResult:
 def timeline(answers: list[Answer], limit: int = 40) -> str:
     """When each answer was sent, and how long the gateway and the client took, in drill seconds
     (``12.3: 1.16/1.31 s``): late answers that come in a cluster are one stall of the gateway."""
-    return ", ".join(f"{a.sent_at:.1f}: {a.gateway_s or float('nan'):.2f}/{a.elapsed_s:.2f} s"
-                     for a in sorted(answers, key=lambda a: a.sent_at)[:limit])
+    return ", ".join(
+        f"{a.sent_at:.1f}: {a.gateway_s or float('nan'):.2f}/{a.elapsed_s:.2f} s"
+        for a in sorted(answers, key=lambda a: a.sent_at)[:limit]
+    )
 
 
 def summarize(answers: list[Answer]) -> dict[str, object]:
@@ -144,16 +151,27 @@ def _answer(client: int, sent_at: float, elapsed_s: float, status: int, headers:
     if headers.get("server") != "uvicorn":
         # Not the gateway: while its port is closed (a restart), the sandbox's network layer may
         # answer for it. For the client that is no answer from the fleet at all.
-        return Answer(client, sent_at, elapsed_s, 0,
-                      error=f"not the gateway: {status} {content[:200].decode(errors='replace')}")
+        return Answer(
+            client, sent_at, elapsed_s, 0, error=f"not the gateway: {status} {content[:200].decode(errors='replace')}"
+        )
     if status != 200:
         return Answer(client, sent_at, elapsed_s, status, error=content[:300].decode(errors="replace"))
     body = json.loads(content)
     answered = frozenset(b["service"] or "classical" for b in body["backends"] if b["status"] == "ok")
     ages = [b["forecast_age_s"] for b in body["backends"] if b.get("forecast_age_s") is not None]
-    return Answer(client, sent_at, elapsed_s, 200, bool(body["degraded"]), answered, tuple(body["reasons"]),
-                  gateway_s=body["elapsed_ms"] / 1000.0, memory=tuple(m["state"] for m in body.get("memory", [])),
-                  served_by=headers.get("x-chronotick-gateway"), reused_age_s=max(ages) if ages else None)
+    return Answer(
+        client,
+        sent_at,
+        elapsed_s,
+        200,
+        bool(body["degraded"]),
+        answered,
+        tuple(body["reasons"]),
+        gateway_s=body["elapsed_ms"] / 1000.0,
+        memory=tuple(m["state"] for m in body.get("memory", [])),
+        served_by=headers.get("x-chronotick-gateway"),
+        reused_age_s=max(ages) if ages else None,
+    )
 
 
 def run_drill(
@@ -202,12 +220,14 @@ def run_drill(
                     connection.request("POST", f"{target.path}/predict", body=body, headers=request_headers)
                     response = connection.getresponse()
                     content = response.read()
-                    answer = _answer(index, sent - started, time.monotonic() - sent, response.status,
-                                     response.headers, content)
+                    answer = _answer(
+                        index, sent - started, time.monotonic() - sent, response.status, response.headers, content
+                    )
                 except (OSError, http.client.HTTPException) as error:
                     connection.close()  # the next request opens a new connection
-                    answer = Answer(index, sent - started, time.monotonic() - sent, 0,
-                                    error=f"{type(error).__name__}: {error}")
+                    answer = Answer(
+                        index, sent - started, time.monotonic() - sent, 0, error=f"{type(error).__name__}: {error}"
+                    )
                 with lock:
                     answers.append(answer)
         finally:

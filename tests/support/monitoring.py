@@ -32,7 +32,7 @@ ADDED_BY_PROMETHEUS = frozenset({"instance", "job", "le"})
 
 @dataclass(frozen=True)
 class Expression:
-    where: str                                # the alert or panel it comes from
+    where: str  # the alert or panel it comes from
     text: str
     legend: str = ""
 

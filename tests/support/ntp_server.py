@@ -13,8 +13,9 @@ import ntplib
 Reply = Callable[[ntplib.NTPPacket], ntplib.NTPPacket]
 
 
-def server_reply(*, ahead_s: float = 0.0, stratum: int = 2, leap: int = 0, hold_s: float = 0.0,
-                 zero_transmit: bool = False) -> Reply:
+def server_reply(
+    *, ahead_s: float = 0.0, stratum: int = 2, leap: int = 0, hold_s: float = 0.0, zero_transmit: bool = False
+) -> Reply:
     """A server whose clock is ``ahead_s`` ahead of ours, that holds the request ``hold_s`` between
     receiving and sending (a negative hold makes the round trip absurd)."""
 

@@ -45,8 +45,19 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"redis-server on port {self.port} is already running")
         command = [
-            _binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-            "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+            _binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
         ]
         # Appended to across restarts: one log of the server's whole life in the test.
         with open(self.folder / "redis.log", "ab") as log:

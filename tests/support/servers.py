@@ -26,8 +26,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float = 15.0, what: str = "condition",
-             poll_s: float = 0.05) -> float:
+def wait_for(
+    condition: Callable[[], object], timeout_s: float = 15.0, what: str = "condition", poll_s: float = 0.05
+) -> float:
     """Poll ``condition`` until it holds; the seconds it took. Fails the test when it does not in time."""
     started = time.monotonic()
     while not condition():
@@ -107,8 +108,11 @@ def serve_in_process(
 def server_process(url: str) -> psutil.Process:
     """The process serving ``url`` (started by ``serve_in_process``, which names its ``--port``)."""
     port = url.rsplit(":", 1)[1]
-    return next(p for p in psutil.process_iter(["cmdline"])
-                if p.info["cmdline"] and "--port" in p.info["cmdline"] and port in p.info["cmdline"])
+    return next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and "--port" in p.info["cmdline"] and port in p.info["cmdline"]
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:

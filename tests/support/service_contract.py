@@ -75,8 +75,9 @@ def predict(base_url: str, body: dict[str, object]) -> httpx.Response:
 
 
 def post_raw(base_url: str, content: bytes) -> httpx.Response:
-    return httpx.post(f"{base_url}/predict", content=content, headers={"content-type": "application/json"},
-                      timeout=TIMEOUT_S)
+    return httpx.post(
+        f"{base_url}/predict", content=content, headers={"content-type": "application/json"}, timeout=TIMEOUT_S
+    )
 
 
 def mean_of(base_url: str, body: dict[str, object]) -> np.ndarray:
@@ -155,27 +156,54 @@ class ServiceContract:
     def bad_inputs(self) -> list[Any]:
         one = {"offsets_us": [1.0] * 64, "interval_s": 1.0}
         return [
-            pytest.param({"series": [{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0}], "horizon": 5},
-                         "series.0.offsets_us", id="too-few-samples"),
+            pytest.param(
+                {"series": [{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0}], "horizon": 5},
+                "series.0.offsets_us",
+                id="too-few-samples",
+            ),
             pytest.param({"series": [one], "horizon": self.MAX_HORIZON + 1}, "horizon", id="horizon-beyond-model"),
             pytest.param({"series": [one], "horizon": 0}, "horizon", id="horizon-zero"),
             pytest.param({"series": [one], "horizon": -1}, "horizon", id="horizon-negative"),
-            pytest.param({"series": [{"offsets_us": ["a"] * 64, "interval_s": 1.0}], "horizon": 5},
-                         "series.0.offsets_us.0", id="offset-not-a-number"),
-            pytest.param({"series": [{"offsets_us": [1.0] * 8, "interval_s": 1.0}] * 257, "horizon": 5},
-                         "series", id="too-many-series"),
-            pytest.param({"series": [{"offsets_us": [1.0] * 8193, "interval_s": 1.0}], "horizon": 5},
-                         "series.0.offsets_us", id="series-too-long"),
+            pytest.param(
+                {"series": [{"offsets_us": ["a"] * 64, "interval_s": 1.0}], "horizon": 5},
+                "series.0.offsets_us.0",
+                id="offset-not-a-number",
+            ),
+            pytest.param(
+                {"series": [{"offsets_us": [1.0] * 8, "interval_s": 1.0}] * 257, "horizon": 5},
+                "series",
+                id="too-many-series",
+            ),
+            pytest.param(
+                {"series": [{"offsets_us": [1.0] * 8193, "interval_s": 1.0}], "horizon": 5},
+                "series.0.offsets_us",
+                id="series-too-long",
+            ),
             pytest.param({"series": [], "horizon": 5}, "series", id="no-series"),
-            pytest.param({"series": [{"offsets_us": [None] * 64, "interval_s": 1.0}], "horizon": 5},
-                         "series.0", id="no-observed-sample"),
+            pytest.param(
+                {"series": [{"offsets_us": [None] * 64, "interval_s": 1.0}], "horizon": 5},
+                "series.0",
+                id="no-observed-sample",
+            ),
             # Issue 15: finite numbers that once overflowed deep inside (500) are refused up front.
-            pytest.param({"series": [{"offsets_us": [1e300, -1e300] * 32, "interval_s": 1.0}], "horizon": 5},
-                         "series.0.offsets_us.0", id="offset-beyond-the-bound"),
-            pytest.param({"series": [{**one, "interval_s": 1e-300}], "horizon": 5},
-                         "series.0.interval_s", id="interval-below-a-microsecond"),
-            pytest.param({"series": [{"offsets_us": [1.0] * 64, "timestamps_s": [1e300 + k * 1e286 for k in range(64)]}],
-                          "horizon": 5}, "series.0.timestamps_s.0", id="timestamp-beyond-the-bound"),
+            pytest.param(
+                {"series": [{"offsets_us": [1e300, -1e300] * 32, "interval_s": 1.0}], "horizon": 5},
+                "series.0.offsets_us.0",
+                id="offset-beyond-the-bound",
+            ),
+            pytest.param(
+                {"series": [{**one, "interval_s": 1e-300}], "horizon": 5},
+                "series.0.interval_s",
+                id="interval-below-a-microsecond",
+            ),
+            pytest.param(
+                {
+                    "series": [{"offsets_us": [1.0] * 64, "timestamps_s": [1e300 + k * 1e286 for k in range(64)]}],
+                    "horizon": 5,
+                },
+                "series.0.timestamps_s.0",
+                id="timestamp-beyond-the-bound",
+            ),
             *self.EXTRA_BAD_INPUTS,
         ]
 
@@ -188,7 +216,8 @@ class ServiceContract:
         if "model_without_covariates" in names:
             refusing = [m for m in self.MODELS if not self.COVARIATES[m][0]]
             every_model_takes_them = pytest.param(
-                None, id="every-model-takes-covariates",
+                None,
+                id="every-model-takes-covariates",
                 marks=pytest.mark.skip(reason=f"every {self.FAMILY} model takes covariates"),
             )
             metafunc.parametrize("model_without_covariates", refusing or [every_model_takes_them])
@@ -220,14 +249,18 @@ class ServiceContract:
 
     def test_each_model_forecasts_every_step_with_ordered_quantiles(self, service: str, model: str) -> None:
         horizon = self.FORECAST_HORIZON
-        body = {"series": [clock_series(1), clock_series(2, **self.SECOND_SERIES)], "horizon": horizon,
-                "model": model, "quantile_levels": LEVELS}
+        body = {
+            "series": [clock_series(1), clock_series(2, **self.SECOND_SERIES)],
+            "horizon": horizon,
+            "model": model,
+            "quantile_levels": LEVELS,
+        }
         response = predict(service, body)
         assert response.status_code == 200, response.text
         answer = response.json()
         assert answer["model"] == model and answer["quantile_levels"] == LEVELS
         assert len(answer["forecasts"]) == len(body["series"])
-        for series, forecast in zip(body["series"], answer["forecasts"]):
+        for series, forecast in zip(body["series"], answer["forecasts"], strict=True):
             assert forecast["id"] == series["id"]
             quantiles = np.array(forecast["quantiles_us"])
             assert quantiles.shape == (len(LEVELS), horizon)
@@ -292,9 +325,11 @@ class ServiceContract:
         together = answer_concurrently(service, bodies)
         assert max(answer["batch_series"] for answer in together) > 1
         tolerance = {"rtol": self.BATCH_RTOL, "atol": self.BATCH_ATOL}
-        for a, b in zip(alone, together):
+        for a, b in zip(alone, together, strict=True):
             np.testing.assert_allclose(a["forecasts"][0]["mean_us"], b["forecasts"][0]["mean_us"], **tolerance)
-            np.testing.assert_allclose(a["forecasts"][0]["quantiles_us"], b["forecasts"][0]["quantiles_us"], **tolerance)
+            np.testing.assert_allclose(
+                a["forecasts"][0]["quantiles_us"], b["forecasts"][0]["quantiles_us"], **tolerance
+            )
 
     def test_missing_samples_and_timestamps_are_accepted(self, service: str) -> None:
         times = [float(t) for t in range(0, 400, 2)]
@@ -324,10 +359,17 @@ class ServiceContract:
         a 422 naming the field or forecast with finite values; never a 5xx (see support.extreme_inputs)."""
         info = next(m for m in httpx.get(f"{service}/info").json()["models"] if m["name"] == model)
 
-        @given(body=extreme_requests(max_horizon=min(info["max_horizon"], 24), min_length=info["min_context"],
-                                     max_length=max(info["min_context"], 80), covariates=info["past_covariates"]))
-        @settings(max_examples=self.EXTREME_EXAMPLES, deadline=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @given(
+            body=extreme_requests(
+                max_horizon=min(info["max_horizon"], 24),
+                min_length=info["min_context"],
+                max_length=max(info["min_context"], 80),
+                covariates=info["past_covariates"],
+            )
+        )
+        @settings(
+            max_examples=self.EXTREME_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         def answers(body: dict[str, object]) -> None:
             body = {**body, "model": model}
             assert_refused_or_finite(predict(service, body), body)

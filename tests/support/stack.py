@@ -35,38 +35,56 @@ class SwarmStack:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "CHRONOTICK_STACK_NAME": self.name, "CHRONOTICK_STACK_PORT": str(self.port),
-                "CHRONOTICK_GATEWAY_API_KEY": self.api_key,
-                **{f"CHRONOTICK_{service.upper()}_REPLICAS": str(n) for service, n in self.replicas.items()}}
+        return {
+            **os.environ,
+            "CHRONOTICK_STACK_NAME": self.name,
+            "CHRONOTICK_STACK_PORT": str(self.port),
+            "CHRONOTICK_GATEWAY_API_KEY": self.api_key,
+            **{f"CHRONOTICK_{service.upper()}_REPLICAS": str(n) for service, n in self.replicas.items()},
+        }
 
     def script(self, *args: str, timeout_s: float = 1200.0) -> str:
-        result = subprocess.run([str(ROOT / "scripts/stack"), *args], env=self.env, capture_output=True, text=True,
-                                timeout=timeout_s)
+        result = subprocess.run(
+            [str(ROOT / "scripts/stack"), *args], env=self.env, capture_output=True, text=True, timeout=timeout_s
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"scripts/stack {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"scripts/stack {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result.stdout
 
     def containers(self, service: str) -> list[str]:
         """The running containers of the service's tasks on this node."""
-        out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.name}_{service}"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.name}_{service}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return out.split()
 
     def healthy(self, service: str, replicas: int) -> bool:
         """Whether the service runs exactly ``replicas`` containers here, each healthy by its healthcheck."""
         containers = self.containers(service)
-        states = [subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", c],
-                                 capture_output=True, text=True).stdout.strip() for c in containers]
+        states = [
+            subprocess.run(
+                ["docker", "inspect", "--format", "{{.State.Health.Status}}", c], capture_output=True, text=True
+            ).stdout.strip()
+            for c in containers
+        ]
         return len(containers) == replicas and all(state == "healthy" for state in states)
 
     def inside(self, container: str, path: str) -> str:
         """GET ``path`` from the service inside ``container`` (the backends are not reachable from
         the host: their network is internal)."""
-        code = ("import sys, urllib.request; "
-                f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5).read().decode())")
-        return subprocess.run(["docker", "exec", container, "python", "-c", code], capture_output=True, text=True,
-                              check=True, timeout=30).stdout
+        code = (
+            "import sys, urllib.request; "
+            f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5).read().decode())"
+        )
+        return subprocess.run(
+            ["docker", "exec", container, "python", "-c", code], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
 
     def clock(self, clock_id: str, attempts: int = 3) -> dict[str, object]:
         """The clock's report, as an operator's client reads it: a 503 "Clock memory unavailable"
@@ -83,8 +101,9 @@ class SwarmStack:
 
 
 def swarm_active() -> bool:
-    state = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True,
-                           text=True, check=True).stdout.strip()
+    state = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return state == "active"
 
 
@@ -107,9 +126,22 @@ def deployed_stack(name: str, api_key: str, replicas: dict[str, int]) -> Iterato
 def _remove_volumes(stack: str) -> None:
     """The stack's volumes (its clock memory among them), which `scripts/stack down` keeps, as a
     user wants; a test's must not reach the next run. A volume is freed a moment after its container."""
-    def volumes() -> list[str]:
-        return subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}"],
-                              capture_output=True, text=True, check=True).stdout.split()
 
-    wait_for(lambda: subprocess.run(["docker", "volume", "rm", *volumes()], capture_output=True).returncode == 0
-             if volumes() else True, 60.0, f"the volumes of {stack} removed", poll_s=1.0)
+    def volumes() -> list[str]:
+        return subprocess.run(
+            ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+
+    wait_for(
+        lambda: (
+            subprocess.run(["docker", "volume", "rm", *volumes()], capture_output=True).returncode == 0
+            if volumes()
+            else True
+        ),
+        60.0,
+        f"the volumes of {stack} removed",
+        poll_s=1.0,
+    )

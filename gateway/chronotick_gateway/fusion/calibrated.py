@@ -110,7 +110,9 @@ def step_scales(z: np.ndarray, prior: float = PRIOR_PSEUDO_ORIGINS, pooled: floa
 
 
 def calibrated_std(
-    member: MemberForecast, prior: float = PRIOR_PSEUDO_ORIGINS, z: np.ndarray | None = None,
+    member: MemberForecast,
+    prior: float = PRIOR_PSEUDO_ORIGINS,
+    z: np.ndarray | None = None,
     pooled: float | None = None,
 ) -> np.ndarray:
     """(H,) the member's spread rescaled by its backtests, non-decreasing over the horizon (``z``

@@ -19,15 +19,19 @@ from chronotick.problems import PROBLEM_MEDIA_TYPE, ProblemError
 
 def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, object]]:
     """OpenAPI ``responses`` for problem+json answers of these statuses."""
-    return {status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
-            for status, description in descriptions.items()}
+    return {
+        status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+        for status, description in descriptions.items()
+    }
 
 
-PROBLEMS = problem_responses({
-    401: "Missing or wrong API key.",
-    413: "Request body too large.",
-    422: "Invalid request: each field and the reason.",
-})
+PROBLEMS = problem_responses(
+    {
+        401: "Missing or wrong API key.",
+        413: "Request body too large.",
+        422: "Invalid request: each field and the reason.",
+    }
+)
 
 
 def api_key_guard(api_key: str | None) -> list[Dependency]:
@@ -41,7 +45,8 @@ def api_key_guard(api_key: str | None) -> list[Dependency]:
     # async: a plain def would be sent to a worker thread on every request, for a string compare.
     async def require_api_key(given: str | None = Security(header)) -> None:
         if not secrets.compare_digest(given or "", api_key):
-            raise ProblemError(401, "Unauthorized", "missing or wrong X-API-Key header",
-                               headers={"WWW-Authenticate": "APIKey"})
+            raise ProblemError(
+                401, "Unauthorized", "missing or wrong X-API-Key header", headers={"WWW-Authenticate": "APIKey"}
+            )
 
     return [Depends(require_api_key)]

@@ -17,8 +17,10 @@ from chronotick_gateway.routes import PROBLEMS, problem_responses
 from chronotick_gateway.runtime import Gateway, running
 
 _T = TypeVar("_T")
-CLOCK_PROBLEMS = problem_responses({404: "No clock of this id is remembered.",
-                                    503: "The clock memory cannot be reached."}) | PROBLEMS
+CLOCK_PROBLEMS = (
+    problem_responses({404: "No clock of this id is remembered.", 503: "The clock memory cannot be reached."})
+    | PROBLEMS
+)
 CLOCK_ID = Path(min_length=1, max_length=128, pattern=CLOCK_ID_PATTERN, description="The clock's id.")
 
 router = APIRouter(prefix="/clocks", responses=CLOCK_PROBLEMS)
@@ -44,11 +46,14 @@ async def forget_clock(clock_id: str = CLOCK_ID, gateway: Gateway = Depends(runn
 
 
 @router.post("/{clock_id}/observations", response_model=ObservationsScored)
-async def observe_clock(observations: ClockObservations, clock_id: str = CLOCK_ID,
-                        gateway: Gateway = Depends(running)) -> ObservationsScored:
+async def observe_clock(
+    observations: ClockObservations, clock_id: str = CLOCK_ID, gateway: Gateway = Depends(running)
+) -> ObservationsScored:
     """Measurements of a remembered clock that score its pending forecasts, without a forecast."""
-    clock = await _from_store(gateway, gateway.memory.observe(
-        clock_id, np.asarray(observations.timestamps_s), as_array(observations.offsets_us)))
+    clock = await _from_store(
+        gateway,
+        gateway.memory.observe(clock_id, np.asarray(observations.timestamps_s), as_array(observations.offsets_us)),
+    )
     if clock is None:
         raise _unknown_clock(clock_id)
     return ObservationsScored(clock_id=clock_id, scored=clock.newly_scored, pending=len(clock.state.pending))
@@ -63,5 +68,8 @@ async def _from_store(gateway: Gateway, action: Awaitable[_T]) -> _T:
 
 
 def _unknown_clock(clock_id: str) -> ProblemError:
-    return ProblemError(404, "Unknown clock", f"no clock {clock_id!r} is remembered here (never asked about, "
-                                              "expired after being idle, or forgotten)")
+    return ProblemError(
+        404,
+        "Unknown clock",
+        f"no clock {clock_id!r} is remembered here (never asked about, expired after being idle, or forgotten)",
+    )

@@ -28,8 +28,11 @@ async def ready(gateway: Gateway = Depends(running)) -> dict[str, object]:
     fleet = gateway.fleet
     age_s = fleet.view_age_s()
     if fleet.view_is_stale():
-        detail = "no health-poll round has completed yet" if age_s is None else (
-            f"the view of the fleet is stale: the last health-poll round completed {age_s:.1f} s ago")
+        detail = (
+            "no health-poll round has completed yet"
+            if age_s is None
+            else (f"the view of the fleet is stale: the last health-poll round completed {age_s:.1f} s ago")
+        )
         raise ProblemError(503, "Not ready", detail, headers={"Retry-After": "1"})
     services = fleet.services.values()
     return {"status": "ready", "services_ready": [s.name for s in services if s.ready], "fleet_view_age_s": age_s}
@@ -38,9 +41,12 @@ async def ready(gateway: Gateway = Depends(running)) -> dict[str, object]:
 @router.get("/models", response_model=FleetModels)
 async def models(gateway: Gateway = Depends(running)) -> FleetModels:
     """Backends, their models and versions, breaker state, and the configuration version in force."""
-    return FleetModels(services=[s.status() for s in gateway.fleet.services.values()],
-                       classical=list(CLASSICAL_BY_NAME), per_clock=[online_ar.NAME],
-                       config_version=gateway.fleet.config.version)
+    return FleetModels(
+        services=[s.status() for s in gateway.fleet.services.values()],
+        classical=list(CLASSICAL_BY_NAME),
+        per_clock=[online_ar.NAME],
+        config_version=gateway.fleet.config.version,
+    )
 
 
 @router.get("/metrics", response_class=Response)

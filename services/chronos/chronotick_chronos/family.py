@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from chronotick.kit import ForecastModel, refuse_unserved_models
-
 from chronotick_chronos.settings import MODEL_NAMES, ChronosSettings
 
 
@@ -26,9 +25,7 @@ class ChronosFamily:
             "timesfm-2.5": TimesFmModel,
         }
         refuse_unserved_models(self._settings.models, MODEL_NAMES)
-        return {
-            name: builders[name](name, self._settings.checkpoint(name)) for name in self._settings.models
-        }
+        return {name: builders[name](name, self._settings.checkpoint(name)) for name in self._settings.models}
 
     def versions(self) -> dict[str, str]:
         packages = ("chronos-forecasting", "timesfm", "transformers", "torch")

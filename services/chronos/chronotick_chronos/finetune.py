@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chronotick import finetune
-
 from chronotick_chronos.settings import ChronosSettings
 from chronotick_chronos.train import SPECS
 

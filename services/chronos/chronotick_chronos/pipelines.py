@@ -18,7 +18,6 @@ from chronos import BaseChronosPipeline, Chronos2Pipeline
 from chronotick.contract import ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
 from chronotick.kit.scaling import covariate_changes_by_name
-
 from chronotick_chronos.scaling import adopt_input_scaling
 
 MIN_CONTEXT = 8
@@ -76,6 +75,4 @@ class ChronosPipelineModel:
         if isinstance(predictions, list):  # Chronos-2: one (variates, levels, horizon) per series
             predictions = torch.stack([p[0] for p in predictions])
         quantiles = predictions.to(torch.float64).numpy()
-        return BatchForecast(
-            levels=self._levels, quantiles=quantiles, mean=quantiles[:, self._median_index, :].copy()
-        )
+        return BatchForecast(levels=self._levels, quantiles=quantiles, mean=quantiles[:, self._median_index, :].copy())

@@ -36,4 +36,3 @@ def adopt_input_scaling(model: torch.nn.Module) -> InputScaling:
         current = model.instance_norm
         model.instance_norm = KitUnitsNorm(eps=current.eps, use_arcsinh=current.use_arcsinh)
     return scaling
-

@@ -18,7 +18,7 @@ from chronotick.families import family
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = family("chronos").models   # as shared/chronotick/families.toml declares them
+MODEL_NAMES = family("chronos").models  # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {
     "chronos-bolt": "chronos-bolt-micro",
     "chronos-2": "chronos-2-micro",
@@ -30,9 +30,7 @@ class ChronosSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHRONOTICK_CHRONOS_", extra="ignore")
 
     models_dir: Path = Field(default=_SOURCE_MODELS_DIR, description="Where bundled checkpoints are.")
-    models: list[str] = Field(
-        default=list(MODEL_NAMES), description="Models to serve, the first is the default."
-    )
+    models: list[str] = Field(default=list(MODEL_NAMES), description="Models to serve, the first is the default.")
     bolt_model_id: str | None = None
     chronos2_model_id: str | None = None
     timesfm_model_id: str | None = None

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import timesfm
-from chronotick.contract import InputScaling
-from chronotick.kit.scaling import CONFIG_KEY, input_scaling
 from timesfm import configs
 from timesfm.timesfm_2p5.timesfm_2p5_base import TimesFM_2p5_200M_Definition
 from timesfm.timesfm_2p5.timesfm_2p5_torch import TimesFM_2p5_200M_torch_module
+
+from chronotick.contract import InputScaling
+from chronotick.kit.scaling import CONFIG_KEY, input_scaling
 
 MICRO_DIMS_KEY = "micro_dims"
 HUB_ID = "google/timesfm-2.5-200m-pytorch"

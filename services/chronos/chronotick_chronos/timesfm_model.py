@@ -11,7 +11,6 @@ import numpy as np
 
 from chronotick.contract import ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
-
 from chronotick_chronos.timesfm_loader import QUANTILE_COLUMNS, checkpoint_input_scaling, load_timesfm_2p5
 
 MAX_CONTEXT = 512

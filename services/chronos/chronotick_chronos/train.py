@@ -28,11 +28,6 @@ import torch
 from chronos import BaseChronosPipeline, Chronos2Pipeline, ChronosBoltPipeline
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model
 from chronos.chronos_bolt import ChronosBoltModelForForecasting
-from chronotick import training
-from chronotick.kit import ForecastModel, ModelBatch
-from chronotick.contract import InputScaling
-from chronotick.kit.scaling import CONFIG_KEY, as_offsets, covariate_changes
-from chronotick.training import Batch, ModelSpec, Windows, naive_weights, pinball, save_pretrained
 from timesfm.timesfm_2p5.timesfm_2p5_base import (
     linear_interpolation,
     strip_leading_nans,
@@ -40,6 +35,11 @@ from timesfm.timesfm_2p5.timesfm_2p5_base import (
 from timesfm.torch.util import revin, update_running_stats
 from transformers import T5Config
 
+from chronotick import training
+from chronotick.contract import InputScaling
+from chronotick.kit import ForecastModel, ModelBatch
+from chronotick.kit.scaling import CONFIG_KEY, as_offsets, covariate_changes
+from chronotick.training import Batch, ModelSpec, Windows, naive_weights, pinball, save_pretrained
 from chronotick_chronos.pipelines import ChronosPipelineModel
 from chronotick_chronos.scaling import adopt_input_scaling
 from chronotick_chronos.timesfm_loader import (
@@ -72,14 +72,29 @@ def build_bolt() -> ChronosBoltModelForForecasting:
     # from_dict: the Chronos keys are extra attributes that T5Config's typed signature does not declare.
     config = T5Config.from_dict(
         {
-            "d_model": 128, "d_kv": 32, "d_ff": 256, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4,
-            "dropout_rate": 0.0, "feed_forward_proj": "relu", "initializer_factor": 0.05,  # as released Bolt
-            "vocab_size": 2, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+            "d_model": 128,
+            "d_kv": 32,
+            "d_ff": 256,
+            "num_layers": 2,
+            "num_decoder_layers": 2,
+            "num_heads": 4,
+            "dropout_rate": 0.0,
+            "feed_forward_proj": "relu",
+            "initializer_factor": 0.05,  # as released Bolt
+            "vocab_size": 2,
+            "pad_token_id": 0,
+            "eos_token_id": 1,
+            "decoder_start_token_id": 0,
             "is_encoder_decoder": True,
-            "architectures": ["ChronosBoltModelForForecasting"], "chronos_pipeline_class": "ChronosBoltPipeline",
+            "architectures": ["ChronosBoltModelForForecasting"],
+            "chronos_pipeline_class": "ChronosBoltPipeline",
             "chronos_config": {
-                "context_length": CONTEXT, "prediction_length": CHRONOS_HORIZON, "input_patch_size": 16,
-                "input_patch_stride": 16, "quantiles": BOLT_QUANTILES, "use_reg_token": True,
+                "context_length": CONTEXT,
+                "prediction_length": CHRONOS_HORIZON,
+                "input_patch_size": 16,
+                "input_patch_stride": 16,
+                "quantiles": BOLT_QUANTILES,
+                "use_reg_token": True,
             },
             CONFIG_KEY: "last-value-mad",
         }
@@ -107,8 +122,11 @@ def load_bolt(model_id: str) -> ChronosBoltModelForForecasting:
 
 
 def adapter_median(
-    model: ForecastModel, val: Batch, horizon: int,
-    pasts: list[dict[str, np.ndarray]] | None = None, futures: list[dict[str, np.ndarray]] | None = None,
+    model: ForecastModel,
+    val: Batch,
+    horizon: int,
+    pasts: list[dict[str, np.ndarray]] | None = None,
+    futures: list[dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """The median of a service's own adapter on the batch's contexts as the kit hands them over, as offsets in the
     batch's units (answered steps summed, as the kit does in service: `as_offsets`)."""
@@ -133,12 +151,23 @@ def service_forecast(model_dir: Path, val: Batch, horizon: int, covariates: bool
 
 def build_chronos2() -> Chronos2Model:
     config = Chronos2CoreConfig(
-        d_model=128, d_kv=32, d_ff=256, num_layers=3, num_heads=4, dropout_rate=0.0,
-        architectures=["Chronos2Model"], chronos_pipeline_class="Chronos2Pipeline",
+        d_model=128,
+        d_kv=32,
+        d_ff=256,
+        num_layers=3,
+        num_heads=4,
+        dropout_rate=0.0,
+        architectures=["Chronos2Model"],
+        chronos_pipeline_class="Chronos2Pipeline",
         chronos_config={
-            "context_length": CONTEXT, "input_patch_size": 16, "input_patch_stride": 16, "output_patch_size": 16,
-            "max_output_patches": CHRONOS_HORIZON // 16, "quantiles": CHRONOS2_QUANTILES,
-            "use_reg_token": True, "use_arcsinh": True,
+            "context_length": CONTEXT,
+            "input_patch_size": 16,
+            "input_patch_stride": 16,
+            "output_patch_size": 16,
+            "max_output_patches": CHRONOS_HORIZON // 16,
+            "quantiles": CHRONOS2_QUANTILES,
+            "use_reg_token": True,
+            "use_arcsinh": True,
         },
         **{CONFIG_KEY: "last-value-mad"},
     )
@@ -173,8 +202,11 @@ def chronos2_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     future_target = torch.cat([batch.future[:, None, :h], nan_rows.expand(b, k, h)], dim=1).reshape(b * (k + 1), h)
     group_ids = torch.arange(b).repeat_interleave(k + 1)
     return model(
-        context=context, group_ids=group_ids, future_covariates=future_covariates,
-        future_target=future_target, num_output_patches=h // 16,
+        context=context,
+        group_ids=group_ids,
+        future_covariates=future_covariates,
+        future_target=future_target,
+        num_output_patches=h // 16,
     ).loss
 
 
@@ -226,7 +258,7 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
     stats = [(torch.zeros(x.shape[0]),) * 3]
     for i in range(x.shape[1]):
         stats.append(update_running_stats(*stats[-1], x[:, i], m[:, i])[0])
-    n, mu, sigma = (torch.stack(s, 1) for s in zip(*stats[1:]))
+    n, mu, sigma = (torch.stack(s, 1) for s in zip(*stats[1:], strict=True))
     normed = torch.where(m, 0.0, revin(x, mu, sigma))
     (_, _, point, spread), _ = module(normed, m)
 
@@ -245,8 +277,8 @@ def timesfm_loss(module: torch.nn.Module, batch: Batch) -> torch.Tensor:
     # In this space one step's motion is of order one and far steps wander: weigh each as a ratio to "no change".
     no_change = revin(torch.zeros_like(ahead), drift, sigma[..., None])
     weights = naive_weights((torch.nan_to_num(target) - no_change).abs(), valid)
-    return (
-        pinball(point, target, TIMESFM_LEVELS, valid, weights) + pinball(spread, target, TIMESFM_LEVELS, valid, weights)
+    return pinball(point, target, TIMESFM_LEVELS, valid, weights) + pinball(
+        spread, target, TIMESFM_LEVELS, valid, weights
     )
 
 
@@ -281,7 +313,7 @@ SPECS: dict[str, ModelSpec] = {
         "quantile_levels=[...]), answers in the same units",
         loss_description="the library's quantile loss (twice the pinball loss over the 9 quantiles) in the kit's "
         "units (its instance norm bypassed), each of the 64 steps weighted by the inverse of the batch's mean error "
-        "of \"no change\" there (mean weight 1).",
+        'of "no change" there (mean weight 1).',
         about="Its inputs are the kit's `last-value-mad` units (`chronotick_input_scaling` in its config): the "
         "service divides each context by its mean absolute step and `chronotick_chronos.scaling` replaces the "
         "library's instance norm by one that keeps them.",
@@ -326,7 +358,7 @@ SPECS: dict[str, ModelSpec] = {
         loss_description="pinball loss on the point and continuous-quantile heads in the model's running-stats "
         "normalised space (the unit is the spread of the context's steps), every patch position answering the "
         "next 128 steps, summed before they are scored against the offsets they lead to (targets clipped at "
-        "+-100), each step weighted by the inverse of the batch's mean error of \"no change\" at that step (mean "
+        '+-100), each step weighted by the inverse of the batch\'s mean error of "no change" at that step (mean '
         "weight 1).",
         about="It sees the kit's `first-differences` (`chronotick_input_scaling` in its config): the steps between "
         "consecutive samples, in units of the context's mean absolute step. TimesFM normalises every patch by "

@@ -5,9 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from chronotick.kit import ForecastModel, refuse_unserved_models
-
 from chronotick_timemoe.settings import MODEL_NAMES, TimeMoeSettings
-
 
 TIMEMOE_RESIDUAL_ORIGINS = 3
 
@@ -21,7 +19,6 @@ class TimeMoeFamily:
     def load(self) -> dict[str, ForecastModel]:
         # Imported here so that importing the service (for its OpenAPI schema, say) stays cheap.
         from chronotick.kit.spread import ResidualSpread
-
         from chronotick_timemoe.timemoe_model import TimeMoeModel
 
         refuse_unserved_models(self._settings.models, MODEL_NAMES)

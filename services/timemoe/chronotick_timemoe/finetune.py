@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chronotick import finetune
-
 from chronotick_timemoe.settings import TimeMoeSettings
 from chronotick_timemoe.train import SPECS
 

@@ -19,7 +19,7 @@ from chronotick.families import family
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = family("timemoe").models   # as shared/chronotick/families.toml declares them
+MODEL_NAMES = family("timemoe").models  # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {"timemoe": "timemoe-micro"}
 
 
@@ -27,9 +27,7 @@ class TimeMoeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHRONOTICK_TIMEMOE_", extra="ignore")
 
     models_dir: Path = Field(default=_SOURCE_MODELS_DIR, description="Where bundled checkpoints are.")
-    models: list[str] = Field(
-        default=list(MODEL_NAMES), description="Models to serve, the first is the default."
-    )
+    models: list[str] = Field(default=list(MODEL_NAMES), description="Models to serve, the first is the default.")
     model_id: str | None = None
 
     def checkpoint(self, name: str) -> str:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sktime.libs.timemoe import TimeMoeConfig, TimeMoeForPrediction
+
 from chronotick import training
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, INPUT_CLIP
 from chronotick.synthetic import SCENARIOS, generate_clock
 from chronotick.training import Batch, ModelSpec, Pool, Windows
-from sktime.libs.timemoe import TimeMoeConfig, TimeMoeForPrediction
-
 from chronotick_timemoe.timemoe_model import MAX_CONTEXT, TimeMoeModel, fill_missing, padded_inputs
 
 CONTEXT = MAX_CONTEXT
@@ -40,8 +40,15 @@ FUTURE = max(HORIZONS)
 SCALING = "last-value-mad"  # what the kit hands this checkpoint (chronotick.kit.scaling), written in its config
 # Crops relative and scaled as the kit scales a request, no future clipping (the scaled target is clipped at
 # INPUT_CLIP in the loss), and a context left with nothing observed gets 0 as its last value rather than dropped.
-WINDOWS = Windows(context=CONTEXT, future=FUTURE, batch_size=8, relative=True, scaling=SCALING, future_clip=None,
-                  empty_context="zero_last")
+WINDOWS = Windows(
+    context=CONTEXT,
+    future=FUTURE,
+    batch_size=8,
+    relative=True,
+    scaling=SCALING,
+    future_clip=None,
+    empty_context="zero_last",
+)
 MIN_HISTORY = 16  # positions with fewer real samples before them are not scored (scale barely known)
 # Only the last positions are scored. The window is relative to its LAST value (as the kit hands a context), so a
 # position far from the end would have to copy a large input value into its output and would see a level that leaks
@@ -53,8 +60,15 @@ HUB_ID = "Maple728/TimeMoE-50M"
 
 def build_model() -> TimeMoeForPrediction:
     config = TimeMoeConfig(
-        input_size=1, horizon_lengths=HORIZONS, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_experts=4, num_experts_per_tok=2, max_position_embeddings=CONTEXT + FUTURE,
+        input_size=1,
+        horizon_lengths=HORIZONS,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=CONTEXT + FUTURE,
         **{CONFIG_KEY: SCALING},  # the service reads it (ModelInfo.input_scaling) and scales every context so
     )
     return TimeMoeForPrediction(config)

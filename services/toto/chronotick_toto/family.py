@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from chronotick.kit import ForecastModel, refuse_unserved_models
-
 from chronotick_toto.settings import MODEL_NAMES, TotoSettings
 
 

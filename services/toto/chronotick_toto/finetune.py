@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chronotick import finetune
-
 from chronotick_toto.settings import TotoSettings
 from chronotick_toto.train import SPECS
 

@@ -18,7 +18,7 @@ from chronotick.families import family
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = family("toto").models   # as shared/chronotick/families.toml declares them
+MODEL_NAMES = family("toto").models  # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {"toto": "toto-micro"}
 
 
@@ -29,7 +29,9 @@ class TotoSettings(BaseSettings):
     models: list[str] = Field(default=list(MODEL_NAMES), description="Models to serve, the first is the default.")
     model_id: str | None = None
     num_samples: int = Field(
-        default=64, ge=8, le=1024,
+        default=64,
+        ge=8,
+        le=1024,
         description="Sample paths per series; quantiles and mean are theirs. More is smoother and slower.",
     )
     seed: int = Field(default=0, ge=0, description="Sampling seed: the same request gets the same answer.")

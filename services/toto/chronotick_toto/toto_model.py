@@ -47,11 +47,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributions import Categorical, Distribution, MixtureSameFamily, StudentT
+
 from chronotick.contract import InputScaling, ModelInfo
 from chronotick.kit import BatchForecast, ModelBatch, weights_version
 from chronotick.kit.scaling import CONFIG_KEY, covariate_changes_by_name, input_scaling
 from chronotick.kit.spread import SPREAD_LEVELS, quantiles_from_samples
-from torch.distributions import Categorical, Distribution, MixtureSameFamily, StudentT
 
 # gluonts (imported by toto) suggests orjson/ujson at import; its JSON speed is irrelevant here.
 warnings.filterwarnings("ignore", message="Using `json`-module", category=UserWarning)
@@ -187,7 +188,10 @@ class SeededForecaster(TotoForecaster):
         return int(self.model.patch_embed.patch_size)
 
     def sample_paths(
-        self, inputs: MaskedTimeseries, prediction_length: int, num_samples: int,
+        self,
+        inputs: MaskedTimeseries,
+        prediction_length: int,
+        num_samples: int,
         future_exogenous_variables: torch.Tensor | None,
     ) -> torch.Tensor:
         """(batch, variates, prediction_length, num_samples) sample paths."""
@@ -195,7 +199,10 @@ class SeededForecaster(TotoForecaster):
             return self._one_patch(inputs, prediction_length, num_samples)
         self._n_series, self._step = inputs.series.shape[0], 0
         forecast = self.forecast(
-            inputs, prediction_length=prediction_length, num_samples=num_samples, samples_per_batch=num_samples,
+            inputs,
+            prediction_length=prediction_length,
+            num_samples=num_samples,
+            samples_per_batch=num_samples,
             future_exogenous_variables=future_exogenous_variables,
         )
         assert forecast.samples is not None

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_model
+from toto.model.losses import CombinedLoss
+from toto.model.toto import Toto
+
 from chronotick import training
 from chronotick.contract import InputScaling
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, covariate_changes
 from chronotick.training import Batch, ModelSpec, Windows
-from safetensors.torch import save_model
-from toto.model.losses import CombinedLoss
-from toto.model.toto import Toto
-
 from chronotick_toto.toto_model import MAX_CONTEXT, TotoModel, load_toto, model_input_scaling, use_input_scaling
 
 CONTEXT = MAX_CONTEXT
@@ -49,8 +49,14 @@ SCALING: InputScaling = "last-value-mad"  # what `build` makes and `save` writes
 # spike can do); a context with nothing observed dropped (it has no last value nor steps to scale by, and the
 # service refuses it); short histories blank the covariates' past too (they are variates of the same group).
 WINDOWS = Windows(
-    context=CONTEXT, future=PATCH, batch_size=32, covariates=COVARIATES, future_clip=None, empty_context="drop",
-    short_history_covariates=True, scaling=SCALING,
+    context=CONTEXT,
+    future=PATCH,
+    batch_size=32,
+    covariates=COVARIATES,
+    future_clip=None,
+    empty_context="drop",
+    short_history_covariates=True,
+    scaling=SCALING,
 )
 DIR_NAME = "toto-micro"
 HUB_ID = "Datadog/Toto-Open-Base-1.0"
@@ -181,7 +187,8 @@ def forecast_median(model_dir: Path, val: Batch, horizon: int, covariates: bool)
             horizon=horizon,
             interval_s=[1.0] * len(rows),
             past_covariates=[{k: cov_past[i, j] for j, k in enumerate(COVARIATES)} for i in rows]
-            if covariates and cov_past is not None else [],
+            if covariates and cov_past is not None
+            else [],
         )
         result = model.forecast(batch)
         medians.append(result.quantiles[:, int(np.argmin(np.abs(result.levels - 0.5)))])

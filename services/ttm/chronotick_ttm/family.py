@@ -9,7 +9,6 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from chronotick.kit import ForecastModel, refuse_unserved_models
-
 from chronotick_ttm.settings import MODEL_NAMES, TtmSettings
 
 
@@ -22,7 +21,6 @@ class TtmFamily:
     def load(self) -> dict[str, ForecastModel]:
         # Imported here so that importing the service (for its OpenAPI schema, say) stays cheap.
         from chronotick.kit.spread import ResidualSpread
-
         from chronotick_ttm.ttm_model import TtmModel
 
         refuse_unserved_models(self._settings.models, MODEL_NAMES)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chronotick import finetune
-
 from chronotick_ttm.settings import TtmSettings
 from chronotick_ttm.train import SPECS
 

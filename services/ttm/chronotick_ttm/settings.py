@@ -19,7 +19,7 @@ from chronotick.families import family
 # The checkpoints live beside the package in the source tree; images set MODELS_DIR explicitly.
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
-MODEL_NAMES = family("ttm").models   # as shared/chronotick/families.toml declares them
+MODEL_NAMES = family("ttm").models  # as shared/chronotick/families.toml declares them
 BUNDLED_CHECKPOINTS = {"ttm": "ttm-micro", "ttm-exog": "ttm-exog-micro"}
 
 

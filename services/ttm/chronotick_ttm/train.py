@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
+
 from chronotick import training
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, INPUT_CLIP
 from chronotick.training import Batch, ModelSpec, Windows, save_pretrained
-from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
-
 from chronotick_ttm.settings import BUNDLED_CHECKPOINTS
 from chronotick_ttm.ttm_model import COVARIATES, TtmModel, model_inputs
 
@@ -43,14 +43,30 @@ SCALING = "last-value-mad"  # what the kit hands these checkpoints (chronotick.k
 # INPUT_CLIP in the loss), empty contexts kept; covariate crops hide their future covariates with p 0.5 and all of
 # them with p 0.15; one covariate clock per training series.
 WINDOWS = Windows(
-    context=CONTEXT, future=PREDICTION, batch_size=64, covariates=COVARIATES, relative=True, scaling=SCALING,
-    future_clip=None, empty_context="keep", hide_covariates=(0.5, 0.15), covariate_share=1,
+    context=CONTEXT,
+    future=PREDICTION,
+    batch_size=64,
+    covariates=COVARIATES,
+    relative=True,
+    scaling=SCALING,
+    future_clip=None,
+    empty_context="keep",
+    hide_covariates=(0.5, 0.15),
+    covariate_share=1,
 )
 # The NOTES' probe that transferred to real clocks (patch 32, d_model 128, 3 layers), ~0.4M parameters.
 MICRO_DIMS = {
-    "context_length": CONTEXT, "prediction_length": PREDICTION, "patch_length": 32, "patch_stride": 32,
-    "d_model": 128, "num_layers": 3, "decoder_d_model": 64, "decoder_num_layers": 2,
-    "adaptive_patching_levels": 0, "dropout": 0.1, "head_dropout": 0.1,
+    "context_length": CONTEXT,
+    "prediction_length": PREDICTION,
+    "patch_length": 32,
+    "patch_stride": 32,
+    "d_model": 128,
+    "num_layers": 3,
+    "decoder_d_model": 64,
+    "decoder_num_layers": 2,
+    "adaptive_patching_levels": 0,
+    "dropout": 0.1,
+    "head_dropout": 0.1,
     "scaling": None,  # the kit scales (chronotick.kit.scaling); the model must not re-scale by std
     "loss": "mae",
     CONFIG_KEY: SCALING,  # the service reads it (ModelInfo.input_scaling) and scales every context so
@@ -58,9 +74,13 @@ MICRO_DIMS = {
 # IBM's exogenous recipe: the decoder mixes channels (so the covariates' past reaches the offset's forecast) and the
 # forecast-channel-mixing head reads the covariates' known future.
 EXOG_DIMS = {
-    "num_input_channels": 1 + len(COVARIATES), "prediction_channel_indices": [0],
-    "exogenous_channel_indices": list(range(1, 1 + len(COVARIATES))), "enable_forecast_channel_mixing": True,
-    "decoder_mode": "mix_channel", "fcm_context_length": 1, "fcm_prepend_past": True,
+    "num_input_channels": 1 + len(COVARIATES),
+    "prediction_channel_indices": [0],
+    "exogenous_channel_indices": list(range(1, 1 + len(COVARIATES))),
+    "enable_forecast_channel_mixing": True,
+    "decoder_mode": "mix_channel",
+    "fcm_context_length": 1,
+    "fcm_prepend_past": True,
 }
 _NEW_IN_EXOG = ("fcm_block", "channel_feature_mixer")  # weights a univariate checkpoint does not have
 
@@ -158,7 +178,7 @@ _INPUTS = (
 )
 _LOSS = (
     f"MAE of the point forecast over the 96 steps, in the context's scaled units (targets clipped at "
-    f"+-{INPUT_CLIP:g}), each step weighted by the inverse of the batch's mean error of \"no change\" there (mean 1, "
+    f'+-{INPUT_CLIP:g}), each step weighted by the inverse of the batch\'s mean error of "no change" there (mean 1, '
     "`training.naive_weights`), missing targets masked."
 )
 

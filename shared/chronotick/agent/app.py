@@ -36,12 +36,14 @@ class CorrectedTime(BaseModel):
     offset_us: float = Field(description="Estimated offset now: local - reference, microseconds (+ = fast).")
     error_bound_us: float = Field(
         description="The true offset is within this of offset_us as long as the offset moves no faster than "
-        "max_drift_ppm from the last real measurement.")
+        "max_drift_ppm from the last real measurement."
+    )
     basis: str = Field(description="forecast:short, forecast:long, or last-measurement (no forecast covers now).")
     last_measurement_age_s: float
     max_drift_ppm: float
     forecast_interval95_us: float | None = Field(
-        default=None, description="The fleet's own 95 % half-width for now (statistical; not part of the bound).")
+        default=None, description="The fleet's own 95 % half-width for now (statistical; not part of the bound)."
+    )
     sign_convention: str = OFFSET_SIGN_CONVENTION
 
 
@@ -53,8 +55,12 @@ def create_app(settings: AgentSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        async with AsyncClient(str(settings.gateway_url), api_key=api_key, attempts=_CLIENT_ATTEMPTS,
-                               timeout_s=settings.deadline_s + _CLIENT_MARGIN_S) as client:
+        async with AsyncClient(
+            str(settings.gateway_url),
+            api_key=api_key,
+            attempts=_CLIENT_ATTEMPTS,
+            timeout_s=settings.deadline_s + _CLIENT_MARGIN_S,
+        ) as client:
             agent = Agent(settings, build_source(settings), client, metrics)
             state["agent"] = agent
             loops = asyncio.create_task(agent.run(), name="agent-loops")
@@ -76,13 +82,22 @@ def create_app(settings: AgentSettings) -> FastAPI:
         """The corrected time now, the offset estimate and its error bound."""
         current = state["agent"].current()
         if current is None:
-            raise ProblemError(503, "No measurement yet", "the agent has not had a real measurement from its source "
-                               "yet: there is no honest estimate to serve", headers={"Retry-After": "1"})
-        return CorrectedTime(local_time_s=current.local_time_s, corrected_time_s=current.corrected_time_s,
-                             offset_us=current.offset_us, error_bound_us=current.error_bound_us,
-                             basis=current.basis, last_measurement_age_s=current.last_measurement_age_s,
-                             max_drift_ppm=settings.max_drift_ppm,
-                             forecast_interval95_us=current.forecast_interval95_us)
+            raise ProblemError(
+                503,
+                "No measurement yet",
+                "the agent has not had a real measurement from its source yet: there is no honest estimate to serve",
+                headers={"Retry-After": "1"},
+            )
+        return CorrectedTime(
+            local_time_s=current.local_time_s,
+            corrected_time_s=current.corrected_time_s,
+            offset_us=current.offset_us,
+            error_bound_us=current.error_bound_us,
+            basis=current.basis,
+            last_measurement_age_s=current.last_measurement_age_s,
+            max_drift_ppm=settings.max_drift_ppm,
+            forecast_interval95_us=current.forecast_interval95_us,
+        )
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
@@ -95,15 +110,30 @@ def create_app(settings: AgentSettings) -> FastAPI:
             "clock_id": settings.clock_id,
             "window_slots": len(agent.window),
             "window_observed": agent.window.observed,
-            "last_measurement": None if last is None else {
-                "time_s": last.time_s, "offset_us": last.offset_us, "uncertainty_us": last.uncertainty_us,
-                "stratum": last.stratum},
+            "last_measurement": None
+            if last is None
+            else {
+                "time_s": last.time_s,
+                "offset_us": last.offset_us,
+                "uncertainty_us": last.uncertainty_us,
+                "stratum": last.stratum,
+            },
             "last_forecast_request_s": agent.last_request_s,
-            "forecasts": [{"kind": f.kind, "origin_s": f.origin_s, "steps": int(f.mean_us.size),
-                           "degraded": f.degraded} for f in agent.forecasts],
-            "scores": [{"kind": kind, "horizon_s": horizon_s, "count": score.count, "mae_us": score.mae_us,
-                        "coverage80": score.coverage80, "coverage95": score.coverage95}
-                       for (kind, horizon_s), score in sorted(agent.scoreboard.scores.items())],
+            "forecasts": [
+                {"kind": f.kind, "origin_s": f.origin_s, "steps": int(f.mean_us.size), "degraded": f.degraded}
+                for f in agent.forecasts
+            ],
+            "scores": [
+                {
+                    "kind": kind,
+                    "horizon_s": horizon_s,
+                    "count": score.count,
+                    "mae_us": score.mae_us,
+                    "coverage80": score.coverage80,
+                    "coverage95": score.coverage95,
+                }
+                for (kind, horizon_s), score in sorted(agent.scoreboard.scores.items())
+            ],
         }
 
     @app.get("/health/live")

@@ -37,8 +37,13 @@ class Source(Protocol):
 
 def build_source(settings: AgentSettings) -> Source:
     if settings.source == "ntp":
-        return NtpSource(settings.ntp_server, settings.ntp_port, version=settings.ntp_version,
-                         timeout_s=settings.source_timeout_s, max_delay_s=settings.max_ntp_delay_s)
+        return NtpSource(
+            settings.ntp_server,
+            settings.ntp_port,
+            version=settings.ntp_version,
+            timeout_s=settings.source_timeout_s,
+            max_delay_s=settings.max_ntp_delay_s,
+        )
     return ChronySource(settings.chronyc, timeout_s=settings.source_timeout_s)
 
 
@@ -90,8 +95,11 @@ class Agent:
         self._source_backoff = Backoff(settings.measure_interval_s, settings.source_backoff_max_s)
         self._source_retry_at_s = 0.0
         self.last_request_s: dict[ForecastKind, float | None] = {"short": None, "long": None}
-        metrics.watch_estimate(lambda: self._now_or_nan("offset_us"), lambda: self._now_or_nan("error_bound_us"),
-                               lambda: self._now_or_nan("last_measurement_age_s"))
+        metrics.watch_estimate(
+            lambda: self._now_or_nan("offset_us"),
+            lambda: self._now_or_nan("error_bound_us"),
+            lambda: self._now_or_nan("last_measurement_age_s"),
+        )
 
     # --- serving ------------------------------------------------------------------------------
 
@@ -132,8 +140,13 @@ class Agent:
         wait_s, grew = self._source_backoff.failed()
         self._source_retry_at_s = time.monotonic() + wait_s
         if grew:
-            logger.warning("measurement from %s failed (%s); next attempt in %.1f s; serving the last measurement "
-                           "with a widening bound", self.source.name, reason, wait_s)
+            logger.warning(
+                "measurement from %s failed (%s); next attempt in %.1f s; serving the last measurement "
+                "with a widening bound",
+                self.source.name,
+                reason,
+                wait_s,
+            )
 
     async def measure_once(self) -> None:
         tick_s = time.time()
@@ -157,8 +170,12 @@ class Agent:
     async def forecast_once(self, kind: ForecastKind, backoff: Backoff) -> float:
         """Ask for one forecast; the extra wait before the next one (0 unless the gateway fails)."""
         horizon_s = self.settings.short_horizon_s if kind == "short" else self.settings.long_horizon_s
-        prepared = self.window.request(self.settings.horizon_steps(horizon_s), self.settings.deadline_s,
-                                       self.settings.covariates, self.settings.clock_id)
+        prepared = self.window.request(
+            self.settings.horizon_steps(horizon_s),
+            self.settings.deadline_s,
+            self.settings.covariates,
+            self.settings.clock_id,
+        )
         if prepared is None:
             self.metrics.forecast_requests.labels(kind, "too_few_measurements").inc()
             return 0.0
@@ -171,15 +188,22 @@ class Agent:
             self.metrics.forecast_requests.labels(kind, "failed").inc()
             wait_s, grew = backoff.failed()
             if grew:
-                logger.warning("%s forecast from gateway %s failed (%s); next attempt in %.1f s; serving without "
-                               "it, the bound widening", kind, self.client.base_url, error, wait_s)
+                logger.warning(
+                    "%s forecast from gateway %s failed (%s); next attempt in %.1f s; serving without "
+                    "it, the bound widening",
+                    kind,
+                    self.client.base_url,
+                    error,
+                    wait_s,
+                )
             return wait_s
         self.metrics.forecast_seconds.labels(kind).observe(time.perf_counter() - started)
         self.metrics.forecast_requests.labels(kind, "degraded" if answer.degraded else "ok").inc()
         failures = backoff.succeeded()
         if failures:
-            logger.info("gateway %s answers again (%s forecast) after %d failures", self.client.base_url, kind,
-                        failures)
+            logger.info(
+                "gateway %s answers again (%s forecast) after %d failures", self.client.base_url, kind, failures
+            )
         self.forecasts.append(Forecast.from_answer(kind, origin_s, time.time(), answer))
         return 0.0
 
@@ -194,17 +218,23 @@ class Agent:
 
     async def run(self) -> None:
         s = self.settings
-        backoffs = {kind: Backoff(every_s, s.fleet_backoff_max_s)
-                    for kind, every_s in (("short", s.short_every_s), ("long", s.long_every_s))}
+        backoffs = {
+            kind: Backoff(every_s, s.fleet_backoff_max_s)
+            for kind, every_s in (("short", s.short_every_s), ("long", s.long_every_s))
+        }
         # Forecasts tick half a measurement after the measurements, so each is made from the newest
         # one and its first step falls on the next measurement (which scores it).
         phase_s = s.measure_interval_s / 2.0
         await asyncio.gather(
             _every(s.measure_interval_s, lambda: self._guarded("measurement", self.measure_once)),
-            _every(s.short_every_s, lambda: self._guarded("short forecast",
-                                                          lambda: self.forecast_once("short", backoffs["short"])),
-                   phase_s),
-            _every(s.long_every_s, lambda: self._guarded("long forecast",
-                                                         lambda: self.forecast_once("long", backoffs["long"])),
-                   phase_s),
+            _every(
+                s.short_every_s,
+                lambda: self._guarded("short forecast", lambda: self.forecast_once("short", backoffs["short"])),
+                phase_s,
+            ),
+            _every(
+                s.long_every_s,
+                lambda: self._guarded("long forecast", lambda: self.forecast_once("long", backoffs["long"])),
+                phase_s,
+            ),
         )

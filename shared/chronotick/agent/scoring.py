@@ -66,7 +66,9 @@ class Scoreboard:
                 continue
             i, truth = step - 1, measurement.offset_us
             result = Realized(
-                forecast.kind, horizon_s, truth - float(forecast.mean_us[i]),
+                forecast.kind,
+                horizon_s,
+                truth - float(forecast.mean_us[i]),
                 bool(forecast.lower80_us[i] <= truth <= forecast.upper80_us[i]),
                 bool(forecast.lower95_us[i] <= truth <= forecast.upper95_us[i]),
             )

@@ -38,24 +38,34 @@ class AgentSettings(BaseSettings):
 
     # --- where the real measurements come from ------------------------------------------------
     source: Literal["ntp", "chrony"] = Field(
-        default="chrony", description="ntp: ask an NTP server with ntplib; chrony: read `chronyc -c tracking`.")
+        default="chrony", description="ntp: ask an NTP server with ntplib; chrony: read `chronyc -c tracking`."
+    )
     ntp_server: str = Field(default="127.0.0.1", min_length=1, description="NTP server host name or address.")
     ntp_port: int = Field(default=123, ge=1, le=65535)
     ntp_version: int = Field(default=4, ge=3, le=4)
-    source_timeout_s: float = Field(default=1.0, gt=0.0, le=30.0,
-                                    description="How long one measurement may take (NTP reply or chronyc).")
+    source_timeout_s: float = Field(
+        default=1.0, gt=0.0, le=30.0, description="How long one measurement may take (NTP reply or chronyc)."
+    )
     max_ntp_delay_s: float = Field(
-        default=1.0, gt=0.0, description="A reply whose round-trip delay is negative or above this is rejected.")
+        default=1.0, gt=0.0, description="A reply whose round-trip delay is negative or above this is rejected."
+    )
     chronyc: list[str] = Field(
-        default_factory=lambda: ["chronyc"], min_length=1,
-        description='The chronyc command and its options, JSON: ["chronyc", "-h", "/run/chrony/chronyd.sock"].')
+        default_factory=lambda: ["chronyc"],
+        min_length=1,
+        description='The chronyc command and its options, JSON: ["chronyc", "-h", "/run/chrony/chronyd.sock"].',
+    )
     measure_interval_s: float = Field(default=1.0, ge=MIN_INTERVAL_S, le=3600.0, description="Cadence of measurements.")
     source_backoff_max_s: float = Field(
-        default=30.0, gt=0.0, description="Longest wait between attempts while the source fails.")
+        default=30.0, gt=0.0, description="Longest wait between attempts while the source fails."
+    )
 
     # --- the rolling window and the system covariates ---------------------------------------
-    window_samples: int = Field(default=512, ge=8, le=MAX_POINTS_PER_SERIES,
-                                description="Measurement slots kept (a failed one is kept as missing).")
+    window_samples: int = Field(
+        default=512,
+        ge=8,
+        le=MAX_POINTS_PER_SERIES,
+        description="Measurement slots kept (a failed one is kept as missing).",
+    )
     covariates: bool = Field(default=True, description="Send CPU load, memory and temperature with the offsets.")
 
     # --- the fleet --------------------------------------------------------------------------
@@ -65,32 +75,42 @@ class AgentSettings(BaseSettings):
         description="The clock the requests name, so that the gateway remembers it (scores its forecasts as the "
         "measurements arrive, learns its fusion weights and bounds). Default: the host name, characters outside "
         "the contract's CLOCK_ID_PATTERN replaced with '-'. Give each clock its own: two agents sharing an id "
-        "would mix their clocks' memories.")
+        "would mix their clocks' memories.",
+    )
     api_key: SecretStr | None = None
     short_horizon_s: float = Field(default=10.0, gt=0.0)
     short_every_s: float = Field(default=1.0, gt=0.0, description="How often the short forecast is asked for.")
     long_horizon_s: float = Field(default=60.0, gt=0.0)
     long_every_s: float = Field(default=30.0, gt=0.0, description="How often the long forecast is asked for.")
-    deadline_s: float = Field(default=1.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S,
-                              description="deadline_s sent with each forecast.")
+    deadline_s: float = Field(
+        default=1.0, ge=MIN_DEADLINE_S, le=MAX_DEADLINE_S, description="deadline_s sent with each forecast."
+    )
     fleet_backoff_max_s: float = Field(
-        default=30.0, gt=0.0, description="Longest wait between forecast requests while the gateway fails.")
+        default=30.0, gt=0.0, description="Longest wait between forecast requests while the gateway fails."
+    )
 
     # --- what is served ---------------------------------------------------------------------
     max_drift_ppm: float = Field(
-        default=50.0, gt=0.0, le=100_000.0,
+        default=50.0,
+        gt=0.0,
+        le=100_000.0,
         description="Stated bound on how fast the offset can move away from the last real measurement, in "
         "microseconds per second (ppm), like chrony's maxclockerror: the served error bound grows at this rate "
         "from the last measurement. 50 ppm is a common crystal tolerance; a clock that chronyd disciplines "
-        "drifts far less.")
+        "drifts far less.",
+    )
     error_bound_limit_us: float = Field(
-        default=1000.0, gt=0.0,
+        default=1000.0,
+        gt=0.0,
         description="The largest error bound this host tolerates, in microseconds: exported as "
         "chronotick_agent_error_bound_limit_us, which the ChronoTickAgentErrorBoundHigh alert compares the served "
-        "bound with (monitoring/alerts.yml). The agent serves a wider bound all the same.")
+        "bound with (monitoring/alerts.yml). The agent serves a wider bound all the same.",
+    )
     score_horizons_s: list[float] = Field(
-        default_factory=lambda: [1.0, 5.0, 10.0, 30.0, 60.0], min_length=1,
-        description="Horizons at which forecasts are scored against later measurements (MAE, coverage).")
+        default_factory=lambda: [1.0, 5.0, 10.0, 30.0, 60.0],
+        min_length=1,
+        description="Horizons at which forecasts are scored against later measurements (MAE, coverage).",
+    )
     host: str = Field(default="127.0.0.1", description="Where the agent's HTTP endpoint listens.")
     port: int = Field(default=8100, ge=1, le=65535)
 
@@ -99,8 +119,10 @@ class AgentSettings(BaseSettings):
         for name in ("short_horizon_s", "long_horizon_s"):
             steps = round(getattr(self, name) / self.measure_interval_s)
             if not 1 <= steps <= MAX_HORIZON_STEPS:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name):g} s is {steps} steps of "
-                                 f"measure_interval_s {self.measure_interval_s:g} s; 1 to {MAX_HORIZON_STEPS} allowed")
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()}: {getattr(self, name):g} s is {steps} steps of "
+                    f"measure_interval_s {self.measure_interval_s:g} s; 1 to {MAX_HORIZON_STEPS} allowed"
+                )
         if any(h <= 0 for h in self.score_horizons_s):
             raise ValueError(f"{ENV_PREFIX}SCORE_HORIZONS_S: every horizon must be positive")
         return self
@@ -135,8 +157,9 @@ def load_settings(option_names: Mapping[str, str] | None = None, **overrides: ob
     known = {f"{ENV_PREFIX}{name.upper()}" for name in AgentSettings.model_fields}
     unknown = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known)
     if unknown:
-        raise SettingsInvalid(f"invalid agent configuration: unknown setting {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}")
+        raise SettingsInvalid(
+            f"invalid agent configuration: unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     try:
         return AgentSettings(**given)
     except ValidationError as error:

@@ -126,7 +126,8 @@ class ChronySource:
     async def measure(self) -> Measurement:
         try:
             process = await asyncio.create_subprocess_exec(
-                *self._command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                *self._command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
         except OSError as error:
             raise SourceFailure("unreachable", f"cannot run {self._command[0]}: {error}") from error
         try:

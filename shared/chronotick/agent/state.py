@@ -71,8 +71,9 @@ class Window:
     def observed(self) -> int:
         return sum(slot.offset_us is not None for slot in self._slots)
 
-    def request(self, horizon: int, deadline_s: float, with_covariates: bool,
-                clock_id: str) -> tuple[FusedPredictRequest, float] | None:
+    def request(
+        self, horizon: int, deadline_s: float, with_covariates: bool, clock_id: str
+    ) -> tuple[FusedPredictRequest, float] | None:
         """The gateway request for ``horizon`` steps past the newest slot, and that slot's time;
         None while too few real measurements are in the window.
 
@@ -88,11 +89,17 @@ class Window:
                 past = [slot.covariates.get(name) for slot in slots]
                 if any(value is not None for value in past):
                     covariates[name] = Covariate(past=past)
-        series = SeriesInput(id="local-clock", interval_s=self.interval_s, start_s=slots[0].time_s,
-                             clock_id=clock_id, offsets_us=[slot.offset_us for slot in slots],
-                             covariates=covariates)
-        request = FusedPredictRequest(series=[series], horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS,
-                                      deadline_s=deadline_s)
+        series = SeriesInput(
+            id="local-clock",
+            interval_s=self.interval_s,
+            start_s=slots[0].time_s,
+            clock_id=clock_id,
+            offsets_us=[slot.offset_us for slot in slots],
+            covariates=covariates,
+        )
+        request = FusedPredictRequest(
+            series=[series], horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS, deadline_s=deadline_s
+        )
         return request, slots[-1].time_s
 
 
@@ -112,13 +119,26 @@ class Forecast:
     degraded: bool
 
     @classmethod
-    def from_answer(cls, kind: ForecastKind, origin_s: float, received_s: float,
-                    answer: FusedPredictResponse) -> Forecast:
+    def from_answer(
+        cls, kind: ForecastKind, origin_s: float, received_s: float, answer: FusedPredictResponse
+    ) -> Forecast:
         forecast = answer.forecasts[0]
-        bounds = {round(q, 6): np.asarray(values) for q, values in zip(answer.quantile_levels, forecast.quantiles_us,
-                                                                         strict=True)}
-        return cls(kind, origin_s, forecast.interval_s, received_s, np.asarray(forecast.mean_us),
-                   bounds[0.025], bounds[0.1], bounds[0.9], bounds[0.975], answer.degraded)
+        bounds = {
+            round(q, 6): np.asarray(values)
+            for q, values in zip(answer.quantile_levels, forecast.quantiles_us, strict=True)
+        }
+        return cls(
+            kind,
+            origin_s,
+            forecast.interval_s,
+            received_s,
+            np.asarray(forecast.mean_us),
+            bounds[0.025],
+            bounds[0.1],
+            bounds[0.9],
+            bounds[0.975],
+            answer.degraded,
+        )
 
     @property
     def end_s(self) -> float:

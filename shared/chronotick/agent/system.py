@@ -36,7 +36,11 @@ class SystemMetrics:
             MEMORY_USED: psutil.virtual_memory().percent / 100.0,
         }
         if TEMPERATURE in self.names:
-            readings = [t.current for group in psutil.sensors_temperatures().values() for t in group
-                        if t.current is not None and math.isfinite(t.current)]
+            readings = [
+                t.current
+                for group in psutil.sensors_temperatures().values()
+                for t in group
+                if t.current is not None and math.isfinite(t.current)
+            ]
             values[TEMPERATURE] = sum(readings) / len(readings) if readings else None
         return values

@@ -50,18 +50,29 @@ def predict(
     log: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Clock log or CSV.")],
     horizon_s: Annotated[float, typer.Option(min=0.001, help="Forecast this many seconds past the log's end.")] = 60.0,
     context: Annotated[int, typer.Option(min=8, max=8192, help="Samples of history sent (the newest).")] = 512,
-    log_format: Annotated[str | None, typer.Option("--format", help=f"One of {', '.join(FORMAT_NAMES)}; "
-                                                   "detected when omitted.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--format", help=f"One of {', '.join(FORMAT_NAMES)}; detected when omitted.")
+    ] = None,
     backend: Annotated[list[str] | None, typer.Option(help="Fuse only this member or service (repeatable).")] = None,
-    deadline_s: Annotated[float, typer.Option(min=MIN_DEADLINE_S, max=MAX_DEADLINE_S,
-                                              help="Deadline sent to the gateway.")] = 5.0,
+    deadline_s: Annotated[
+        float, typer.Option(min=MIN_DEADLINE_S, max=MAX_DEADLINE_S, help="Deadline sent to the gateway.")
+    ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the gateway's whole answer as JSON.")] = False,
-    plot: Annotated[bool, typer.Option("--plot", help="Also draw the recent history, the forecast and its "
-                                       "80 % and 95 % bands as a text chart.")] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot", help="Also draw the recent history, the forecast and its 80 % and 95 % bands as a text chart."
+        ),
+    ] = False,
     clean: Annotated[bool, typer.Option(help="Let the gateway set spikes aside as missing samples.")] = True,
-    clock_id: Annotated[str | None, typer.Option(help="Name the clock, so that the gateway remembers it: it scores "
-                                                 "the clock's earlier forecasts on this log's newer samples and "
-                                                 "learns its weights and bounds (see status --clock).")] = None,
+    clock_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Name the clock, so that the gateway remembers it: it scores "
+            "the clock's earlier forecasts on this log's newer samples and "
+            "learns its weights and bounds (see status --clock)."
+        ),
+    ] = None,
     gateway: Gateway = DEFAULT_GATEWAY_URL,
     api_key: ApiKey = None,
     timeout_s: TimeoutS = 40.0,
@@ -77,8 +88,15 @@ def predict(
     """
     try:
         series = read_clock_log(log, format=log_format)
-        prepared = prepare_request(series, horizon_s=horizon_s, context=context, deadline_s=deadline_s,
-                                   backends=backend, clean=clean, clock_id=clock_id)
+        prepared = prepare_request(
+            series,
+            horizon_s=horizon_s,
+            context=context,
+            deadline_s=deadline_s,
+            backends=backend,
+            clean=clean,
+            clock_id=clock_id,
+        )
     except (UnsupportedFormat, NotForecastable, ValueError) as error:
         raise _fail(str(error), 2) from error
     try:
@@ -89,23 +107,32 @@ def predict(
     if as_json:
         out.print_json(answer.model_dump_json())
         return
-    out.print(f"{series.source} ({series.format}): {prepared.used_samples} samples at {prepared.interval_s:g} s, "
-              f"last offset {prepared.last_offset_us:.3f} us", highlight=False)
+    out.print(
+        f"{series.source} ({series.format}): {prepared.used_samples} samples at {prepared.interval_s:g} s, "
+        f"last offset {prepared.last_offset_us:.3f} us",
+        highlight=False,
+    )
     if answer.flagged_outliers and answer.flagged_outliers[0]:
-        out.print(f"cleaning set {len(answer.flagged_outliers[0])} spike(s) aside as missing samples "
-                  f"(indices into the {prepared.used_samples} sent): {answer.flagged_outliers[0]}", highlight=False)
+        out.print(
+            f"cleaning set {len(answer.flagged_outliers[0])} spike(s) aside as missing samples "
+            f"(indices into the {prepared.used_samples} sent): {answer.flagged_outliers[0]}",
+            highlight=False,
+        )
     out.print(forecast_table(answer))
     out.print(members_table(answer))
     if answer.memory and answer.memory[0].clock_id is not None:
         out.print(memory_line(answer.memory[0]), highlight=False)
     if plot:
-        out.print(Text.from_ansi(forecast_plot(prepared, answer, width=min(DEFAULT_WIDTH, out.width), color=out.is_terminal)))
+        out.print(
+            Text.from_ansi(forecast_plot(prepared, answer, width=min(DEFAULT_WIDTH, out.width), color=out.is_terminal))
+        )
 
 
 @app.command()
 def status(
-    clock: Annotated[str | None, typer.Option(help="Show what the gateway remembers of this clock instead of "
-                                              "the fleet.")] = None,
+    clock: Annotated[
+        str | None, typer.Option(help="Show what the gateway remembers of this clock instead of the fleet.")
+    ] = None,
     gateway: Gateway = DEFAULT_GATEWAY_URL,
     api_key: ApiKey = None,
     timeout_s: TimeoutS = 5.0,
@@ -136,8 +163,14 @@ def status(
         table.add_column(header)
     for service in fleet.services:
         models = ", ".join(f"{m.name} ({m.model_version[:12]})" for m in service.info.models) if service.info else "-"
-        table.add_row(service.name, service.url, "yes" if service.ready else "no", service.breaker, models,
-                      service.last_error or "")
+        table.add_row(
+            service.name,
+            service.url,
+            "yes" if service.ready else "no",
+            service.breaker,
+            models,
+            service.last_error or "",
+        )
     if not fleet.services:
         table.caption = "no model service configured: the classical members answer alone"
     out.print(table)
@@ -155,8 +188,10 @@ def _clock_status(clock_id: str, gateway: str, api_key: str | None, timeout_s: f
         raise _fail(f"--clock {clock_id!r} is not a clock id: {error.errors()[0]['msg']}", 2) from error
     except GatewayError as error:
         if error.status == 404:
-            raise _fail(f"gateway {gateway} remembers no clock {clock_id!r} (never named in a request, forgotten, "
-                        "or expired after its idle time)") from error
+            raise _fail(
+                f"gateway {gateway} remembers no clock {clock_id!r} (never named in a request, forgotten, "
+                "or expired after its idle time)"
+            ) from error
         raise _fail(str(error)) from error
     except ClientError as error:
         raise _fail(str(error)) from error
@@ -211,8 +246,15 @@ def finetune(context: typer.Context, family: Family) -> None:
 
 
 # The agent's settings its command-line options set, as the user types them (for error messages).
-_AGENT_OPTIONS = {"source": "--source", "ntp_server": "--ntp-server", "ntp_port": "--ntp-port",
-                  "gateway_url": "--gateway", "clock_id": "--clock-id", "host": "--host", "port": "--port"}
+_AGENT_OPTIONS = {
+    "source": "--source",
+    "ntp_server": "--ntp-server",
+    "ntp_port": "--ntp-port",
+    "gateway_url": "--gateway",
+    "clock_id": "--clock-id",
+    "host": "--host",
+    "port": "--port",
+}
 
 
 @app.command()
@@ -221,8 +263,13 @@ def agent(
     ntp_server: Annotated[str | None, typer.Option(help="NTP server (env CHRONOTICK_AGENT_NTP_SERVER).")] = None,
     ntp_port: Annotated[int | None, typer.Option(help="NTP port (env CHRONOTICK_AGENT_NTP_PORT).")] = None,
     gateway: Annotated[str | None, typer.Option(help="Gateway URL (env CHRONOTICK_AGENT_GATEWAY_URL).")] = None,
-    clock_id: Annotated[str | None, typer.Option(help="The clock's name at the gateway, which remembers it (env "
-                                                 "CHRONOTICK_AGENT_CLOCK_ID; default: the host name).")] = None,
+    clock_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The clock's name at the gateway, which remembers it (env "
+            "CHRONOTICK_AGENT_CLOCK_ID; default: the host name)."
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (env CHRONOTICK_AGENT_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (env CHRONOTICK_AGENT_PORT).")] = None,
 ) -> None:
@@ -239,16 +286,30 @@ def agent(
     from chronotick.agent import SettingsInvalid, load_settings, run_agent
 
     try:
-        settings = load_settings(_AGENT_OPTIONS, source=source, ntp_server=ntp_server, ntp_port=ntp_port,
-                                 gateway_url=gateway, clock_id=clock_id, host=host, port=port)
+        settings = load_settings(
+            _AGENT_OPTIONS,
+            source=source,
+            ntp_server=ntp_server,
+            ntp_port=ntp_port,
+            gateway_url=gateway,
+            clock_id=clock_id,
+            host=host,
+            port=port,
+        )
     except SettingsInvalid as error:
         raise _fail(str(error), 2) from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forecast request is noise
     logging.getLogger("chronotick.agent").info(
-        "agent on http://%s:%d: source %s every %g s, gateway %s as clock %s, max drift %g ppm", settings.host,
-        settings.port, settings.source, settings.measure_interval_s, settings.gateway_url, settings.clock_id,
-        settings.max_drift_ppm)
+        "agent on http://%s:%d: source %s every %g s, gateway %s as clock %s, max drift %g ppm",
+        settings.host,
+        settings.port,
+        settings.source,
+        settings.measure_interval_s,
+        settings.gateway_url,
+        settings.clock_id,
+        settings.max_drift_ppm,
+    )
     run_agent(settings)
 
 

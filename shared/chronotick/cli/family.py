@@ -33,8 +33,10 @@ def family_python(family: str) -> str:
         return str(python)
     if importlib.util.find_spec(declared.package) is not None:
         return sys.executable
-    raise FamilyUnavailable(f"no environment for {family}: {python} is missing and this interpreter cannot import "
-                            f"{declared.package}; run scripts/setup-env {declared.environment}")
+    raise FamilyUnavailable(
+        f"no environment for {family}: {python} is missing and this interpreter cannot import "
+        f"{declared.package}; run scripts/setup-env {declared.environment}"
+    )
 
 
 def run_family_module(family: str, module: str, arguments: list[str]) -> int:

@@ -42,8 +42,16 @@ class PreparedLog:
     last_offset_us: float
 
 
-def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, deadline_s: float,
-                    backends: list[str] | None = None, clean: bool = True, clock_id: str | None = None) -> PreparedLog:
+def prepare_request(
+    series: OffsetSeries,
+    *,
+    horizon_s: float,
+    context: int,
+    deadline_s: float,
+    backends: list[str] | None = None,
+    clean: bool = True,
+    clock_id: str | None = None,
+) -> PreparedLog:
     """The gateway request forecasting ``horizon_s`` ahead of the log's last sample.
 
     With ``clock_id`` the series names its clock, and ``start_s`` is the time of its first sample as the
@@ -51,28 +59,45 @@ def prepare_request(series: OffsetSeries, *, horizon_s: float, context: int, dea
     """
     stretches = list(series.segments(min_length=MIN_OBSERVED_SAMPLES))
     if not stretches:
-        raise NotForecastable(f"{series.source}: no stretch of {MIN_OBSERVED_SAMPLES} samples between steps and gaps "
-                              f"({len(series)} samples, {len(series.steps)} steps, {len(series.gaps)} gaps)")
+        raise NotForecastable(
+            f"{series.source}: no stretch of {MIN_OBSERVED_SAMPLES} samples between steps and gaps "
+            f"({len(series)} samples, {len(series.steps)} steps, {len(series.gaps)} gaps)"
+        )
     stretch = stretches[-1].on_grid()
     offsets_us = stretch.offset_us[-context:]
     observed = int(np.count_nonzero(~np.isnan(offsets_us)))
     if observed < MIN_OBSERVED_SAMPLES:
-        raise NotForecastable(f"{series.source}: the last stretch has {observed} observed samples; "
-                              f"at least {MIN_OBSERVED_SAMPLES} are needed")
+        raise NotForecastable(
+            f"{series.source}: the last stretch has {observed} observed samples; "
+            f"at least {MIN_OBSERVED_SAMPLES} are needed"
+        )
     horizon = math.ceil(horizon_s / stretch.interval_s - 1e-9)
     if not 1 <= horizon <= MAX_HORIZON_STEPS:
-        raise NotForecastable(f"--horizon-s {horizon_s:g} is {horizon} steps of the log's {stretch.interval_s:g} s "
-                              f"cadence; between 1 and {MAX_HORIZON_STEPS} are possible")
+        raise NotForecastable(
+            f"--horizon-s {horizon_s:g} is {horizon} steps of the log's {stretch.interval_s:g} s "
+            f"cadence; between 1 and {MAX_HORIZON_STEPS} are possible"
+        )
     start_s = float(stretch.time_s[-offsets_us.size]) if clock_id is not None else None
     request = FusedPredictRequest(
-        series=[SeriesInput(id=series.source, interval_s=stretch.interval_s, clock_id=clock_id, start_s=start_s,
-                            offsets_us=[None if math.isnan(v) else float(v) for v in offsets_us])],
-        horizon=horizon, quantile_levels=INTERVAL_QUANTILE_LEVELS, deadline_s=deadline_s, backends=backends,
+        series=[
+            SeriesInput(
+                id=series.source,
+                interval_s=stretch.interval_s,
+                clock_id=clock_id,
+                start_s=start_s,
+                offsets_us=[None if math.isnan(v) else float(v) for v in offsets_us],
+            )
+        ],
+        horizon=horizon,
+        quantile_levels=INTERVAL_QUANTILE_LEVELS,
+        deadline_s=deadline_s,
+        backends=backends,
         clean=clean,
     )
     last = int(np.flatnonzero(~np.isnan(stretch.offset_us))[-1])
-    return PreparedLog(request, offsets_us.size, stretch.interval_s, float(stretch.time_s[-1]),
-                       float(stretch.offset_us[last]))
+    return PreparedLog(
+        request, offsets_us.size, stretch.interval_s, float(stretch.time_s[-1]), float(stretch.offset_us[last])
+    )
 
 
 def forecast_table(answer: FusedPredictResponse) -> Table:
@@ -84,8 +109,9 @@ def forecast_table(answer: FusedPredictResponse) -> Table:
         table.add_column(header, justify="right")
     for step, (mean_us, std_us) in enumerate(zip(forecast.mean_us, forecast.std_us, strict=True)):
         bounds = [level[q][step] if q in level else math.nan for q in (0.1, 0.9, 0.025, 0.975)]
-        table.add_row(f"{(step + 1) * forecast.interval_s:g}", f"{mean_us:.3f}", f"{std_us:.3f}",
-                      *(f"{b:.3f}" for b in bounds))
+        table.add_row(
+            f"{(step + 1) * forecast.interval_s:g}", f"{mean_us:.3f}", f"{std_us:.3f}", *(f"{b:.3f}" for b in bounds)
+        )
     return table
 
 
@@ -97,13 +123,21 @@ def members_table(answer: FusedPredictResponse) -> Table:
     for member in answer.backends:
         weight = f"{member.weights[0][0]:.3f}" if member.weights else "-"
         latency = f"{member.latency_ms:.1f}" if member.latency_ms is not None else "-"
-        table.add_row(member.name, member.service or "(classical)", member.status, weight, latency,
-                      str(member.retries), member.reason or "")
+        table.add_row(
+            member.name,
+            member.service or "(classical)",
+            member.status,
+            weight,
+            latency,
+            str(member.retries),
+            member.reason or "",
+        )
     return table
 
 
-def forecast_plot(prepared: PreparedLog, answer: FusedPredictResponse, *, width: int = DEFAULT_WIDTH,
-                  color: bool = False) -> str:
+def forecast_plot(
+    prepared: PreparedLog, answer: FusedPredictResponse, *, width: int = DEFAULT_WIDTH, color: bool = False
+) -> str:
     """The recent history, the fused mean and its 80 % and 95 % bands as a text chart, in seconds
     from the last sample (history <= 0 < forecast); spikes the gateway's cleaning set aside are
     marked where they were."""
@@ -123,7 +157,16 @@ def forecast_plot(prepared: PreparedLog, answer: FusedPredictResponse, *, width:
     lines += [Line("history", past_s, past_us, "•"), Line("forecast mean", ahead_s, forecast.mean_us, "●")]
     spikes = sorted(k for k in flagged if k >= start)
     if spikes:
-        lines.append(Line("flagged spike", [past_s[k - start] for k in spikes], [history[k] for k in spikes], "x",
-                          connected=False))
-    return line_chart(lines, title=f"{forecast.id or 'clock'}: offset_us (local - reference, + = fast)",
-                      x_label="seconds from the last sample", y_label="offset_us", width=width, color=color)
+        lines.append(
+            Line(
+                "flagged spike", [past_s[k - start] for k in spikes], [history[k] for k in spikes], "x", connected=False
+            )
+        )
+    return line_chart(
+        lines,
+        title=f"{forecast.id or 'clock'}: offset_us (local - reference, + = fast)",
+        x_label="seconds from the last sample",
+        y_label="offset_us",
+        width=width,
+        color=color,
+    )

@@ -117,9 +117,7 @@ def read_tracking(path: str | Path) -> OffsetSeries:
 
 def read_measurements(path: str | Path, *, source_id: str | None = None) -> OffsetSeries:
     """Raw NTP samples of one peer: the noisiest and most direct view of the clock."""
-    return parse_file(
-        path, MEASUREMENTS, _measurements_line, multi_source=True, source_id=source_id
-    )
+    return parse_file(path, MEASUREMENTS, _measurements_line, multi_source=True, source_id=source_id)
 
 
 def read_statistics(path: str | Path, *, source_id: str | None = None) -> OffsetSeries:

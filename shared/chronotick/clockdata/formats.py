@@ -36,9 +36,7 @@ def _csv_header(head: list[str]) -> int:
 
 FORMATS: tuple[LogFormat, ...] = (
     LogFormat(chrony.TRACKING, _each_line(chrony.looks_like_tracking), chrony.read_tracking),
-    LogFormat(
-        chrony.MEASUREMENTS, _each_line(chrony.looks_like_measurements), chrony.read_measurements
-    ),
+    LogFormat(chrony.MEASUREMENTS, _each_line(chrony.looks_like_measurements), chrony.read_measurements),
     LogFormat(chrony.STATISTICS, _each_line(chrony.looks_like_statistics), chrony.read_statistics),
     LogFormat(ntpd.LOOPSTATS, _each_line(ntpd.looks_like_loopstats), ntpd.read_loopstats),
     LogFormat(ntpd.PEERSTATS, _each_line(ntpd.looks_like_peerstats), ntpd.read_peerstats),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chronotick.clockdata.series import (
@@ -28,7 +28,7 @@ US_PER_S = 1e6
 
 def utc_to_unix_s(date: str, time: str) -> float:
     """Unix seconds of a 'YYYY-MM-DD' 'HH:MM:SS[.f]' pair in UTC, as chrony writes them."""
-    return datetime.fromisoformat(f"{date}T{time}").replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(f"{date}T{time}").replace(tzinfo=UTC).timestamp()
 
 
 def parse_file(

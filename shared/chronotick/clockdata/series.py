@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ class OffsetSeries:
     def segments(self, min_length: int = 2) -> Iterator[OffsetSeries]:
         """The stretches between steps and gaps: continuous history a forecaster can use as is."""
         cuts = sorted({0, len(self), *(s.index for s in self.steps), *(g.index for g in self.gaps)})
-        for start, stop in zip(cuts, cuts[1:]):
+        for start, stop in pairwise(cuts):
             if stop - start >= min_length:
                 yield self.segment(start, stop)
 
@@ -187,10 +188,7 @@ def detect_gaps(time_s: np.ndarray, interval_s: float) -> list[Gap]:
     if time_s.size < 2 or not math.isfinite(interval_s):
         return []
     spacing_s = np.diff(time_s)
-    return [
-        Gap(int(i) + 1, float(spacing_s[i]))
-        for i in np.flatnonzero(spacing_s > GAP_CADENCES * interval_s)
-    ]
+    return [Gap(int(i) + 1, float(spacing_s[i])) for i in np.flatnonzero(spacing_s > GAP_CADENCES * interval_s)]
 
 
 def detect_steps(offset_us: np.ndarray) -> list[ClockStep]:
@@ -210,14 +208,11 @@ def detect_steps(offset_us: np.ndarray) -> list[ClockStep]:
     noise_us = np.quantile(window, STEP_NOISE_QUANTILE, axis=1)
     threshold_us = np.maximum(STEP_NOISE_FACTOR * noise_us, STEP_FLOOR_US)
     return [
-        ClockStep(int(observed[k + 1]), float(jumps_us[k]))
-        for k in np.flatnonzero(np.abs(jumps_us) > threshold_us)
+        ClockStep(int(observed[k + 1]), float(jumps_us[k])) for k in np.flatnonzero(np.abs(jumps_us) > threshold_us)
     ]
 
 
-def build_series(
-    source: str, format: str, samples: Iterable[Sample], bad_lines: list[BadLine]
-) -> OffsetSeries:
+def build_series(source: str, format: str, samples: Iterable[Sample], bad_lines: list[BadLine]) -> OffsetSeries:
     """Order samples by time, drop repeated timestamps, and find cadence, gaps and steps.
 
     A repeated timestamp keeps its first sample and reports the others as bad lines: two
@@ -235,10 +230,7 @@ def build_series(
     time_s = np.array([s.time_s for s in kept], dtype=np.float64)
     offset_us = np.array([s.offset_us for s in kept], dtype=np.float64)
     names = sorted({name for s in kept for name in s.covariates})
-    covariates = {
-        name: np.array([s.covariates.get(name, math.nan) for s in kept], dtype=np.float64)
-        for name in names
-    }
+    covariates = {name: np.array([s.covariates.get(name, math.nan) for s in kept], dtype=np.float64) for name in names}
     interval_s = float(np.median(np.diff(time_s))) if time_s.size >= 2 else math.nan
     return OffsetSeries(
         source=source,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chronotick.clockdata.lines import US_PER_S
@@ -57,7 +57,7 @@ def _unix_s(value: str) -> float:
     except ValueError:
         stamp = datetime.fromisoformat(value)
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp.timestamp()
 
 
@@ -89,13 +89,9 @@ def read_csv(
         time_name = time_column or next((c for c in TIME_COLUMNS if c in lower), None)
         offset_name = offset_column or next((c for c in OFFSET_COLUMNS_TO_US if c in lower), None)
         if time_name is None or time_name.lower() not in lower:
-            raise UnsupportedFormat(
-                f"{path}: no time column; expected one of {', '.join(TIME_COLUMNS)}"
-            )
+            raise UnsupportedFormat(f"{path}: no time column; expected one of {', '.join(TIME_COLUMNS)}")
         if offset_name is None or offset_name.lower() not in lower:
-            raise UnsupportedFormat(
-                f"{path}: no offset column; expected one of {', '.join(OFFSET_COLUMNS_TO_US)}"
-            )
+            raise UnsupportedFormat(f"{path}: no offset column; expected one of {', '.join(OFFSET_COLUMNS_TO_US)}")
         scale = offset_to_us
         if scale is None:
             scale = OFFSET_COLUMNS_TO_US.get(offset_name.lower())

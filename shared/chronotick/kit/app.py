@@ -63,14 +63,17 @@ class _State:
     def require_model(self, name: str | None) -> tuple[str, ForecastModel]:
         if not self.ready:
             raise ProblemError(
-                503, "Not ready", self.load_error or "weights are still loading",
+                503,
+                "Not ready",
+                self.load_error or "weights are still loading",
                 headers={"Retry-After": "1"},
             )
         chosen = name or next(iter(self.models))
         model = self.models.get(chosen)
         if model is None:
             raise ProblemError(
-                404, "Unknown model",
+                404,
+                "Unknown model",
                 f"no model {chosen!r} in this service; available: {', '.join(self.models)}",
             )
         return chosen, model
@@ -87,8 +90,9 @@ def _expiry(http: Request) -> float | None:
     except ValueError:
         timeout_ms = math.nan
     if not math.isfinite(timeout_ms) or timeout_ms < 0:
-        raise validation_problem([{"field": f"header {TIMEOUT_HEADER}",
-                                   "reason": f"{value!r} is not a non-negative number of milliseconds"}])
+        raise validation_problem(
+            [{"field": f"header {TIMEOUT_HEADER}", "reason": f"{value!r} is not a non-negative number of milliseconds"}]
+        )
     return asyncio.get_running_loop().time() + timeout_ms / 1000.0
 
 
@@ -169,27 +173,30 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
         name, model = state.require_model(request.model)
         prepared = prepare_request(request, model.info)
         try:
-            result = await batcher.submit(name, prepared, getattr(http.state, "arrival", None),
-                                          expires_at=_expiry(http))
+            result = await batcher.submit(
+                name, prepared, getattr(http.state, "arrival", None), expires_at=_expiry(http)
+            )
         except Expired as expired:
             raise ProblemError(504, "Deadline exceeded", str(expired)) from None
         info = model.info
-        return model_json_response(PredictResponse(
-            family=family.name,
-            model=name,
-            model_id=info.model_id,
-            model_version=info.model_version,
-            horizon=request.horizon,
-            quantile_levels=request.quantile_levels,
-            forecasts=to_series_forecasts(request, prepared, result.forecast),
-            flagged_outliers=prepared.flagged_outliers,
-            batch_series=result.batch_series,
-            timings=Timings(
-                queue_ms=result.queue_s * 1000.0,
-                inference_ms=result.inference_s * 1000.0,
-                total_ms=(time.perf_counter() - started) * 1000.0,
-            ),
-        ))
+        return model_json_response(
+            PredictResponse(
+                family=family.name,
+                model=name,
+                model_id=info.model_id,
+                model_version=info.model_version,
+                horizon=request.horizon,
+                quantile_levels=request.quantile_levels,
+                forecasts=to_series_forecasts(request, prepared, result.forecast),
+                flagged_outliers=prepared.flagged_outliers,
+                batch_series=result.batch_series,
+                timings=Timings(
+                    queue_ms=result.queue_s * 1000.0,
+                    inference_ms=result.inference_s * 1000.0,
+                    total_ms=(time.perf_counter() - started) * 1000.0,
+                ),
+            )
+        )
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -224,4 +231,3 @@ def create_app(family: ModelFamily, settings: ServiceSettings | None = None) -> 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
-

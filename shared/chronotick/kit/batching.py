@@ -112,7 +112,11 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def submit(
-        self, model: str, prepared: PreparedRequest, arrival: Arrival | None = None, *,
+        self,
+        model: str,
+        prepared: PreparedRequest,
+        arrival: Arrival | None = None,
+        *,
         expires_at: float | None = None,
     ) -> BatchResult:
         """The request's share of a batch's forecast; ``Expired`` when ``expires_at`` (event-loop
@@ -160,8 +164,12 @@ class MicroBatcher:
         now = loop.time()
         for job in group:
             if job.expires_at is not None and job.expires_at <= now and not job.future.done():
-                job.future.set_exception(Expired(f"the caller's time limit passed {1000 * (now - job.expires_at):.0f} "
-                                                 f"ms ago, after {1000 * (now - job.enqueued_at):.0f} ms in the queue"))
+                job.future.set_exception(
+                    Expired(
+                        f"the caller's time limit passed {1000 * (now - job.expires_at):.0f} "
+                        f"ms ago, after {1000 * (now - job.enqueued_at):.0f} ms in the queue"
+                    )
+                )
         live = [job for job in group if not job.future.done()]  # a client may have gone away
         if not live:
             return

@@ -17,26 +17,40 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "chronotick_requests", "Forecast requests answered, by HTTP status.",
-            ["status"], registry=self.registry,
+            "chronotick_requests",
+            "Forecast requests answered, by HTTP status.",
+            ["status"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
-            "chronotick_request_seconds", "Time to answer POST /predict.",
-            buckets=_LATENCY_BUCKETS_S, registry=self.registry,
+            "chronotick_request_seconds",
+            "Time to answer POST /predict.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.inference_seconds = Histogram(
-            "chronotick_inference_seconds", "Model call time per batch.",
-            ["model"], buckets=_LATENCY_BUCKETS_S, registry=self.registry,
+            "chronotick_inference_seconds",
+            "Model call time per batch.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
         )
         self.batch_series = Histogram(
-            "chronotick_batch_series", "Series per model call (micro-batching at work).",
-            ["model"], buckets=_BATCH_BUCKETS, registry=self.registry,
+            "chronotick_batch_series",
+            "Series per model call (micro-batching at work).",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
         )
         self.errors = Counter(
-            "chronotick_errors", "Error answers, by HTTP status.", ["status"], registry=self.registry,
+            "chronotick_errors",
+            "Error answers, by HTTP status.",
+            ["status"],
+            registry=self.registry,
         )
         self.ready = Gauge(
-            "chronotick_ready", "1 once the weights are loaded and a warm-up forecast succeeded.",
+            "chronotick_ready",
+            "1 once the weights are loaded and a warm-up forecast succeeded.",
             registry=self.registry,
         )
 

@@ -17,6 +17,7 @@ from chronotick.kit.quantiles import quantiles_at, std_from_quantiles
 from chronotick.kit.scaling import as_offsets, scale_context
 from chronotick.problems import validation_problem
 
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """A request as the model sees it, plus what is needed to undo the anchoring and scaling:
@@ -47,23 +48,29 @@ def _prepare_series(
     observed = np.flatnonzero(~np.isnan(offsets))
     if observed.size < info.min_context:
         raise validation_problem(
-            [{"field": f"{field}.offsets_us",
-              "reason": f"{observed.size} observed samples in the last {info.max_context}; "
-                        f"model {info.name!r} needs at least {info.min_context}"}]
+            [
+                {
+                    "field": f"{field}.offsets_us",
+                    "reason": f"{observed.size} observed samples in the last {info.max_context}; "
+                    f"model {info.name!r} needs at least {info.min_context}",
+                }
+            ]
         )
     anchor_us = float(offsets[observed[-1]])
     context, scale_us = scale_context(offsets - anchor_us, info.input_scaling)
     past = {name: values[-info.max_context :] for name, values in grid.past_covariates.items()}
-    return (
-        context, grid.interval_s, past, grid.future_covariates, anchor_us, scale_us, grid.flagged_outliers.tolist()
-    )
+    return (context, grid.interval_s, past, grid.future_covariates, anchor_us, scale_us, grid.flagged_outliers.tolist())
 
 
 def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
     if request.horizon > info.max_horizon:
         raise validation_problem(
-            [{"field": "horizon",
-              "reason": f"{request.horizon} steps is beyond model {info.name!r}'s maximum of {info.max_horizon}"}]
+            [
+                {
+                    "field": "horizon",
+                    "reason": f"{request.horizon} steps is beyond model {info.name!r}'s maximum of {info.max_horizon}",
+                }
+            ]
         )
     for index, series in enumerate(request.series):
         if not series.covariates:
@@ -72,15 +79,25 @@ def _check_model_limits(request: PredictRequest, info: ModelInfo) -> None:
         has_future = any(c.future is not None for c in series.covariates.values())
         if not info.past_covariates:
             raise validation_problem(
-                [{"field": field, "reason": f"model {info.name!r} does not use covariates; send none "
-                                             "or choose a model that does (see GET /info)"}]
+                [
+                    {
+                        "field": field,
+                        "reason": f"model {info.name!r} does not use covariates; send none "
+                        "or choose a model that does (see GET /info)",
+                    }
+                ]
             )
         unknown = sorted(set(series.covariates) - set(info.known_covariates(series.covariates)))
         if unknown:
             raise validation_problem(
-                [{"field": f"{field}.{name}",
-                  "reason": f"model {info.name!r} does not know covariate {name!r}; "
-                            f"it uses {', '.join(info.covariate_names or [])}"} for name in unknown]
+                [
+                    {
+                        "field": f"{field}.{name}",
+                        "reason": f"model {info.name!r} does not know covariate {name!r}; "
+                        f"it uses {', '.join(info.covariate_names or [])}",
+                    }
+                    for name in unknown
+                ]
             )
         if has_future and not info.future_covariates:
             raise validation_problem(

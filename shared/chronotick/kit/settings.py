@@ -11,7 +11,9 @@ class ServiceSettings(BaseSettings):
 
     batching: bool = Field(default=True, description="Merge concurrent requests into one model call.")
     batch_window_ms: float = Field(
-        default=3.0, ge=0.0, le=100.0,
+        default=3.0,
+        ge=0.0,
+        le=100.0,
         description="How long the first request of a batch waits for others to join it.",
     )
     max_batch_series: int = Field(default=256, ge=1, le=4096)

@@ -47,8 +47,12 @@ class AgentProcess:
 def run_agent(env: dict[str, str], log_path: Path) -> Iterator[AgentProcess]:
     port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "chronotick.cli", "agent", "--port", str(port)],
-                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chronotick.cli", "agent", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     agent = AgentProcess(f"http://127.0.0.1:{port}", process, log_path)
     try:
         wait_until_ready(agent.url, timeout_s=30.0, process=process)  # ready: a first real measurement
@@ -60,8 +64,11 @@ def run_agent(env: dict[str, str], log_path: Path) -> Iterator[AgentProcess]:
 
 def metrics(url: str) -> Samples:
     text = httpx.get(f"{url}/metrics", timeout=5.0).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -96,19 +103,40 @@ AGENT_CADENCES = {
 def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_source_and_fleet_go(
     tmp_path: Path,
 ) -> None:
-    with run_chronyd(tmp_path) as chronyd, \
-            contextlib.ExitStack() as fleet:
+    with run_chronyd(tmp_path) as chronyd, contextlib.ExitStack() as fleet:
         # The real gateway with its classical members (no model service: they start in seconds).
-        gateway = fleet.enter_context(serve_in_process("chronotick_gateway.main:app",
-                                                       env={"CHRONOTICK_GATEWAY_SERVICES": "{}"},
-                                                       log_path=tmp_path / "gateway.log"))
-        env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_SOURCE": "ntp", "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
-               "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
-               "CHRONOTICK_AGENT_GATEWAY_URL": gateway, "CHRONOTICK_AGENT_ERROR_BOUND_LIMIT_US": "250"}
+        gateway = fleet.enter_context(
+            serve_in_process(
+                "chronotick_gateway.main:app",
+                env={"CHRONOTICK_GATEWAY_SERVICES": "{}"},
+                log_path=tmp_path / "gateway.log",
+            )
+        )
+        env = {
+            **AGENT_CADENCES,
+            "CHRONOTICK_AGENT_SOURCE": "ntp",
+            "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
+            "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port),
+            "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
+            "CHRONOTICK_AGENT_GATEWAY_URL": gateway,
+            "CHRONOTICK_AGENT_ERROR_BOUND_LIMIT_US": "250",
+        }
         with run_agent(env, tmp_path / "agent.log") as agent:
             # Measurements flow at 1 Hz; once 8 are in, forecasts at their cadences.
-            wait_for(lambda: sum(value(metrics(agent.url), "chronotick_agent_forecast_requests_total",
-                                       kind="short", outcome=outcome) for outcome in ("ok", "degraded")) >= 1)
+            wait_for(
+                lambda: (
+                    sum(
+                        value(
+                            metrics(agent.url),
+                            "chronotick_agent_forecast_requests_total",
+                            kind="short",
+                            outcome=outcome,
+                        )
+                        for outcome in ("ok", "degraded")
+                    )
+                    >= 1
+                )
+            )
             gateway_before, before = metrics(gateway), metrics(agent.url)
             time.sleep(6.0)
             after, gateway_after = metrics(agent.url), metrics(gateway)
@@ -117,12 +145,16 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
                 return value(after, name, **labels) - value(before, name, **labels)
 
             def answered(kind: str) -> float:  # degraded: a member missed the deadline on this busy machine
-                return sum(delta("chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
-                           for outcome in ("ok", "degraded"))
+                return sum(
+                    delta("chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
+                    for outcome in ("ok", "degraded")
+                )
 
             def fused(samples: Samples) -> float:
-                return sum(value(samples, "chronotick_gateway_fused_requests_total", degraded=degraded)
-                           for degraded in ("true", "false"))
+                return sum(
+                    value(samples, "chronotick_gateway_fused_requests_total", degraded=degraded)
+                    for degraded in ("true", "false")
+                )
 
             assert 4 <= delta("chronotick_agent_measurements_total") <= 8
             short, long = answered("short"), answered("long")
@@ -137,7 +169,8 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
             # What the monitoring alert compares the served bound with: this host's own setting.
             assert value(after, "chronotick_agent_error_bound_limit_us") == 250.0
             assert float(served["corrected_time_s"]) == pytest.approx(
-                float(served["local_time_s"]) - float(served["offset_us"]) / 1e6, abs=1e-9)
+                float(served["local_time_s"]) - float(served["offset_us"]) / 1e6, abs=1e-9
+            )
 
             # Realized errors of earlier forecasts, per horizon, with their interval coverage.
             status = httpx.get(f"{agent.url}/status").json()
@@ -145,13 +178,23 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
             assert scored[("short", 1.0)]["count"] >= 3
             assert 0.0 <= scored[("short", 1.0)]["coverage95"] <= 1.0
             assert value(after, "chronotick_agent_forecast_mae_us", kind="short", horizon_s="1") >= 0.0
-            assert ("chronotick_agent_interval_coverage",
-                    (("horizon_s", "1"), ("kind", "short"), ("level", "0.95"))) in after
+            assert (
+                "chronotick_agent_interval_coverage",
+                (("horizon_s", "1"), ("kind", "short"), ("level", "0.95")),
+            ) in after
 
             # The source goes: clear log line, counted failures, served bound keeps widening.
             chronyd.stop()
-            wait_for(lambda: sum(v for (name, _), v in metrics(agent.url).items()
-                                 if name == "chronotick_agent_source_failures_total") >= 1)
+            wait_for(
+                lambda: (
+                    sum(
+                        v
+                        for (name, _), v in metrics(agent.url).items()
+                        if name == "chronotick_agent_source_failures_total"
+                    )
+                    >= 1
+                )
+            )
             first = agent.time()
             time.sleep(2.0)
             second = agent.time()
@@ -161,8 +204,14 @@ def test_agent_forecasts_through_the_gateway_and_keeps_an_honest_bound_when_sour
 
             # The fleet goes too: forecasts fail and back off; time is still served, bound still widening.
             fleet.close()
-            wait_for(lambda: value(metrics(agent.url), "chronotick_agent_forecast_requests_total",
-                                   kind="short", outcome="failed") >= 1)
+            wait_for(
+                lambda: (
+                    value(
+                        metrics(agent.url), "chronotick_agent_forecast_requests_total", kind="short", outcome="failed"
+                    )
+                    >= 1
+                )
+            )
             third = agent.time()
             assert float(third["error_bound_us"]) > float(second["error_bound_us"])
             assert f"forecast from gateway {gateway} failed" in agent.log()
@@ -179,41 +228,67 @@ def test_agent_forecasts_from_model_members_are_not_degraded_by_covariates_a_mem
     # ttm-exog knows temperature_c and cpu_load only, and once refused every request that carried more.
     # Every model member of chronos and ttm, with the agent's own default deadline.
     services = json.dumps({"chronos": chronos_url, "ttm": ttm_url})
-    with run_chronyd(tmp_path) as chronyd, \
-            serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services},
-                             log_path=tmp_path / "gateway.log") as gateway:
+    with (
+        run_chronyd(tmp_path) as chronyd,
+        serve_in_process(
+            "chronotick_gateway.main:app",
+            env={"CHRONOTICK_GATEWAY_SERVICES": services},
+            log_path=tmp_path / "gateway.log",
+        ) as gateway,
+    ):
         # Measurements every 0.5 s: the window fills quickly (ttm sits out contexts of fewer than 16 samples).
-        env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_MEASURE_INTERVAL_S": "0.5",
-               "CHRONOTICK_AGENT_SOURCE": "ntp", "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
-               "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port), "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
-               "CHRONOTICK_AGENT_GATEWAY_URL": gateway}
+        env = {
+            **AGENT_CADENCES,
+            "CHRONOTICK_AGENT_MEASURE_INTERVAL_S": "0.5",
+            "CHRONOTICK_AGENT_SOURCE": "ntp",
+            "CHRONOTICK_AGENT_NTP_SERVER": "127.0.0.1",
+            "CHRONOTICK_AGENT_NTP_PORT": str(chronyd.port),
+            "CHRONOTICK_AGENT_SOURCE_TIMEOUT_S": "0.3",
+            "CHRONOTICK_AGENT_GATEWAY_URL": gateway,
+        }
         with run_agent(env, tmp_path / "agent.log") as agent:
+
             def answered(samples: Samples, kind: str) -> float:
-                return sum(value(samples, "chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
-                           for outcome in ("ok", "degraded", "failed"))
+                return sum(
+                    value(samples, "chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
+                    for outcome in ("ok", "degraded", "failed")
+                )
 
             wait_for(lambda: httpx.get(f"{agent.url}/status").json()["window_observed"] >= 16, timeout_s=30.0)
             # Let the forecasts asked from a shorter window come back first.
             settled = metrics(agent.url)
-            wait_for(lambda: all(answered(metrics(agent.url), kind) >= answered(settled, kind) + 2
-                                 for kind in ("short", "long")), timeout_s=30.0)
+            wait_for(
+                lambda: all(
+                    answered(metrics(agent.url), kind) >= answered(settled, kind) + 2 for kind in ("short", "long")
+                ),
+                timeout_s=30.0,
+            )
             before, gateway_before = metrics(agent.url), metrics(gateway)
-            wait_for(lambda: answered(metrics(agent.url), "short") >= answered(before, "short") + 4
-                     and answered(metrics(agent.url), "long") >= answered(before, "long") + 1, timeout_s=30.0)
+            wait_for(
+                lambda: (
+                    answered(metrics(agent.url), "short") >= answered(before, "short") + 4
+                    and answered(metrics(agent.url), "long") >= answered(before, "long") + 1
+                ),
+                timeout_s=30.0,
+            )
             after, gateway_after = metrics(agent.url), metrics(gateway)
 
             def delta(name: str, **labels: str) -> float:
                 return value(after, name, **labels) - value(before, name, **labels)
 
             for kind in ("short", "long"):
-                outcomes = {outcome: delta("chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
-                            for outcome in ("ok", "degraded", "failed")}
+                outcomes = {
+                    outcome: delta("chronotick_agent_forecast_requests_total", kind=kind, outcome=outcome)
+                    for outcome in ("ok", "degraded", "failed")
+                }
                 assert outcomes["ok"] >= 1 and outcomes["degraded"] == outcomes["failed"] == 0, (kind, outcomes)
             assert value(gateway_after, "chronotick_gateway_fused_requests_total", degraded="true") == value(
-                gateway_before, "chronotick_gateway_fused_requests_total", degraded="true")
+                gateway_before, "chronotick_gateway_fused_requests_total", degraded="true"
+            )
             for member in ("ttm", "ttm-exog", "chronos-bolt", "chronos-2", "timesfm-2.5"):  # each answered them all
-                answered_by = (value(gateway_after, "chronotick_gateway_backend_seconds_count", backend=member)
-                               - value(gateway_before, "chronotick_gateway_backend_seconds_count", backend=member))
+                answered_by = value(gateway_after, "chronotick_gateway_backend_seconds_count", backend=member) - value(
+                    gateway_before, "chronotick_gateway_backend_seconds_count", backend=member
+                )
                 assert answered_by >= 5, (member, answered_by)
             held = httpx.get(f"{agent.url}/status").json()["forecasts"]
             assert held and not held[-1]["degraded"]
@@ -227,15 +302,19 @@ def test_chrony_source_reads_chronyc_tracking_and_feeds_the_agent(tmp_path: Path
         assert measurement.stratum == 8  # `local stratum 8`
         assert measurement.offset_us == 0.0  # chronyd with -x and no source: no correction pending
         assert abs(measurement.time_s - time.time()) < 5.0
-        env = {**AGENT_CADENCES, "CHRONOTICK_AGENT_SOURCE": "chrony",
-               "CHRONOTICK_AGENT_CHRONYC": json.dumps(chronyd.chronyc),
-               "CHRONOTICK_AGENT_GATEWAY_URL": f"http://127.0.0.1:{free_port()}"}  # no fleet: served all the same
+        env = {
+            **AGENT_CADENCES,
+            "CHRONOTICK_AGENT_SOURCE": "chrony",
+            "CHRONOTICK_AGENT_CHRONYC": json.dumps(chronyd.chronyc),
+            "CHRONOTICK_AGENT_GATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+        }  # no fleet: served all the same
         with run_agent(env, tmp_path / "agent.log") as agent:
             wait_for(lambda: value(metrics(agent.url), "chronotick_agent_measurements_total") >= 3)
             served = agent.time()
             assert served["basis"] == "last-measurement" and served["offset_us"] == 0.0
             samples = metrics(agent.url)
-            assert not any(name == "chronotick_agent_source_failures_total" and v > 0
-                           for (name, _), v in samples.items())
+            assert not any(
+                name == "chronotick_agent_source_failures_total" and v > 0 for (name, _), v in samples.items()
+            )
         assert stopped_cleanly(agent)
     assert chronyd.process.returncode is not None

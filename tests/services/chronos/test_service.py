@@ -31,13 +31,17 @@ class TestChronosService(ServiceContract):
 
     def test_each_bundled_checkpoint_says_what_inputs_it_was_trained_on(self, service: str) -> None:
         models = {m["name"]: m["input_scaling"] for m in httpx.get(f"{service}/info").json()["models"]}
-        assert models == {"chronos-bolt": "last-value-mad", "chronos-2": "last-value-mad",
-                          "timesfm-2.5": "first-differences"}
+        assert models == {
+            "chronos-bolt": "last-value-mad",
+            "chronos-2": "last-value-mad",
+            "timesfm-2.5": "first-differences",
+        }
 
     def test_chronos2_uses_past_and_future_covariates(self, service: str) -> None:
         def with_load(future_load: float) -> np.ndarray:
-            return mean_of(service, {"series": [covariate_series(5, 30, future_load)], "horizon": 30,
-                                     "model": "chronos-2"})
+            return mean_of(
+                service, {"series": [covariate_series(5, 30, future_load)], "horizon": 30, "model": "chronos-2"}
+            )
 
         idle, busy = with_load(0.0), with_load(1.0)
         assert not np.allclose(idle, busy)

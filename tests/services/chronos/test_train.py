@@ -12,9 +12,10 @@ pytest.importorskip("timesfm")
 
 import torch
 from chronos import BaseChronosPipeline
+
 from chronotick import training
-from chronotick_chronos import train
 from chronotick.kit.scaling import scale_context, scale_windows
+from chronotick_chronos import train
 from chronotick_chronos.timesfm_loader import load_timesfm_2p5
 
 slow = pytest.mark.slow  # trains three models for a few steps each (~30 s on 2 cores)
@@ -106,8 +107,11 @@ def test_timesfm_answers_steps_that_the_kit_sums_into_offsets(trained: Path) -> 
 
     def answer(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         request = PredictRequest.model_validate(
-            {"series": [{"offsets_us": values.tolist(), "interval_s": 1.0}], "horizon": 20,
-             "quantile_levels": [0.1, 0.5, 0.9]}
+            {
+                "series": [{"offsets_us": values.tolist(), "interval_s": 1.0}],
+                "horizon": 20,
+                "quantile_levels": [0.1, 0.5, 0.9],
+            }
         )
         prepared = prepare_request(request, model.info)
         series = to_series_forecasts(request, prepared, model.forecast(prepared.batch))[0]
@@ -131,7 +135,9 @@ def test_chronos_specs_use_the_shared_kit() -> None:
     assert all(isinstance(spec, training.ModelSpec) for spec in train.SPECS.values())
     # One crop length; the Chronos models share one pool and one validation set, TimesFM takes first differences.
     assert {name: spec.windows for name, spec in train.SPECS.items()} == {
-        "chronos-bolt": train.KIT_WINDOWS, "chronos-2": train.KIT_WINDOWS, "timesfm-2.5": train.TIMESFM_WINDOWS
+        "chronos-bolt": train.KIT_WINDOWS,
+        "chronos-2": train.KIT_WINDOWS,
+        "timesfm-2.5": train.TIMESFM_WINDOWS,
     }
     assert train.KIT_WINDOWS.scaling == "last-value-mad" and train.KIT_WINDOWS.crop == train.WINDOWS.crop
     assert train.TIMESFM_WINDOWS.scaling == "first-differences" and train.TIMESFM_WINDOWS.crop == train.WINDOWS.crop
@@ -208,15 +214,19 @@ def test_kit_scaled_checkpoints_bypass_the_library_instance_norm(trained: Path, 
     np.testing.assert_allclose(answer(7.0 * offsets - 1234.5), 7.0 * answer(offsets) - 1234.5, rtol=1e-5, atol=1e-3)
     # Handed to the network without the kit's scaling, the same weights are not scale-equivariant: the norm is gone.
     with torch.inference_mode():
-        raw = [model._pipeline.predict([torch.tensor(v - v[-1], dtype=torch.float32)], prediction_length=20)
-               for v in (offsets, 7.0 * offsets)]
-    median = [np.asarray(r[0] if isinstance(r, list) else r)[..., len(model.info.native_quantile_levels) // 2, :]
-              for r in raw]
+        raw = [
+            model._pipeline.predict([torch.tensor(v - v[-1], dtype=torch.float32)], prediction_length=20)
+            for v in (offsets, 7.0 * offsets)
+        ]
+    median = [
+        np.asarray(r[0] if isinstance(r, list) else r)[..., len(model.info.native_quantile_levels) // 2, :] for r in raw
+    ]
     assert not np.allclose(median[1].ravel(), 7.0 * median[0].ravel(), rtol=1e-3, atol=1e-3)
 
 
 def test_a_released_chronos_config_keeps_the_library_norm() -> None:
     from chronos.chronos_bolt import InstanceNorm
+
     from chronotick_chronos.scaling import KitUnitsNorm, adopt_input_scaling
 
     model = train.build_bolt()
@@ -245,7 +255,9 @@ def test_the_timesfm_loss_scores_summed_steps_against_the_offsets_they_lead_to()
     past, future, _ = scale_windows(levels[:, : train.CONTEXT], levels[:, train.CONTEXT :], "first-differences")
     batch = training.Batch(torch.tensor(past, dtype=torch.float32), torch.tensor(future, dtype=torch.float32))
 
-    def zero_answers(normed: torch.Tensor, masks: torch.Tensor) -> tuple[tuple[None, None, torch.Tensor, torch.Tensor], None]:
+    def zero_answers(
+        normed: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[tuple[None, None, torch.Tensor, torch.Tensor], None]:
         b, n = normed.shape[:2]
         return (None, None, torch.zeros(b, n, module.o * module.q), torch.zeros(b, n, module.os * module.q)), None
 

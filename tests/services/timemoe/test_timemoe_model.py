@@ -13,11 +13,12 @@ import pytest
 pytest.importorskip("sktime.libs.timemoe")
 
 import torch
+from sktime.libs.timemoe import TimeMoeForPrediction
+
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, scale_context
 from chronotick_timemoe.settings import TimeMoeSettings
 from chronotick_timemoe.timemoe_model import TimeMoeModel, forecast_normalised, padded_inputs
-from sktime.libs.timemoe import TimeMoeForPrediction
 
 HORIZON = 60
 

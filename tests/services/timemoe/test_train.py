@@ -11,11 +11,12 @@ import pytest
 pytest.importorskip("sktime.libs.timemoe")
 
 import torch
+from sktime.libs.timemoe import TimeMoeForPrediction
+
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY
 from chronotick_timemoe import train
 from chronotick_timemoe.timemoe_model import TimeMoeModel
-from sktime.libs.timemoe import TimeMoeForPrediction
 
 pytestmark = pytest.mark.slow  # trains for a few steps (~30 s on 2 cores)
 
@@ -65,7 +66,7 @@ def test_adapter_forecasts_and_padding_never_changes_an_answer(trained: Path) ->
     contexts = _contexts()
     together = model.point_forecast(ModelBatch(contexts=contexts, horizon=HORIZON, interval_s=[1.0] * 4))
     assert together.shape == (4, HORIZON) and np.isfinite(together).all()
-    for row, context in zip(together, contexts):
+    for row, context in zip(together, contexts, strict=True):
         alone = model.point_forecast(ModelBatch(contexts=[context], horizon=HORIZON, interval_s=[1.0]))
         np.testing.assert_allclose(row, alone[0], rtol=1e-4, atol=1e-4)
 

@@ -26,10 +26,20 @@ class TestTotoService(ServiceContract):
     SECOND_SERIES = {"scenario": "thermal_cycle"}
     BATCH_REQUESTS = 6
     EXTRA_BAD_INPUTS = (
-        pytest.param({"series": [{"offsets_us": [1.0] * 64, "interval_s": 1.0,
-                                  "covariates": {"cpu_load": {"past": [0.5] * 64, "future": [0.5] * 4}}}],
-                      "horizon": 5},
-                     "body", id="future-covariate-shorter-than-horizon"),
+        pytest.param(
+            {
+                "series": [
+                    {
+                        "offsets_us": [1.0] * 64,
+                        "interval_s": 1.0,
+                        "covariates": {"cpu_load": {"past": [0.5] * 64, "future": [0.5] * 4}},
+                    }
+                ],
+                "horizon": 5,
+            },
+            "body",
+            id="future-covariate-shorter-than-horizon",
+        ),
     )
     CHECKPOINT_MODEL = "toto"
     SETTINGS = TotoSettings

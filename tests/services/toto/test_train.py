@@ -11,15 +11,16 @@ import pytest
 pytest.importorskip("toto")
 
 import torch
+from toto.data.util.dataset import MaskedTimeseries
+from toto.inference.forecaster import TotoForecaster
+from toto.model.toto import Toto
+
 from chronotick.contract import PredictRequest
 from chronotick.kit import BatchForecast, ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY
 from chronotick.kit.series import prepare_request, to_series_forecasts
 from chronotick_toto import train
 from chronotick_toto.toto_model import IdentityScaler, TotoModel, load_toto
-from toto.data.util.dataset import MaskedTimeseries
-from toto.inference.forecaster import TotoForecaster
-from toto.model.toto import Toto
 
 pytestmark = pytest.mark.slow  # trains for a few steps and validates (~20 s on 2 cores)
 
@@ -67,7 +68,9 @@ def test_the_library_loader_reads_it_and_forecasts(trained: Path) -> None:
         timestamp_seconds=torch.arange(train.CONTEXT).expand(3, 1, -1),
         time_interval_seconds=torch.ones((3, 1), dtype=torch.int),
     )
-    forecast = TotoForecaster(model.model).forecast(inputs, prediction_length=HORIZON, num_samples=8, samples_per_batch=8)
+    forecast = TotoForecaster(model.model).forecast(
+        inputs, prediction_length=HORIZON, num_samples=8, samples_per_batch=8
+    )
     assert forecast.samples is not None and forecast.samples.shape == (3, 1, HORIZON, 8)
     assert torch.isfinite(forecast.samples).all()
 
@@ -79,8 +82,9 @@ def test_the_service_adapter_forecasts_with_and_without_covariates(trained: Path
     future = [{"cpu_load": np.full(HORIZON, 0.5)}] * 3
     for batch in (
         ModelBatch(contexts=contexts, horizon=HORIZON, interval_s=[1.0] * 3),
-        ModelBatch(contexts=contexts, horizon=HORIZON, interval_s=[1.0] * 3, past_covariates=past,
-                   future_covariates=future),
+        ModelBatch(
+            contexts=contexts, horizon=HORIZON, interval_s=[1.0] * 3, past_covariates=past, future_covariates=future
+        ),
     ):
         result = model.forecast(batch)
         assert result.quantiles.shape == (3, result.levels.size, HORIZON) and result.mean.shape == (3, HORIZON)
@@ -145,8 +149,10 @@ def fresh_anchored(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _request(offsets: np.ndarray, horizon: int, warmer: float = 0.0) -> PredictRequest:
     temperature = 40 + warmer + np.sin(np.arange(offsets.size) / 40)
-    covariates = {"temperature_c": {"past": list(temperature), "future": [41.0 + warmer] * horizon},
-                  "cpu_load": {"past": list(np.linspace(0.2, 0.6, offsets.size))}}
+    covariates = {
+        "temperature_c": {"past": list(temperature), "future": [41.0 + warmer] * horizon},
+        "cpu_load": {"past": list(np.linspace(0.2, 0.6, offsets.size))},
+    }
     return PredictRequest.model_validate(
         {"series": [{"offsets_us": list(offsets), "interval_s": 1.0, "covariates": covariates}], "horizon": horizon}
     )

@@ -10,11 +10,12 @@ import pytest
 
 pytest.importorskip("tsfm_public")
 
+from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
+
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY, covariate_changes, fill_forward, scale_context
 from chronotick_ttm.settings import TtmSettings
 from chronotick_ttm.ttm_model import COVARIATES, TtmModel, model_inputs
-from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
 
 nan = np.nan
 
@@ -48,8 +49,17 @@ def test_bundled_checkpoints_ask_the_kit_for_last_value_mad(name: str) -> None:
 
 
 def _tiny_checkpoint(path: Path, **config: object) -> Path:
-    dims = {"context_length": 64, "prediction_length": 16, "patch_length": 8, "patch_stride": 8, "d_model": 16,
-            "num_layers": 1, "decoder_d_model": 16, "decoder_num_layers": 1, "adaptive_patching_levels": 0}
+    dims = {
+        "context_length": 64,
+        "prediction_length": 16,
+        "patch_length": 8,
+        "patch_stride": 8,
+        "d_model": 16,
+        "num_layers": 1,
+        "decoder_d_model": 16,
+        "decoder_num_layers": 1,
+        "adaptive_patching_levels": 0,
+    }
     TinyTimeMixerForPrediction(TinyTimeMixerConfig(**dims, **config)).save_pretrained(str(path))
     return path
 

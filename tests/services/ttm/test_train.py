@@ -9,11 +9,12 @@ import pytest
 
 pytest.importorskip("tsfm_public")
 
+from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
+
 from chronotick.kit import ModelBatch
 from chronotick.kit.scaling import CONFIG_KEY
 from chronotick_ttm import train
 from chronotick_ttm.ttm_model import COVARIATES, TtmModel
-from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
 
 pytestmark = pytest.mark.slow  # trains both models for a few steps each (~30 s on 2 cores)
 
@@ -78,7 +79,9 @@ def test_exog_checkpoint_forecasts_with_covariates_and_starts_from_the_univariat
 
 def test_training_is_seeded(tmp_path: Path) -> None:
     for run in ("a", "b"):
-        train.main(["--model", "ttm", "--out", str(tmp_path / run), "--steps", "2", "--series", "8", "--val-series", "6"])
+        train.main(
+            ["--model", "ttm", "--out", str(tmp_path / run), "--steps", "2", "--series", "8", "--val-series", "6"]
+        )
     weights = [(tmp_path / run / "ttm-micro" / "model.safetensors").read_bytes() for run in ("a", "b")]
     assert weights[0] == weights[1]
 
@@ -106,6 +109,7 @@ def test_loss_weights_near_steps_more_and_masks_missing_targets() -> None:
     a clock that wanders away from its last value, an error at step 1 costs more than the same error at step 96,
     and a missing target costs nothing."""
     import torch
+
     from chronotick.training import Batch
 
     class Constant(torch.nn.Module):

@@ -18,8 +18,14 @@ from support.servers import free_port, serve_in_thread
 
 def test_rejected_replies_are_counted_never_measured_and_the_source_backs_off() -> None:
     async def scenario(port: int, replies: list[Reply]) -> tuple[Agent, list[float | None]]:
-        settings = AgentSettings(source="ntp", ntp_server="127.0.0.1", ntp_port=port, source_timeout_s=0.5,
-                                 covariates=False, gateway_url=f"http://127.0.0.1:{free_port()}")
+        settings = AgentSettings(
+            source="ntp",
+            ntp_server="127.0.0.1",
+            ntp_port=port,
+            source_timeout_s=0.5,
+            covariates=False,
+            gateway_url=f"http://127.0.0.1:{free_port()}",
+        )
         async with AsyncClient(str(settings.gateway_url)) as client:
             agent = Agent(settings, build_source(settings), client, AgentMetrics())
             await agent.measure_once()

@@ -36,15 +36,17 @@ def test_a_server_ahead_of_us_means_our_clock_is_behind(ntp: tuple[int, list[Rep
     assert abs(measurement.time_s - time.time()) < 1.0
 
 
-@pytest.mark.parametrize(("reply", "reason"), [
-    (server_reply(stratum=0), "stratum"),
-    (server_reply(stratum=16), "stratum"),
-    (server_reply(leap=3), "leap_alarm"),
-    (server_reply(zero_transmit=True), "zero_transmit"),
-    (server_reply(hold_s=-5.0), "delay"),  # sent 5 s before it was received: a 5 s round trip
-])
-def test_insane_replies_are_rejected_with_their_reason(ntp: tuple[int, list[Reply]], reply: Reply,
-                                                       reason: str) -> None:
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (server_reply(stratum=0), "stratum"),
+        (server_reply(stratum=16), "stratum"),
+        (server_reply(leap=3), "leap_alarm"),
+        (server_reply(zero_transmit=True), "zero_transmit"),
+        (server_reply(hold_s=-5.0), "delay"),  # sent 5 s before it was received: a 5 s round trip
+    ],
+)
+def test_insane_replies_are_rejected_with_their_reason(ntp: tuple[int, list[Reply]], reply: Reply, reason: str) -> None:
     port, replies = ntp
     replies.append(reply)
     with pytest.raises(RejectedReply) as caught:
@@ -61,8 +63,10 @@ def test_no_server_is_a_source_failure_not_a_crash() -> None:
     assert caught.value.reason == "timeout"
 
 
-TRACKING = "7F7F0101,,{stratum},1795423411.994233439,{system:.9f},0.000000000,0.000000000,0.000,0.000,0.000," \
-           "0.001000000,0.000500000,0.0,{leap}"
+TRACKING = (
+    "7F7F0101,,{stratum},1795423411.994233439,{system:.9f},0.000000000,0.000000000,0.000,0.000,0.000,"
+    "0.001000000,0.000500000,0.0,{leap}"
+)
 
 
 def test_chrony_system_time_slow_means_our_clock_is_behind() -> None:

@@ -20,8 +20,18 @@ from chronotick.contract import CLOCK_ID_PATTERN
 
 def forecast(origin_s: float, mean_us: list[float], half_width95_us: float = 4.0, kind: str = "short") -> Forecast:
     mean = np.asarray(mean_us, dtype=float)
-    return Forecast(kind, origin_s, 1.0, origin_s + 0.1, mean, mean - half_width95_us, mean - half_width95_us / 2,
-                    mean + half_width95_us / 2, mean + half_width95_us, degraded=False)
+    return Forecast(
+        kind,
+        origin_s,
+        1.0,
+        origin_s + 0.1,
+        mean,
+        mean - half_width95_us,
+        mean - half_width95_us / 2,
+        mean + half_width95_us / 2,
+        mean + half_width95_us,
+        degraded=False,
+    )
 
 
 LAST = Measurement(time_s=100.0, offset_us=10.0, uncertainty_us=5.0, stratum=3)
@@ -97,7 +107,9 @@ def test_scores_compare_later_measurements_with_earlier_forecasts_per_horizon() 
     second = board.record(Measurement(102.0, 23.0, 1.0, 3), forecasts)  # error 3: inside 95 % only
     board.record(Measurement(103.0, 30.0, 1.0, 3), forecasts)  # 3 s is not a scored horizon
     assert [(r.horizon_s, r.error_us, r.inside80, r.inside95) for r in first + second] == [
-        (1.0, 1.0, True, True), (2.0, 3.0, False, True)]
+        (1.0, 1.0, True, True),
+        (2.0, 3.0, False, True),
+    ]
     assert set(board.scores) == {("short", 1.0), ("short", 2.0)}
     assert board.scores[("short", 2.0)].mae_us == 3.0
     assert board.scores[("short", 2.0)].coverage80 == 0.0 and board.scores[("short", 2.0)].coverage95 == 1.0
@@ -108,14 +120,18 @@ def test_a_measurement_never_scores_a_forecast_made_after_it() -> None:
     assert board.record(Measurement(100.0, 10.0, 1.0, 3), [forecast(100.0, [1.0, 2.0])]) == []
 
 
-@pytest.mark.parametrize(("host_name", "clock_id"), [
-    ("ntp-client-3", "ntp-client-3"),
-    ("build box/7.example.org", "build-box-7.example.org"),
-    ("_gateway.local", "gateway.local"),
-    ("h" * 200, "h" * 128),
-])
-def test_the_clock_id_defaults_to_the_host_name_made_valid(monkeypatch: pytest.MonkeyPatch, host_name: str,
-                                                          clock_id: str) -> None:
+@pytest.mark.parametrize(
+    ("host_name", "clock_id"),
+    [
+        ("ntp-client-3", "ntp-client-3"),
+        ("build box/7.example.org", "build-box-7.example.org"),
+        ("_gateway.local", "gateway.local"),
+        ("h" * 200, "h" * 128),
+    ],
+)
+def test_the_clock_id_defaults_to_the_host_name_made_valid(
+    monkeypatch: pytest.MonkeyPatch, host_name: str, clock_id: str
+) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: host_name)
     settings = load_settings()
     assert settings.clock_id == clock_id
@@ -135,14 +151,17 @@ def test_a_host_name_that_gives_no_clock_id_asks_for_one(monkeypatch: pytest.Mon
         load_settings()
 
 
-@pytest.mark.parametrize(("variable", "value", "named"), [
-    ("CHRONOTICK_AGENT_CLOCK_ID", "host/a", "CHRONOTICK_AGENT_CLOCK_ID"),
-    ("CHRONOTICK_AGENT_MEASURE_INTERVAL_S", "0", "CHRONOTICK_AGENT_MEASURE_INTERVAL_S"),
-    ("CHRONOTICK_AGENT_SOURCE", "gps", "CHRONOTICK_AGENT_SOURCE"),
-    ("CHRONOTICK_AGENT_GATEWAY_URL", "not a url", "CHRONOTICK_AGENT_GATEWAY_URL"),
-    ("CHRONOTICK_AGENT_LONG_HORIZON_S", "5000", "CHRONOTICK_AGENT_LONG_HORIZON_S"),
-    ("CHRONOTICK_AGENT_NTP_SERVR", "pool.ntp.org", "unknown setting CHRONOTICK_AGENT_NTP_SERVR"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("CHRONOTICK_AGENT_CLOCK_ID", "host/a", "CHRONOTICK_AGENT_CLOCK_ID"),
+        ("CHRONOTICK_AGENT_MEASURE_INTERVAL_S", "0", "CHRONOTICK_AGENT_MEASURE_INTERVAL_S"),
+        ("CHRONOTICK_AGENT_SOURCE", "gps", "CHRONOTICK_AGENT_SOURCE"),
+        ("CHRONOTICK_AGENT_GATEWAY_URL", "not a url", "CHRONOTICK_AGENT_GATEWAY_URL"),
+        ("CHRONOTICK_AGENT_LONG_HORIZON_S", "5000", "CHRONOTICK_AGENT_LONG_HORIZON_S"),
+        ("CHRONOTICK_AGENT_NTP_SERVR", "pool.ntp.org", "unknown setting CHRONOTICK_AGENT_NTP_SERVR"),
+    ],
+)
 def test_invalid_configuration_stops_the_agent_at_start_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
 ) -> None:

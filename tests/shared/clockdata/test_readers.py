@@ -20,9 +20,7 @@ from chronotick.clockdata.series import detect_steps
 
 SAMPLES = Path(__file__).parent / "samples"
 # The project's real-data folder sits next to the repository (read-only, never copied in).
-REAL_DATA = Path(
-    os.environ.get("CHRONOTICK_DATA", Path(__file__).resolve().parents[3] / "../shared/data")
-).resolve()
+REAL_DATA = Path(os.environ.get("CHRONOTICK_DATA", Path(__file__).resolve().parents[3] / "../shared/data")).resolve()
 
 FILE_FORMATS = {
     "tracking.log": "chrony-tracking",
@@ -182,9 +180,7 @@ def test_an_unknown_format_name_is_refused() -> None:
         ("offsets.csv", [8]),
     ],
 )
-def test_malformed_lines_are_counted_with_their_line_numbers(
-    name: str, line_numbers: list[int]
-) -> None:
+def test_malformed_lines_are_counted_with_their_line_numbers(name: str, line_numbers: list[int]) -> None:
     series = read(name)
     assert [bad.line_number for bad in series.bad_lines] == line_numbers
     assert all(bad.reason for bad in series.bad_lines)

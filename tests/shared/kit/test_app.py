@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support.line_family import LineFamily, LineModel
 
 from chronotick.contract import TIMEOUT_HEADER
 from chronotick.kit import ModelBatch, ServiceSettings, create_app
 from chronotick.problems import validation_problem
+from support.line_family import LineFamily, LineModel
 from support.servers import serve_in_thread, wait_until_ready
 
 SERIES = {"offsets_us": [10.0, 11.0, 12.0, None, 14.0, 15.0], "interval_s": 1.0}
@@ -34,7 +34,7 @@ def test_forecast_extends_the_line_and_carries_requested_quantiles(served: str) 
     assert forecast["std_us"] == pytest.approx([1.0, 2.0, 3.0])
     low, median, high = forecast["quantiles_us"]
     assert median == pytest.approx(forecast["mean_us"])
-    assert all(lo < mid < hi for lo, mid, hi in zip(low, median, high))
+    assert all(lo < mid < hi for lo, mid, hi in zip(low, median, high, strict=True))
     assert answer["model"] == "line" and answer["model_version"] == "sha256:test"
 
 
@@ -62,8 +62,9 @@ def test_unknown_model_is_404_listing_the_models(served: str) -> None:
 def test_body_over_the_limit_is_413_with_or_without_content_length(served: str) -> None:
     big = b"[" + b"1.0," * 40_000 + b"1.0]"
     declared = httpx.post(f"{served}/predict", content=big, headers={"content-type": "application/json"})
-    streamed = httpx.post(f"{served}/predict", content=iter([big[:30_000], big[30_000:]]),
-                          headers={"content-type": "application/json"})
+    streamed = httpx.post(
+        f"{served}/predict", content=iter([big[:30_000], big[30_000:]]), headers={"content-type": "application/json"}
+    )
     for response in (declared, streamed):
         assert response.status_code == 413
         assert response.json()["title"] == "Request too large"
@@ -130,8 +131,10 @@ async def _post_concurrently(base_url: str, bodies: list[dict[str, object]]) -> 
 
 def _bodies(count: int) -> list[dict[str, object]]:
     return [
-        {"series": [{"offsets_us": [float(i), i + 0.5 * k, None, i + 1.5 * k, i + 2.0 * k], "interval_s": 1.0}],
-         "horizon": 4}
+        {
+            "series": [{"offsets_us": [float(i), i + 0.5 * k, None, i + 1.5 * k, i + 2.0 * k], "interval_s": 1.0}],
+            "horizon": 4,
+        }
         for k, i in enumerate(range(count), start=1)
     ]
 
@@ -147,7 +150,7 @@ def test_concurrent_requests_share_model_calls_and_answer_as_if_alone() -> None:
     calls = family.models["line"].calls[calls_before:]
     assert sum(calls) == 12 and len(calls) < 12 and max(calls) > 1
     assert max(answer["batch_series"] for answer in together) > 1
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert a["forecasts"] == b["forecasts"]
 
 

@@ -22,8 +22,16 @@ from chronotick.kit.scaling import (
 from chronotick.kit.series import prepare_request, to_series_forecasts
 
 SCALED = ModelInfo(
-    name="m", model_id="x", model_version="v", library="numpy", min_context=3, max_context=8, max_horizon=4,
-    native_quantile_levels=[0.1, 0.5, 0.9], past_covariates=False, future_covariates=False,
+    name="m",
+    model_id="x",
+    model_version="v",
+    library="numpy",
+    min_context=3,
+    max_context=8,
+    max_horizon=4,
+    native_quantile_levels=[0.1, 0.5, 0.9],
+    past_covariates=False,
+    future_covariates=False,
     input_scaling="last-value-mad",
 )
 
@@ -116,9 +124,7 @@ STEPS = SCALED.model_copy(update={"input_scaling": "first-differences"})
 
 def test_steps_bridge_interior_gaps_hold_the_end_and_start_after_the_first_observation() -> None:
     levels = np.array([np.nan, np.nan, 1.0, 3.0, np.nan, np.nan, 9.0, 10.0, np.nan])
-    np.testing.assert_allclose(
-        steps_between(levels), [np.nan, np.nan, np.nan, 2.0, 2.0, 2.0, 2.0, 1.0, 0.0]
-    )
+    np.testing.assert_allclose(steps_between(levels), [np.nan, np.nan, np.nan, 2.0, 2.0, 2.0, 2.0, 1.0, 0.0])
     # Row by row, and a row with nothing observed stays all NaN.
     both = steps_between(np.array([[0.0, 1.0, 3.0], [np.nan, np.nan, np.nan]]))
     np.testing.assert_allclose(both, [[np.nan, 1.0, 2.0], [np.nan, np.nan, np.nan]])
@@ -138,7 +144,9 @@ def test_the_service_hands_a_steps_checkpoint_what_its_trainer_hands_it() -> Non
     request = PredictRequest.model_validate({"series": [{"offsets_us": offsets, "interval_s": 1.0}], "horizon": 2})
     prepared = prepare_request(request, STEPS)
     relative = np.array(offsets)[None, :] - offsets[-1]
-    trained_past, trained_future, trained_scale_us = scale_windows(relative, np.array([[2.5, 5.0]]), "first-differences")
+    trained_past, trained_future, trained_scale_us = scale_windows(
+        relative, np.array([[2.5, 5.0]]), "first-differences"
+    )
     np.testing.assert_allclose(trained_scale_us, prepared.scales_us)
     np.testing.assert_allclose(prepared.batch.contexts[0], trained_past[0])
     np.testing.assert_allclose(trained_past[0], [np.nan, 1.2, 0.8, -0.4, 1.6])

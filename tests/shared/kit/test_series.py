@@ -11,8 +11,16 @@ from chronotick.kit.series import merge_batches, prepare_request, to_series_fore
 from chronotick.problems import ProblemError
 
 INFO = ModelInfo(
-    name="m", model_id="x", model_version="v", library="numpy", min_context=3, max_context=6,
-    max_horizon=4, native_quantile_levels=[0.1, 0.5, 0.9], past_covariates=False, future_covariates=False,
+    name="m",
+    model_id="x",
+    model_version="v",
+    library="numpy",
+    min_context=3,
+    max_context=6,
+    max_horizon=4,
+    native_quantile_levels=[0.1, 0.5, 0.9],
+    past_covariates=False,
+    future_covariates=False,
 )
 
 
@@ -85,24 +93,34 @@ def test_horizon_beyond_the_model_is_refused() -> None:
 
 
 def test_covariates_are_refused_by_a_model_that_cannot_use_them() -> None:
-    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
-                      "covariates": {"temp": {"past": [1.0, 2.0, 3.0]}}}])
+    request = parse(
+        [{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0, "covariates": {"temp": {"past": [1.0, 2.0, 3.0]}}}]
+    )
     assert "does not use covariates" in refusal(request)
 
 
 def test_future_covariates_are_refused_by_a_past_only_model() -> None:
     past_only = INFO.model_copy(update={"past_covariates": True})
-    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
-                      "covariates": {"temp": {"past": [1.0, 2.0, 3.0], "future": [4.0, 5.0]}}}])
+    request = parse(
+        [
+            {
+                "offsets_us": [1.0, 2.0, 3.0],
+                "interval_s": 1.0,
+                "covariates": {"temp": {"past": [1.0, 2.0, 3.0], "future": [4.0, 5.0]}},
+            }
+        ]
+    )
     assert "known future" in refusal(request, past_only)
 
 
 def test_series_with_different_covariates_in_one_request_are_refused() -> None:
     takes_all = INFO.model_copy(update={"past_covariates": True, "future_covariates": True})
-    request = parse([
-        {"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0, "covariates": {"temp": {"past": [1.0, 2.0, 3.0]}}},
-        {"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0},
-    ])
+    request = parse(
+        [
+            {"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0, "covariates": {"temp": {"past": [1.0, 2.0, 3.0]}}},
+            {"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0},
+        ]
+    )
     assert "same covariates" in refusal(request, takes_all)
 
 
@@ -130,23 +148,43 @@ def test_a_spike_is_flagged_and_reaches_the_model_as_a_missing_sample_unless_cle
 
 
 def test_a_covariate_the_model_does_not_know_is_refused_naming_it_and_the_ones_it_knows() -> None:
-    knows_two = INFO.model_copy(update={"past_covariates": True, "future_covariates": True,
-                                        "covariate_names": ["temperature_c", "cpu_load"]})
-    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
-                      "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]},
-                                     "memory_used_fraction": {"past": [0.5, 0.5, 0.5]}}}])
+    knows_two = INFO.model_copy(
+        update={"past_covariates": True, "future_covariates": True, "covariate_names": ["temperature_c", "cpu_load"]}
+    )
+    request = parse(
+        [
+            {
+                "offsets_us": [1.0, 2.0, 3.0],
+                "interval_s": 1.0,
+                "covariates": {
+                    "cpu_load": {"past": [0.1, 0.2, 0.3]},
+                    "memory_used_fraction": {"past": [0.5, 0.5, 0.5]},
+                },
+            }
+        ]
+    )
     assert refusal(request, knows_two) == (
         "series.0.covariates.memory_used_fraction: model 'm' does not know covariate 'memory_used_fraction'; "
         "it uses temperature_c, cpu_load"
     )
-    known_only = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
-                         "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]}}}])
+    known_only = parse(
+        [{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0, "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]}}}]
+    )
     assert list(prepare_request(known_only, knows_two).batch.past_covariates[0]) == ["cpu_load"]
 
 
 def test_a_model_that_takes_any_covariate_gets_every_name() -> None:
     takes_any = INFO.model_copy(update={"past_covariates": True, "future_covariates": True})
-    request = parse([{"offsets_us": [1.0, 2.0, 3.0], "interval_s": 1.0,
-                      "covariates": {"cpu_load": {"past": [0.1, 0.2, 0.3]},
-                                     "memory_used_fraction": {"past": [0.5, 0.5, 0.5]}}}])
+    request = parse(
+        [
+            {
+                "offsets_us": [1.0, 2.0, 3.0],
+                "interval_s": 1.0,
+                "covariates": {
+                    "cpu_load": {"past": [0.1, 0.2, 0.3]},
+                    "memory_used_fraction": {"past": [0.5, 0.5, 0.5]},
+                },
+            }
+        ]
+    )
     assert sorted(prepare_request(request, takes_any).batch.past_covariates[0]) == ["cpu_load", "memory_used_fraction"]

@@ -10,9 +10,18 @@ from chronotick.contract import ModelInfo
 from chronotick.kit.adapter import ModelBatch
 from chronotick.kit.spread import SPREAD_LEVELS, ResidualSpread, quantiles_from_samples
 
-INFO = ModelInfo(name="p", model_id="x", model_version="v", library="numpy", min_context=2, max_context=512,
-                 max_horizon=64, native_quantile_levels=SPREAD_LEVELS.tolist(), past_covariates=False,
-                 future_covariates=False)
+INFO = ModelInfo(
+    name="p",
+    model_id="x",
+    model_version="v",
+    library="numpy",
+    min_context=2,
+    max_context=512,
+    max_horizon=64,
+    native_quantile_levels=SPREAD_LEVELS.tolist(),
+    past_covariates=False,
+    future_covariates=False,
+)
 
 
 class LastValuePoint:
@@ -30,8 +39,9 @@ class LastValuePoint:
 
 
 def batch_of(*contexts: np.ndarray, horizon: int = 10) -> ModelBatch:
-    return ModelBatch(contexts=[c - c[~np.isnan(c)][-1] for c in contexts], horizon=horizon,
-                      interval_s=[1.0] * len(contexts))
+    return ModelBatch(
+        contexts=[c - c[~np.isnan(c)][-1] for c in contexts], horizon=horizon, interval_s=[1.0] * len(contexts)
+    )
 
 
 def test_sample_quantiles_are_the_samples_own() -> None:
