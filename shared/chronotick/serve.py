@@ -1,7 +1,9 @@
 """How every ChronoTick server runs: uvicorn with the fleet's connection settings, in one place.
 
 ``python -m chronotick.serve chronotick_gateway.main:app --host 0.0.0.0`` is the command of every
-image, of ``scripts/fleet`` and of the tests that start a service in its own process.
+image, of ``scripts/fleet`` and of the tests that start a service in its own process. The family
+images name their app in ``CHRONOTICK_APP`` instead (one Dockerfile builds them all, and an
+exec-form command substitutes no variables; a shell between dumb-init and the server would not do).
 
 Why not uvicorn's defaults: uvicorn closes a kept-alive connection after 5 s without a request, and
 httpx (the agent's, the gateway's own pool to its backends, most clients) reuses one for 5 s. A
@@ -16,6 +18,7 @@ than any client does, the client always gives up on a connection first, and a st
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +28,7 @@ import uvicorn
 # (nginx 75 s): the side that closes an idle connection must be the one that would reuse it.
 KEEP_ALIVE_S = 75
 DEFAULT_PORT = 8000
+APP_VARIABLE = "CHRONOTICK_APP"
 
 
 def serve(app: str | Callable[..., Any], *, host: str, port: int, log_level: str = "info") -> None:
@@ -35,10 +39,17 @@ def serve(app: str | Callable[..., Any], *, host: str, port: int, log_level: str
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chronotick.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("app", help="the ASGI app, as module:attribute")
+    parser.add_argument(
+        "app",
+        nargs="?",
+        default=os.environ.get(APP_VARIABLE),
+        help=f"the ASGI app, as module:attribute (default: ${APP_VARIABLE})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
     args = parser.parse_args(argv)
+    if not args.app:
+        parser.error(f"name the app, or set {APP_VARIABLE}")
     serve(args.app, host=args.host, port=args.port)
 
 
