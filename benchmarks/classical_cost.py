@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from record import CONTEXT, HORIZON, clock_series, provenance, write_section
+from record import CONTEXT, HORIZON, clock_series, provenance, write_record
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import SeriesInput
@@ -32,7 +32,7 @@ CLIENTS = 32
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
 
     origins = GatewaySettings().backtest_origins
@@ -70,7 +70,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(args.write, "classical-cost", "## The classical fallback's cost per request (issue 15)\n\n"
+        write_record(args.write, "classical-cost", "## The classical fallback's cost per request (issue 15)\n\n"
                       + provenance("classical_cost.py", ["--write", str(args.write)]) + "\n\n" + table)
 
 

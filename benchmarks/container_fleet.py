@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from record import HORIZON, clock_series, provenance, write_section
+from record import HORIZON, clock_series, provenance, write_record
 from service_speed import concurrent_rps, sequential_latencies_ms
 
 from support.containers import MODEL_SERVICES, ComposeFleet
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="build without the layer cache")
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
 
     fleet = ComposeFleet("chronotick-bench")
@@ -98,7 +98,7 @@ def main() -> None:
             "deadline 10 s; the whole fleet shares the machine's cores. 1-minute load average at the start, "
             f"after the build and at the end: {', '.join(f'{load:.1f}' for load in loads)}.\n\n" + table
         )
-        write_section(args.write, "container_fleet", text)
+        write_record(args.write, "container_fleet", text)
 
 
 if __name__ == "__main__":

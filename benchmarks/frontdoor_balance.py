@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
-from record import provenance, write_section
+from record import provenance, write_record
 
 from support.fleet_calls import AgentStreams
 from support.load_drill import run_drill, summarize
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--write", type=Path)
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
     rows = []
     with deployed_stack("chronotick-balance", secrets.token_urlsafe(16), {"gateway": 2}) as stack:
@@ -90,7 +90,7 @@ def main() -> None:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
     print(text)
     if args.write:
-        write_section(args.write, "frontdoor_balance", text)
+        write_record(args.write, "frontdoor_balance", text)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from record import HORIZON, clock_series, percentile_ms, provenance, write_section
+from record import HORIZON, clock_series, percentile_ms, provenance, write_record
 
 from chronotick.contract import FusedPredictRequest
 from chronotick.grid import regularize
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--deadline-s", type=float, default=1.0)
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]  # the cores are shared: say how busy they were
@@ -199,7 +199,7 @@ def main() -> None:
             + "\n".join(lines))
     print(text)
     if args.write:
-        write_section(args.write, "gateway_speed", f"### Gateway speed\n\n{text}")
+        write_record(args.write, "gateway_speed", f"### Gateway speed\n\n{text}")
 
 
 if __name__ == "__main__":

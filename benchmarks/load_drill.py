@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
-from record import HORIZON, clock_series, provenance, write_section
+from record import HORIZON, clock_series, provenance, write_record
 
 from support.containers import MODEL_SERVICES, ComposeFleet
 from support.load_drill import Event, run_drill, summarize
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--kill-at-s", type=float, default=20.0)
     parser.add_argument("--start-at-s", type=float, default=40.0)
     parser.add_argument("--victim", default="chronos")
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
 
     fleet = ComposeFleet("chronotick-drill")
@@ -99,7 +99,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(args.write, "load-drill", "## The fleet in containers under load, a backend killed "
+        write_record(args.write, "load-drill", "## The fleet in containers under load, a backend killed "
                       "(issue 15)\n\n" + provenance("load_drill.py", ["--write", str(args.write)]) + "\n\n" + table)
 
 

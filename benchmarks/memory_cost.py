@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
 
     length = CONTEXT + EVERY_S * (WARM_UP + args.requests)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
+# The scripts that drive a fleet share tests/support's helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from chronotick import hardware  # noqa: E402
+from chronotick.bench.records import machine_description, write_record  # noqa: E402
 from chronotick.synthetic import generate_clock  # noqa: E402
 
 CONTEXT, HORIZON = 512, 60
@@ -39,22 +38,8 @@ def provenance(script: str, argv: list[str]) -> str:
         f"Command: `python benchmarks/{script} {' '.join(argv)}`  \n"
         f"Commit: `{commit}{' (with uncommitted changes)' if dirty else ''}`, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}  \n"
-        f"Machine: {hardware.describe()}, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-        f"Python {platform.python_version()}; context {CONTEXT}, horizon {HORIZON}."
+        f"Machine: {machine_description()}; context {CONTEXT}, horizon {HORIZON}."
     )
-
-
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replace (or append) the section ``name`` of a Markdown file, leaving the rest alone."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in current:
-        head, rest = current.split(begin, 1)
-        current = head + block + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(current)
 
 
 def log_arguments(doc: str) -> tuple[list[Path], Path | None]:
@@ -62,7 +47,7 @@ def log_arguments(doc: str) -> tuple[list[Path], Path | None]:
     scion logs beside the checkout by default), in order, and the Markdown file to record in."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("paths", nargs="*", type=Path, default=[Path("../shared/data/scion")])
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
     logs = sorted(p for path in args.paths for p in ([path] if path.is_file() else path.glob("*.txt")))
     return logs, args.write
@@ -72,4 +57,4 @@ def publish(text: str, markdown: Path | None, section: str) -> None:
     """Print a benchmark's record, and put it in ``markdown`` as ``section`` when asked to."""
     print(text)
     if markdown is not None:
-        write_section(markdown, section, text)
+        write_record(markdown, section, text)

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from record import HORIZON, clock_series, provenance, write_section
+from record import HORIZON, clock_series, provenance, write_record
 
 from support.servers import serve_in_process
 
@@ -125,14 +125,14 @@ def main() -> None:
     parser.add_argument("--app", required=True, help="ASGI app of the service, e.g. chronotick_chronos.main:app")
     parser.add_argument("--model", action="append", required=True, help="model to measure (repeatable)")
     parser.add_argument("--requests", type=int, default=300, help="requests per measurement")
-    parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
     rows = measure(args.app, args.model, args.requests)
     text = f"{provenance('service_speed.py', sys.argv[1:])}; one series per request.\n\n{table(rows)}"
     print(text)
     if args.write:
         family = args.app.split(".", 1)[0]
-        write_section(args.write, f"service_speed:{family}", f"### {family} service speed\n\n{text}")
+        write_record(args.write, f"service_speed:{family}", f"### {family} service speed\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
-from record import clock_series, provenance, write_section
+from record import clock_series, provenance, write_record
 
 from support.fleet_calls import AgentStreams
 from support.load_drill import run_drill, summarize
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--write", type=Path)
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
     rows = []
     with deployed_stack("chronotick-bench", secrets.token_urlsafe(16), {"gateway": 2, "timemoe": 1}) as stack:
@@ -114,7 +114,7 @@ def main() -> None:
             f"for {args.seconds:g} s, {asked} answers): {redis_line}.")
     print(text)
     if args.write:
-        write_section(args.write, "stack_scaling", text)
+        write_record(args.write, "stack_scaling", text)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ import numpy as np
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from gateway_speed import FAMILIES, cpu_s
-from record import CONTEXT, HORIZON, percentile_ms, provenance, write_section
+from record import CONTEXT, HORIZON, percentile_ms, provenance, write_record
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.synthetic import generate_clock
@@ -416,7 +416,7 @@ def main() -> None:
                         help="how often each agent of the classical run asks")
     parser.add_argument("--warm-up-clients", type=int, default=4)
     parser.add_argument("--warm-up-deadline-s", type=float, default=10.0)
-    parser.add_argument("--write", type=Path, help="record the tables in this Markdown file")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     args = parser.parse_args()
     counts = [int(count) for count in args.clients.split(",")]
     seconds = args.seconds_per_step
@@ -544,7 +544,7 @@ def main() -> None:
     text = f"{provenance('warm_clocks.py', sys.argv[1:])}; {load}.\n\n" + "\n".join(lines)
     print(text)
     if args.write:
-        write_section(args.write, "warm_clocks", f"### Warm clocks (issue 16)\n\n{text}")
+        write_record(args.write, "warm_clocks", f"### Warm clocks (issue 16)\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -11,17 +11,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import dataclasses
 import os
 import secrets
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 from pydantic import TypeAdapter, ValidationError
 
 from chronotick.bench.forecasters import GatewayForecaster, GatewayRefused, InProcessForecaster
+from chronotick.bench.records import new_record, publish_record
 from chronotick.bench.replay import (
     DEFAULT_CONCURRENCY,
     DEFAULT_EVERY_S,
@@ -40,12 +40,17 @@ from chronotick.bench.report import (
     write_plots,
 )
 from chronotick.bench.run import DEFAULT_BATCH, DEFAULT_STRIDE_S, BenchConfig, plan_series, run_bench
-from chronotick.bench.sources import SYNTHETIC_LENGTH_S, EvalSeries, SourceFailure, log_files, read_log, synthetic_series
+from chronotick.bench.sources import (
+    SYNTHETIC_LENGTH_S,
+    EvalSeries,
+    SourceFailure,
+    log_files,
+    read_log,
+    synthetic_series,
+)
 from chronotick.contract import ClockId
 from chronotick.finetune import read_cut_time_s
 from chronotick.textplot import DEFAULT_WIDTH
-
-_RECORD = Path(__file__).resolve().parents[3] / "benchmarks" / "record.py"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="origins per gateway call (1-256; with --replay every call is one origin)")
     parser.add_argument("--deadline-s", type=float, default=30.0, help="deadline_s sent with each call")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
-    parser.add_argument("--write", type=Path, help="record the tables in this Markdown file (e.g. BENCHMARKS.md)")
+    parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     parser.add_argument("--label", help="section label accuracy:<label> (default: synthetic, or the first path's name)")
     parser.add_argument("--no-clean", action="store_true",
                         help="forecast from the raw contexts: no spike removal (chronotick.cleaning); "
@@ -132,16 +137,6 @@ def _check_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         except ValidationError as error:
             parser.error(f"--clock-prefix {args.clock_prefix!r} cannot start a clock id: "
                          f"{error.errors()[0]['msg']}")
-
-
-def _load_record() -> ModuleType:
-    """benchmarks/record.py of this checkout (provenance and write_section live there)."""
-    if not _RECORD.exists():
-        raise SystemExit(f"--write needs {_RECORD} (run from a source checkout)")
-    spec = importlib.util.spec_from_file_location("chronotick_benchmarks_record", _RECORD)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _collect(args: argparse.Namespace) -> tuple[list[EvalSeries], list[SourceFailure]]:
@@ -248,11 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         _print_report(results)
     if args.write:
-        record = _load_record()
         label = args.label or ("synthetic" if args.synthetic and not args.paths else Path(args.paths[0]).name)
-        provenance = record.provenance("", argv).replace("python benchmarks/ ", "python -m chronotick.bench ", 1)
-        record.write_section(args.write, f"accuracy:{label}", f"## Accuracy: {label}\n\n{provenance}  \n"
-                             f"Mode: {mode}; wall time {wall_s:.0f} s.\n\n{tables_markdown(results)}")
+        record = new_record(f"accuracy:{label}", "", f"python -m chronotick.bench {' '.join(argv)}")
+        dirty = " (with uncommitted changes)" if record.dirty else ""
+        provenance = (
+            f"Command: `{record.command}`  \nCommit: `{record.commit}{dirty}`, {record.date[:10]}  \n"
+            f"Machine: {record.machine}."
+        )
+        text = (
+            f"## Accuracy: {label}\n\n{provenance}  \n"
+            f"Mode: {mode}; wall time {wall_s:.0f} s.\n\n{tables_markdown(results)}"
+        )
+        publish_record(args.write, dataclasses.replace(record, markdown=text, title=f"Accuracy: {label}"))
     print(f"{len(series)} sources, {results['overall']['origins']} origins, {len(failures)} unusable; "
           f"{wall_s:.0f} s; results in {args.out}/results.md")
     return 0
