@@ -32,6 +32,7 @@ from chronotick.bench.replay import (
     streamed_origins,
 )
 from chronotick.bench.report import (
+    headline_figures,
     mae_text_plot,
     replay_terminal_table,
     tables_markdown,
@@ -254,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             f"## Accuracy: {label}\n\n{provenance}  \n"
             f"Mode: {mode}; wall time {wall_s:.0f} s.\n\n{tables_markdown(results)}"
         )
-        publish_record(args.write, dataclasses.replace(record, markdown=text, title=f"Accuracy: {label}"))
+        titled = dataclasses.replace(record, markdown=text, title=f"Accuracy: {label}", figures=headline_figures(results))
+        publish_record(args.write, titled)
     print(f"{len(series)} sources, {results['overall']['origins']} origins, {len(failures)} unusable; "
           f"{wall_s:.0f} s; results in {args.out}/results.md")
     return 0

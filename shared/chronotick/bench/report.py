@@ -159,6 +159,18 @@ def _files_summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def headline_figures(results: dict[str, Any]) -> dict[str, float]:
+    """The pooled fused MAE and its ratio to the best classical method per horizon, for the record
+    (a horizon with no finite figure is left out: JSON has no NaN)."""
+    overall = results["overall"]
+    figures = {}
+    for horizon, compared in overall["comparison"].items():
+        fused_mae_us = overall["metrics"].get(FUSED, {}).get(horizon, {}).get("mae_us", math.nan)
+        figures[f"fused_mae_us_{horizon}s"] = fused_mae_us
+        figures[f"fused_over_best_classical_{horizon}s"] = compared["fused_over_best_classical"]
+    return {name: float(value) for name, value in figures.items() if math.isfinite(value)}
+
+
 def tables_markdown(results: dict[str, Any]) -> str:
     """The overall and per-file tables (what BENCHMARKS.md records)."""
     overall = results["overall"]

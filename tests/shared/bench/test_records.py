@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from chronotick.bench.records import NOTES_DIR, Record, latest_records, load_record, render, save_record, write_record
+from chronotick.bench.report import headline_figures
 
 
 def _record(section: str, date: str, markdown: str = "", commit: str = "abc1234") -> Record:
@@ -85,3 +86,16 @@ def test_a_scripts_write_records_the_run_and_regenerates_the_file(tmp_path: Path
     document = markdown_file.read_text()
     assert "## An example run" in document and "| 6.1 |" in document
     assert path.relative_to(tmp_path).as_posix() in document
+
+
+def test_an_accuracy_run_records_its_pooled_figures_without_nan() -> None:
+    results = {
+        "overall": {
+            "metrics": {"fused": {"10": {"mae_us": 0.9}, "60": {"mae_us": float("nan")}}},
+            "comparison": {
+                "10": {"fused_over_best_classical": 0.95},
+                "60": {"fused_over_best_classical": float("nan")},
+            },
+        }
+    }
+    assert headline_figures(results) == {"fused_mae_us_10s": 0.9, "fused_over_best_classical_10s": 0.95}
