@@ -199,7 +199,14 @@ def main() -> None:
             + "\n".join(lines))
     print(text)
     if args.write:
-        write_record(args.write, "gateway_speed", f"### Gateway speed\n\n{text}")
+        figures = {
+            "direct_p50_ms": percentile_ms(paired["direct"], 50),
+            "proxy_p50_ms": percentile_ms(paired["proxy"], 50),
+            "fused_bolt_only_p50_ms": percentile_ms(paired["gateway"], 50),
+            "gateway_cpu_ms_per_request": gateway_cpu_ms,
+            "one_backend_hanging_p99_ms": percentile_ms(hanging, 99),
+        }
+        write_record(args.write, "gateway_speed", f"### Gateway speed\n\n{text}", figures)
 
 
 if __name__ == "__main__":
