@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from record import CONTEXT, log_arguments, provenance, publish
 
 from chronotick.baselines import ClassicalForecast, KalmanDrift, KalmanPass, _kalman_tuning, measured_noise
 from chronotick.clockdata.formats import read_clock_log
+from record import CONTEXT, log_arguments, provenance, publish
 
 HORIZONS = (1, 10, 30, 60)
 EVERY = 10  # samples between a clock's origins (an agent asking every 10 s at 1 Hz)
@@ -37,14 +37,14 @@ Forecaster = Callable[[np.ndarray, int], ClassicalForecast]  # (the whole log, e
 
 
 def per_request(offsets_us: np.ndarray, end: int) -> ClassicalForecast:
-    return KalmanDrift().forecast(offsets_us[end - CONTEXT:end], HORIZONS[-1])
+    return KalmanDrift().forecast(offsets_us[end - CONTEXT : end], HORIZONS[-1])
 
 
 def noise_carried(every: int) -> Forecaster:
     measured: dict[str, object] = {"at": -every}
 
     def forecast(offsets_us: np.ndarray, end: int) -> ClassicalForecast:
-        context = offsets_us[end - CONTEXT:end]
+        context = offsets_us[end - CONTEXT : end]
         if end - measured["at"] >= every:  # type: ignore[operator]
             measured.update(at=end, noise=measured_noise(context, 1.0))
         return _pass_over(context, _kalman_tuning(context, measured["noise"])).forecast(HORIZONS[-1])  # type: ignore[arg-type]
@@ -56,14 +56,14 @@ def filter_carried(every: int) -> Forecaster:
     carried: dict[str, object] = {"at": -every}
 
     def forecast(offsets_us: np.ndarray, end: int) -> ClassicalForecast:
-        context = offsets_us[end - CONTEXT:end]
+        context = offsets_us[end - CONTEXT : end]
         kalman = carried.get("kalman")
         if end - carried["at"] >= every or kalman is None:  # type: ignore[operator]
             kalman = _pass_over(context, _kalman_tuning(context, measured_noise(context, 1.0)))
             carried.update(at=end)
         else:
             assert isinstance(kalman, KalmanPass)
-            kalman.advance(offsets_us[carried["taken"]:end])  # type: ignore[misc]
+            kalman.advance(offsets_us[carried["taken"] : end])  # type: ignore[misc]
         carried.update(kalman=kalman, taken=end)
         return kalman.forecast(HORIZONS[-1])
 
@@ -73,7 +73,7 @@ def filter_carried(every: int) -> Forecaster:
 def _pass_over(context_us: np.ndarray, tuning: object) -> KalmanPass:
     first = int(np.flatnonzero(~np.isnan(context_us))[0])
     kalman = KalmanPass.start(float(context_us[first]), tuning, 1.0)  # type: ignore[arg-type]
-    kalman.advance(context_us[first + 1:])
+    kalman.advance(context_us[first + 1 :])
     return kalman
 
 
@@ -105,16 +105,20 @@ def main() -> None:
     for log in logs:
         offsets_us = read_clock_log(log).offset_us
         base, base_cpu = mae_and_cpu(offsets_us, per_request)
-        rows.append(f"| {log.name} | per request (today) | {' / '.join(f'{m:.3f} us' for m in base)} | {base_cpu:.2f} |")
+        rows.append(
+            f"| {log.name} | per request (today) | {' / '.join(f'{m:.3f} us' for m in base)} | {base_cpu:.2f} |"
+        )
         for name, variant in variants.items():
             mae, cpu = mae_and_cpu(offsets_us, variant())
             rows.append(f"| {log.name} | {name} | {' / '.join(f'{r:.3f}' for r in mae / base)} | {cpu:.2f} |")
-        print(*rows[-1 - len(variants):], sep="\n", flush=True)
-    text = (f"### Carrying the Kalman member's state between a clock's requests (issue 16)\n\n"
-            f"{provenance('classical_carry.py', sys.argv[1:])}\n\n"
-            f"An origin every {EVERY} s after each log's first {SKIP} s. MAE at {' / '.join(f'{h} s' for h in HORIZONS)}: "
-            "today's in microseconds, the others as a ratio to it; CPU ms per origin of the Kalman member.\n\n"
-            "| log | Kalman member | MAE | CPU ms |\n|---|---|---|---:|\n" + "\n".join(rows))
+        print(*rows[-1 - len(variants) :], sep="\n", flush=True)
+    text = (
+        f"### Carrying the Kalman member's state between a clock's requests (issue 16)\n\n"
+        f"{provenance('classical_carry.py', sys.argv[1:])}\n\n"
+        f"An origin every {EVERY} s after each log's first {SKIP} s. MAE at {' / '.join(f'{h} s' for h in HORIZONS)}: "
+        "today's in microseconds, the others as a ratio to it; CPU ms per origin of the Kalman member.\n\n"
+        "| log | Kalman member | MAE | CPU ms |\n|---|---|---|---:|\n" + "\n".join(rows)
+    )
     publish(text, markdown, "classical_carry")
 
 

@@ -18,13 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
-from record import CONTEXT, HORIZON, clock_series, provenance, write_record
-
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.contract import SeriesInput
-from chronotick_gateway.predict import series_plan
 from chronotick_gateway.members import classical_members
+from chronotick_gateway.predict import series_plan
 from chronotick_gateway.settings import GatewaySettings
+from record import CONTEXT, HORIZON, clock_series, provenance, write_record
 
 CLIENTS = 32
 
@@ -36,8 +35,10 @@ def main() -> None:
     args = parser.parse_args()
 
     origins = GatewaySettings().backtest_origins
-    plans = [series_plan(SeriesInput.model_validate(clock_series(seed)), 0, HORIZON, origins, True)
-             for seed in range(args.requests)]
+    plans = [
+        series_plan(SeriesInput.model_validate(clock_series(seed)), 0, HORIZON, origins, True)
+        for seed in range(args.requests)
+    ]
     forecasters = [f.name for f in CLASSICAL_FORECASTERS]
     load_before = os.getloadavg()[0]
     per_member: dict[str, list[float]] = {name: [] for name in forecasters}
@@ -60,8 +61,11 @@ def main() -> None:
         "",
         "| work | median ms | p90 ms |",
         "|---|---|---|",
-        *(f"| {name} (real origin and every cut) | {statistics.median(ms):.2f} | "
-          f"{statistics.quantiles(ms, n=10)[-1]:.2f} |" for name, ms in per_member.items()),
+        *(
+            f"| {name} (real origin and every cut) | {statistics.median(ms):.2f} | "
+            f"{statistics.quantiles(ms, n=10)[-1]:.2f} |"
+            for name, ms in per_member.items()
+        ),
         f"| all three, per request | {median_ms:.2f} | {statistics.quantiles(per_request_ms, n=10)[-1]:.2f} |",
         "",
         f"{CLIENTS} requests arriving together: {CLIENTS * median_ms:.0f} ms of one core, "
@@ -70,8 +74,14 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_record(args.write, "classical-cost", "## The classical fallback's cost per request (issue 15)\n\n"
-                      + provenance("classical_cost.py", ["--write", str(args.write)]) + "\n\n" + table)
+        write_record(
+            args.write,
+            "classical-cost",
+            "## The classical fallback's cost per request (issue 15)\n\n"
+            + provenance("classical_cost.py", ["--write", str(args.write)])
+            + "\n\n"
+            + table,
+        )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from record import HORIZON, clock_series, provenance, write_record
 from service_speed import concurrent_rps, sequential_latencies_ms
 
+from record import HORIZON, clock_series, provenance, write_record
 from support.containers import MODEL_SERVICES, ComposeFleet
 
 SERVICES = (*MODEL_SERVICES, "gateway")
@@ -37,14 +37,26 @@ def build_s(fleet: ComposeFleet, cold: bool) -> float:
 
 
 def image_size_mb(service: str) -> float:
-    size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", f"chronotick/{service}:local"],
-                          capture_output=True, text=True, check=True).stdout
+    size = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", f"chronotick/{service}:local"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(size) / 1e6
 
 
 def container_rss_mb(container: str) -> float:
-    usage = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
-                           capture_output=True, text=True, check=True).stdout.split("/")[0].strip()
+    usage = (
+        subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.split("/")[0]
+        .strip()
+    )
     number, unit = float(usage[:-3]), usage[-3:]
     return number * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
 
@@ -57,13 +69,13 @@ def main() -> None:
     args = parser.parse_args()
 
     fleet = ComposeFleet("chronotick-bench")
-    loads = [os.getloadavg()[0]]   # the cores may be shared: say how busy they were
+    loads = [os.getloadavg()[0]]  # the cores may be shared: say how busy they were
     build = build_s(fleet, args.cold)
     loads.append(os.getloadavg()[0])
     sizes = {service: image_size_mb(service) for service in SERVICES}
     try:
         up_s = fleet.up()
-        time.sleep(10.0)   # let warm-up garbage settle before reading idle memory
+        time.sleep(10.0)  # let warm-up garbage settle before reading idle memory
         rss = {service: container_rss_mb(fleet.container(service)) for service in SERVICES}
         body = {"series": [clock_series(0)], "horizon": HORIZON, "deadline_s": 10.0}
         bodies = [{**body, "series": [clock_series(seed)]} for seed in range(args.requests)]

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from record import provenance, write_record
-
 from support.fleet_calls import AgentStreams
 from support.load_drill import run_drill, summarize
 from support.servers import wait_for
@@ -39,9 +38,21 @@ BALANCES = ("roundrobin", "clock")
 
 def set_balance(stack: SwarmStack, balance: str) -> None:
     """Restart the front door with ``balance`` (a host-mode port: the old task stops first)."""
-    subprocess.run(["docker", "service", "update", "--quiet", "--detach=false", "--env-add",
-                    f"CHRONOTICK_FRONTDOOR_BALANCE={balance}", f"{stack.name}_frontdoor"],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            "docker",
+            "service",
+            "update",
+            "--quiet",
+            "--detach=false",
+            "--env-add",
+            f"CHRONOTICK_FRONTDOOR_BALANCE={balance}",
+            f"{stack.name}_frontdoor",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wait_for(lambda: stack.healthy("frontdoor", 1), 120.0, "the front door healthy", poll_s=1.0)
     time.sleep(3.0)  # its DNS (2 s) and health checks (1 s) find both gateways
 
@@ -62,9 +73,11 @@ def measure(stack: SwarmStack, balance: str, clients: int, seconds: float, seed:
     split = sum(len(replicas) > 1 for replicas in replicas_of_clock.values())
     busiest = max(shares.values()) / len(ok) if ok else float("nan")
     remembered = sum(a.memory == ("remembered",) for a in ok) / len(ok) if ok else float("nan")
-    return (f"| {balance} | {len(ok) / seconds:.1f} | {stats['p50_ms']:.1f} | {stats['p99_ms']:.1f} | "
-            f"{len(result.answers) - len(ok)} | {busiest:.0%} | {split} of {len(replicas_of_clock)} | "
-            f"{remembered:.1%} | {kept / len(ok):.1%} |")
+    return (
+        f"| {balance} | {len(ok) / seconds:.1f} | {stats['p50_ms']:.1f} | {stats['p99_ms']:.1f} | "
+        f"{len(result.answers) - len(ok)} | {busiest:.0%} | {split} of {len(replicas_of_clock)} | "
+        f"{remembered:.1%} | {kept / len(ok):.1%} |"
+    )
 
 
 def main() -> None:
@@ -79,15 +92,17 @@ def main() -> None:
             set_balance(stack, balance)
             rows.append(measure(stack, balance, args.clients, args.seconds, seed=700 + 100 * seed))
             print(rows[-1], flush=True)
-    text = (f"### The Swarm stack's front door: round-robin or each clock to one gateway (issue 19)\n\n"
-            f"{provenance('frontdoor_balance.py', sys.argv[1:])} One node, two gateway replicas.\n\n"
-            f"{args.clients} closed-loop agents, each streaming its own clock (a request every 5 s of its clock's "
-            f"time, 512 samples, 60 steps ahead, the default 1 s deadline) for {args.seconds:g} s, answered by the "
-            "classical members (so that the gateways are what limits), through the HAProxy front door; each way "
-            "twice, interleaved.\n\n"
-            "| front door | answers/s | p50 ms | p99 ms | failed | busiest replica's share | clocks answered by both "
-            "replicas | answers from a remembered clock | answers the clocks' memory counted |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
+    text = (
+        f"### The Swarm stack's front door: round-robin or each clock to one gateway (issue 19)\n\n"
+        f"{provenance('frontdoor_balance.py', sys.argv[1:])} One node, two gateway replicas.\n\n"
+        f"{args.clients} closed-loop agents, each streaming its own clock (a request every 5 s of its clock's "
+        f"time, 512 samples, 60 steps ahead, the default 1 s deadline) for {args.seconds:g} s, answered by the "
+        "classical members (so that the gateways are what limits), through the HAProxy front door; each way "
+        "twice, interleaved.\n\n"
+        "| front door | answers/s | p50 ms | p99 ms | failed | busiest replica's share | clocks answered by both "
+        "replicas | answers from a remembered clock | answers the clocks' memory counted |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows)
+    )
     print(text)
     if args.write:
         write_record(args.write, "frontdoor_balance", text)

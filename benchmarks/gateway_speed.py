@@ -37,13 +37,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from record import HORIZON, clock_series, percentile_ms, provenance, write_record
 
 from chronotick.contract import FusedPredictRequest
 from chronotick.grid import regularize
 from chronotick_gateway.backtest import plan_series
 from chronotick_gateway.calls import member_bodies
 from chronotick_gateway.settings import GatewaySettings
+from record import HORIZON, clock_series, percentile_ms, provenance, write_record
 from support.servers import serve_in_process, server_process, venv_python
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
@@ -104,10 +104,18 @@ def member_request(body: dict[str, object], model: str) -> bytes:
     """The request the gateway sends one member for ``body`` (the series and its backtest cuts),
     built by the gateway's own code."""
     query = FusedPredictRequest.model_validate(body)
-    plans = [plan_series(regularize(s, f"series.{i}"), query.horizon, GatewaySettings().backtest_origins, s.id)
-             for i, s in enumerate(query.series)]
-    (request,) = member_bodies(plans, query.horizon, model, past_covariates=set(), future_covariates=set(),
-                                skip_spread_backtests=GatewaySettings().skip_spread_backtests)
+    plans = [
+        plan_series(regularize(s, f"series.{i}"), query.horizon, GatewaySettings().backtest_origins, s.id)
+        for i, s in enumerate(query.series)
+    ]
+    (request,) = member_bodies(
+        plans,
+        query.horizon,
+        model,
+        past_covariates=set(),
+        future_covariates=set(),
+        skip_spread_backtests=GatewaySettings().skip_spread_backtests,
+    )
     return request
 
 
@@ -127,9 +135,7 @@ def main() -> None:
             family: stack.enter_context(serve_in_process(f"chronotick_{family}.main:app", python=venv_python(family)))
             for family in FAMILIES
         }
-        flaky = stack.enter_context(
-            serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)})
-        )
+        flaky = stack.enter_context(serve_in_process("support.flaky_backend:app", env={"PYTHONPATH": str(TESTS_DIR)}))
         services = json.dumps({**urls, "flaky": flaky})
         gateway = stack.enter_context(
             serve_in_process("chronotick_gateway.main:app", env={"CHRONOTICK_GATEWAY_SERVICES": services})
@@ -174,8 +180,11 @@ def main() -> None:
         f"{percentile_ms(fused, 50):.1f} | {percentile_ms(fused, 99):.1f} |",
         f"| the whole fleet's CPU time per fused request (every process above; its latency on {os.cpu_count()} cores "
         f"cannot go below {fleet_cpu_ms / os.cpu_count():.0f} ms) | {fleet_cpu_ms:.1f} | |",
-        *[f"| {m} called directly with the gateway's member request | {percentile_ms(d, 50):.1f} | "
-          f"{percentile_ms(d, 99):.1f} |" for m, d in direct.items()],
+        *[
+            f"| {m} called directly with the gateway's member request | {percentile_ms(d, 50):.1f} | "
+            f"{percentile_ms(d, 99):.1f} |"
+            for m, d in direct.items()
+        ],
         f"| gateway overhead over the slowest member ({slowest}), members sharing 2 cores | {overhead_ms:.1f} | |",
         "| *paired, back to back for each series:* | | |",
         f"| chronos-bolt called directly with the gateway's member request | "
@@ -195,8 +204,10 @@ def main() -> None:
         f"{percentile_ms(hanging, 50):.1f} | {percentile_ms(hanging, 99):.1f} |",
     ]
     load = f"1-minute load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
-    text = (f"{provenance('gateway_speed.py', sys.argv[1:])}; one client, one series per request; {load}.\n\n"
-            + "\n".join(lines))
+    text = (
+        f"{provenance('gateway_speed.py', sys.argv[1:])}; one client, one series per request; {load}.\n\n"
+        + "\n".join(lines)
+    )
     print(text)
     if args.write:
         figures = {

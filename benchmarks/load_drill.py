@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import httpx
-from record import HORIZON, clock_series, provenance, write_record
 
+from record import HORIZON, clock_series, provenance, write_record
 from support.containers import MODEL_SERVICES, ComposeFleet
 from support.load_drill import Event, run_drill, summarize
 
@@ -47,11 +47,12 @@ def main() -> None:
             Event(args.start_at_s, "start", lambda: fleet.compose("start", victim)),
             Event(args.start_at_s + 0.1, "ready", lambda: fleet.wait_ready(victim, 180.0)),
         ]
-        result = run_drill(fleet.url, bodies, clients=args.clients, duration_s=args.duration_s, events=events,
-                           after_events_s=15.0)
+        result = run_drill(
+            fleet.url, bodies, clients=args.clients, duration_s=args.duration_s, events=events, after_events_s=15.0
+        )
         loads.append(os.getloadavg()[0])
         views = []
-        for wait_s in (0.0, 5.0, 10.0):   # the gateway's view once the load is gone
+        for wait_s in (0.0, 5.0, 10.0):  # the gateway's view once the load is gone
             time.sleep(wait_s - (views[-1][0] if views else 0.0))
             services = httpx.get(f"{fleet.url}/models", timeout=5.0).json()["services"]
             views.append((wait_s, sum(s["ready"] and s["breaker"] != "open" for s in services), len(services)))
@@ -69,7 +70,8 @@ def main() -> None:
         f"horizon {HORIZON}, the default 1 s deadline; `{victim}` killed at {result.events['kill']:.0f} s and started "
         f"at {result.events['start']:.0f} s. Load average {loads[0]:.1f} before, {loads[-1]:.1f} after.",
         "",
-        "| phase | requests | statuses | fused req/s | not degraded | p50 ms | p99 ms | max ms | gateway's own max ms |",
+        "| phase | requests | statuses | fused req/s | not degraded | p50 ms | p99 ms | max ms "
+        "| gateway's own max ms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, start_s, end_s in phases:
@@ -79,12 +81,16 @@ def main() -> None:
             continue
         rate = stats["requests"] / (end_s - start_s)
         statuses = ", ".join(f"{code or 'no answer'}: {count}" for code, count in stats["statuses"].items())
-        lines.append(f"| {name} | {stats['requests']} | {statuses} | {rate:.1f} | "
-                     f"{1 - stats['degraded_share']:.1%} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "
-                     f"{stats['max_ms']:.0f} | {stats['gateway_max_ms']:.0f} |")
+        lines.append(
+            f"| {name} | {stats['requests']} | {statuses} | {rate:.1f} | "
+            f"{1 - stats['degraded_share']:.1%} | {stats['p50_ms']:.0f} | {stats['p99_ms']:.0f} | "
+            f"{stats['max_ms']:.0f} | {stats['gateway_max_ms']:.0f} |"
+        )
     everyone_up = result.between(0.0, result.events["kill"])
-    fused_by = ", ".join(f"{service} {sum(service in a.answered for a in everyone_up) / len(everyone_up):.0%}"
-                         for service in (*MODEL_SERVICES, "classical"))
+    fused_by = ", ".join(
+        f"{service} {sum(service in a.answered for a in everyone_up) / len(everyone_up):.0%}"
+        for service in (*MODEL_SERVICES, "classical")
+    )
     fused_at = result.first_answered_by(victim, after_s=result.events["ready"])
     rejoin = "never" if fused_at is None else f"{fused_at - result.events['ready']:.1f} s"
     lines += [
@@ -94,13 +100,18 @@ def main() -> None:
         f"From `{victim}` answering ready in its container ({result.events['ready']:.1f} s) to the first answer "
         f"that fused it: {rejoin}.",
         "After the load, services the gateway counted ready, breaker not open: "
-        + ", ".join(f"{ready}/{total} at +{wait:.0f} s" for wait, ready, total in views) + ".",
+        + ", ".join(f"{ready}/{total} at +{wait:.0f} s" for wait, ready, total in views)
+        + ".",
     ]
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_record(args.write, "load-drill", "## The fleet in containers under load, a backend killed "
-                      "(issue 15)\n\n" + provenance("load_drill.py", ["--write", str(args.write)]) + "\n\n" + table)
+        write_record(
+            args.write,
+            "load-drill",
+            "## The fleet in containers under load, a backend killed "
+            "(issue 15)\n\n" + provenance("load_drill.py", ["--write", str(args.write)]) + "\n\n" + table,
+        )
 
 
 if __name__ == "__main__":

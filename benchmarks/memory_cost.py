@@ -3,7 +3,7 @@
 Every warm request reads its clock's state, teaches it the new samples, scores the answers whose
 truth has arrived (both weighting rules and the conformal tracker, at each anchor), recalls the
 weights and bounds for the answer, remembers the answer and writes the state back, all on the
-gateway's one event loop (``clocks.ClockMemory.recall``, ``app``, ``clocks.fuse_remembered``). This
+gateway's one event loop (``clocks.ClockMemory.recall``, ``predict``, ``fusion.answer.fuse_remembered``). This
 replays one synthetic clock asked every 5 s by an agent, with the fleet's eleven members, and
 times each of those stages (process time, the median of ``--repeats`` passes over the requests).
 
@@ -20,18 +20,38 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from record import CONTEXT, HORIZON, provenance, publish
 
 from chronotick.contract import DEFAULT_QUANTILE_LEVELS
 from chronotick.synthetic import generate_clock
 from chronotick_gateway.clocks import learn_motion
-from chronotick_gateway.memory import (ClockState, Samples, decode, encode, remember, remembered_bounds, score,
-                                       step_weights, weightless_members)
+from chronotick_gateway.memory import (
+    ClockState,
+    Samples,
+    decode,
+    encode,
+    remember,
+    remembered_bounds,
+    score,
+    step_weights,
+    weightless_members,
+)
+from record import CONTEXT, HORIZON, provenance, publish
 
-MEMBERS = ("chronos-bolt", "chronos-2", "timesfm-2.5", "ttm", "ttm-exog", "toto", "timemoe", "last-value",
-           "chrony-fit", "kalman", "online-ar")
+MEMBERS = (
+    "chronos-bolt",
+    "chronos-2",
+    "timesfm-2.5",
+    "ttm",
+    "ttm-exog",
+    "toto",
+    "timemoe",
+    "last-value",
+    "chrony-fit",
+    "kalman",
+    "online-ar",
+)
 EVERY_S = 5
-WARM_UP = 60   # requests before timing: every anchor has scored answers, the pending list is full
+WARM_UP = 60  # requests before timing: every anchor has scored answers, the pending list is full
 STAGES = ("decode", "learn motion", "score", "recall", "remember", "encode")
 
 
@@ -57,16 +77,22 @@ def replay(offsets: np.ndarray, requests: int, seed: int) -> dict[str, list[floa
 
     for k in range(WARM_UP + requests):
         end = CONTEXT + EVERY_S * k
-        samples = Samples.on_grid(float(end - CONTEXT), 1.0, offsets[end - CONTEXT:end])
+        samples = Samples.on_grid(float(end - CONTEXT), 1.0, offsets[end - CONTEXT : end])
         keep = k >= WARM_UP
         state: ClockState = timed("decode", lambda: decode(stored), keep)  # type: ignore[assignment]
         timed("learn motion", lambda: learn_motion(state, samples), keep)
         timed("score", lambda: score(state, samples), keep)
         members = member_forecasts(samples.offsets_us, rng)
         means = np.stack(list(members.values()))
-        timed("recall", lambda: (weightless_members(state, list(members), HORIZON),
-                                 step_weights(state, list(members), HORIZON),
-                                 remembered_bounds(state, DEFAULT_QUANTILE_LEVELS, HORIZON)), keep)
+        timed(
+            "recall",
+            lambda: (
+                weightless_members(state, list(members), HORIZON),
+                step_weights(state, list(members), HORIZON),
+                remembered_bounds(state, DEFAULT_QUANTILE_LEVELS, HORIZON),
+            ),
+            keep,
+        )
         fused = means.mean(axis=0)
         timed("remember", lambda: remember(state, samples.last_s, members, fused, np.ones(HORIZON), True), keep)
         stored = timed("encode", lambda: encode(state), keep)  # type: ignore[assignment]
@@ -95,8 +121,11 @@ def main() -> None:
         f"| **all** | **{total_ms:.3f}** |",
     ]
     table = "\n".join(lines)
-    publish(f"### The clock memory's CPU per warm request\n\n{provenance('memory_cost.py', sys.argv[1:])}\n\n{table}",
-            args.write, "memory_cost")
+    publish(
+        f"### The clock memory's CPU per warm request\n\n{provenance('memory_cost.py', sys.argv[1:])}\n\n{table}",
+        args.write,
+        "memory_cost",
+    )
 
 
 if __name__ == "__main__":

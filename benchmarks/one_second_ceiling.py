@@ -29,9 +29,9 @@ from collections import defaultdict
 
 import numpy as np
 from online_ar import SCORE_AFTER_S, on_grid
-from record import log_arguments, provenance, publish
 
 from chronotick.clockdata.formats import read_clock_log
+from record import log_arguments, provenance, publish
 
 PATTERNS = (2, 3, 5)  # steps of history the pattern forecaster keys on
 PATTERN_CLIP = 2  # quanta: a step beyond this keys as this (a rare large step is its own case, not a new pattern)
@@ -80,13 +80,13 @@ def ratios(quanta: np.ndarray, scored_from: int) -> dict[str, float]:
     out: dict[str, float] = {}
     for lags in PATTERNS:
         streamed, whole_log = PatternSteps(lags), PatternSteps(lags)
-        usable = [t for t in range(lags, quanta.size) if np.all(np.isfinite(quanta[t - lags:t + 1]))]
+        usable = [t for t in range(lags, quanta.size) if np.all(np.isfinite(quanta[t - lags : t + 1]))]
         for t in usable:
             if t >= scored_from:
-                whole_log.learn(quanta[t - lags:t], int(quanta[t]))
+                whole_log.learn(quanta[t - lags : t], int(quanta[t]))
         naive = mean = median = hindsight = 0.0
         for t in usable:
-            recent, step = quanta[t - lags:t], quanta[t]
+            recent, step = quanta[t - lags : t], quanta[t]
             if t >= scored_from:
                 naive += abs(step)
                 mean += abs(step - streamed.mean(recent))
@@ -94,7 +94,10 @@ def ratios(quanta: np.ndarray, scored_from: int) -> dict[str, float]:
                 hindsight += abs(step - whole_log.median(recent))
             streamed.learn(recent, int(step))
         out[f"mean {lags}"], out[f"median {lags}"], out[f"hindsight {lags}"] = (
-            mean / naive, median / naive, hindsight / naive)
+            mean / naive,
+            median / naive,
+            hindsight / naive,
+        )
     return out
 
 
@@ -114,23 +117,28 @@ def main() -> None:
         zero = float(np.mean(np.abs(scored) < quantum_us / 2))
         lag1 = float(np.corrcoef(scored[:-1], scored[1:])[0, 1])
         by_rule = ratios(np.round(in_quanta), scored_from)
-        cells = " | ".join(" / ".join(f"{by_rule[f'{rule} {k}']:.3f}" for rule in ("mean", "median", "hindsight"))
-                           for k in PATTERNS)
-        rows.append(f"| {log.name} | {quantum_us:.3f} | {whole:.1%} | {zero:.1%} | {lag1:+.2f} | "
-                    f"{np.mean(np.abs(scored)):.3f} | {cells} |")
+        cells = " | ".join(
+            " / ".join(f"{by_rule[f'{rule} {k}']:.3f}" for rule in ("mean", "median", "hindsight")) for k in PATTERNS
+        )
+        rows.append(
+            f"| {log.name} | {quantum_us:.3f} | {whole:.1%} | {zero:.1%} | {lag1:+.2f} | "
+            f"{np.mean(np.abs(scored)):.3f} | {cells} |"
+        )
         print(rows[-1], flush=True)
     header = " | ".join(f"last {k}: mean / median / hindsight" for k in PATTERNS)
-    text = ("### What one second ahead can gain over the last value (issue 17)\n\n"
-            f"{provenance('one_second_ceiling.py', sys.argv[1:])}\n\n"
-            f"After each log's first {SCORE_AFTER_S:g} s. Resolution: the smallest step that is not 0; then the "
-            "share of steps that are whole quanta, the share of one-second steps that are 0, the lag-1 "
-            "autocorrelation of the steps and the last value's MAE one second ahead (us). Pattern forecasters, "
-            "the next step after the same last k steps: its mean and its median learned from the log's past "
-            "only, and the median table of the whole scored log (hindsight); each as its MAE one second ahead "
-            "over the last value's.\n\n"
-            f"| log | resolution (us) | whole quanta | steps of 0 | lag-1 autocorrelation | last value MAE (us) | "
-            f"{header} |\n"
-            "|---|---:|---:|---:|---:|---:|" + "---|" * len(PATTERNS) + "\n" + "\n".join(rows))
+    text = (
+        "### What one second ahead can gain over the last value (issue 17)\n\n"
+        f"{provenance('one_second_ceiling.py', sys.argv[1:])}\n\n"
+        f"After each log's first {SCORE_AFTER_S:g} s. Resolution: the smallest step that is not 0; then the "
+        "share of steps that are whole quanta, the share of one-second steps that are 0, the lag-1 "
+        "autocorrelation of the steps and the last value's MAE one second ahead (us). Pattern forecasters, "
+        "the next step after the same last k steps: its mean and its median learned from the log's past "
+        "only, and the median table of the whole scored log (hindsight); each as its MAE one second ahead "
+        "over the last value's.\n\n"
+        f"| log | resolution (us) | whole quanta | steps of 0 | lag-1 autocorrelation | last value MAE (us) | "
+        f"{header} |\n"
+        "|---|---:|---:|---:|---:|---:|" + "---|" * len(PATTERNS) + "\n" + "\n".join(rows)
+    )
     publish(text, markdown, "one_second_ceiling")
 
 

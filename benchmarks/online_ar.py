@@ -24,7 +24,6 @@ import sys
 import time
 
 import numpy as np
-from record import CONTEXT, log_arguments, provenance, publish
 
 from chronotick.baselines import KalmanDrift
 from chronotick.cleaning import without_spikes
@@ -33,6 +32,7 @@ from chronotick.clockdata.formats import read_clock_log
 from chronotick_gateway import online_ar
 from chronotick_gateway.clocks import learn_motion
 from chronotick_gateway.memory import ANCHOR_HORIZONS_S, ANCHOR_TOLERANCE, ClockState, Samples, anchors_within
+from record import CONTEXT, log_arguments, provenance, publish
 
 EVERY_S = 10.0
 SCORE_AFTER_S = 1800.0
@@ -71,8 +71,14 @@ class Regressions:
         ready = online_ar.READY_ROWS
         try:
             online_ar.READY_ROWS = 0.0
-            answer = online_ar.forecast(self.anchors, ANCHOR_HORIZONS_S, anchors_within(self.interval_s, self.horizon),
-                                        window_us, self.interval_s, self.horizon)
+            answer = online_ar.forecast(
+                self.anchors,
+                ANCHOR_HORIZONS_S,
+                anchors_within(self.interval_s, self.horizon),
+                window_us,
+                self.interval_s,
+                self.horizon,
+            )
         finally:
             online_ar.READY_ROWS = ready
         return None if isinstance(answer, str) else answer[0]
@@ -93,27 +99,40 @@ def walk(offsets_us: np.ndarray, interval_s: float) -> tuple[np.ndarray, dict[st
     steps = horizon_steps(interval_s)
     horizon = int(steps[-1])
     state = ClockState(interval_s=interval_s)
-    errors: dict[str, list[np.ndarray]] = {"last value": [], "kalman": [], "in-context": [], "streamed": [],
-                                           "hindsight": []}
+    errors: dict[str, list[np.ndarray]] = {
+        "last value": [],
+        "kalman": [],
+        "in-context": [],
+        "streamed": [],
+        "hindsight": [],
+    }
     whole_log = hindsight_fit(offsets_us, interval_s, horizon)
     cpu, requests = 0.0, 0
     every = max(1, round(EVERY_S / interval_s))
     for end in range(CONTEXT, offsets_us.size - horizon, every):
-        window = without_spikes(offsets_us[end - CONTEXT:end])[0]
+        window = without_spikes(offsets_us[end - CONTEXT : end])[0]
         started = time.process_time()
         learn_motion(state, Samples.on_grid(interval_s * (end - CONTEXT), interval_s, window))
-        streamed = online_ar.forecast(state.regressions, ANCHOR_HORIZONS_S, anchors_within(interval_s, horizon),
-                                      window, interval_s, horizon)
+        streamed = online_ar.forecast(
+            state.regressions, ANCHOR_HORIZONS_S, anchors_within(interval_s, horizon), window, interval_s, horizon
+        )
         cpu += time.process_time() - started
         requests += 1
         truth = offsets_us[end - 1 + steps]
-        if end * interval_s < SCORE_AFTER_S + CONTEXT * interval_s or isinstance(streamed, str) \
-                or not np.all(np.isfinite(truth)) or not np.isfinite(window[-1]):
+        if (
+            end * interval_s < SCORE_AFTER_S + CONTEXT * interval_s
+            or isinstance(streamed, str)
+            or not np.all(np.isfinite(truth))
+            or not np.isfinite(window[-1])
+        ):
             continue
-        forecasts = {"last value": np.full(horizon, window[-1]),
-                     "kalman": KalmanDrift().forecast(window, horizon, interval_s=interval_s).mean_us,
-                     "in-context": Regressions(interval_s, horizon).learn(window).forecast(window),
-                     "streamed": streamed[0], "hindsight": whole_log.forecast(window)}
+        forecasts = {
+            "last value": np.full(horizon, window[-1]),
+            "kalman": KalmanDrift().forecast(window, horizon, interval_s=interval_s).mean_us,
+            "in-context": Regressions(interval_s, horizon).learn(window).forecast(window),
+            "streamed": streamed[0],
+            "hindsight": whole_log.forecast(window),
+        }
         if any(mean is None for mean in forecasts.values()):
             continue
         for name, mean in forecasts.items():
@@ -133,15 +152,17 @@ def main() -> None:
             cost = f"{cpu_ms:.2f}" if name == "streamed" else ""
             maes = " / ".join(f"{v:.3f}" for v in values)
             rows.append(f"| {log.name} | {at} | {name} | {maes} | {ratios} | {cost} |")
-        print(*rows[-len(mae):], sep="\n", flush=True)
-    text = ("### The clock's own autoregression: learned from the stream or from one request (issue 16)\n\n"
-            f"{provenance('online_ar.py', sys.argv[1:])}\n\n"
-            f"An origin every {EVERY_S:g} s (every sample of a slower log), each context cleaned as the gateway "
-            f"cleans it, scored after each log's first {SCORE_AFTER_S:g} s, where every variant answered. MAE at "
-            "the horizons listed, and its ratio to the last value's on the same origins; CPU ms per request of "
-            "the streamed member (learning and forecasting).\n\n"
-            "| log | horizons (s) | forecaster | MAE (us) | over the last value | CPU ms |\n"
-            "|---|---|---|---|---|---:|\n" + "\n".join(rows))
+        print(*rows[-len(mae) :], sep="\n", flush=True)
+    text = (
+        "### The clock's own autoregression: learned from the stream or from one request (issue 16)\n\n"
+        f"{provenance('online_ar.py', sys.argv[1:])}\n\n"
+        f"An origin every {EVERY_S:g} s (every sample of a slower log), each context cleaned as the gateway "
+        f"cleans it, scored after each log's first {SCORE_AFTER_S:g} s, where every variant answered. MAE at "
+        "the horizons listed, and its ratio to the last value's on the same origins; CPU ms per request of "
+        "the streamed member (learning and forecasting).\n\n"
+        "| log | horizons (s) | forecaster | MAE (us) | over the last value | CPU ms |\n"
+        "|---|---|---|---|---|---:|\n" + "\n".join(rows)
+    )
     publish(text, markdown, "online_ar")
 
 

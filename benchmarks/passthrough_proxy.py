@@ -33,6 +33,7 @@ async def ready() -> dict[str, str]:
 
 @app.post("/predict")
 async def predict(request: Request) -> Response:
-    answer = await _client["http"].post(f"{BACKEND}/predict", content=await request.body(),
-                                        headers={"content-type": "application/json"})
+    answer = await _client["http"].post(
+        f"{BACKEND}/predict", content=await request.body(), headers={"content-type": "application/json"}
+    )
     return Response(answer.content, status_code=answer.status_code, media_type="application/json")

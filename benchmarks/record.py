@@ -32,8 +32,9 @@ def percentile_ms(latencies_s: list[float], q: float) -> float:
 def provenance(script: str, argv: list[str]) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     # Code only: the Markdown files (this record's own BENCHMARKS.md among them) change no figure.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"], capture_output=True, text=True
+    ).stdout.strip()
     return (
         f"Command: `python benchmarks/{script} {' '.join(argv)}`  \n"
         f"Commit: `{commit}{' (with uncommitted changes)' if dirty else ''}`, "

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from record import HORIZON, clock_series, provenance, write_record
 
+from record import HORIZON, clock_series, provenance, write_record
 from support.servers import serve_in_process
 
 CLIENTS = 32
@@ -68,12 +68,16 @@ def concurrent_rps(base_url: str, body: dict[str, object], clients: int, seconds
     would measure itself; wrk's cost per request is negligible.
     """
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                     f"wrk.body = [[{json.dumps(body)}]]\n")
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [[{json.dumps(body)}]]\n"
+        )
         script.flush()
         output = subprocess.run(
             ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script.name, f"{base_url}/predict"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"some requests failed under load:\n{output}")
@@ -97,8 +101,17 @@ def measure(app: str, models: list[str], requests: int) -> list[Row]:
             sequential_latencies_ms(base_url, work[:10])  # warm caches
             latencies = sequential_latencies_ms(base_url, work)
             batched = concurrent_rps(base_url, work[0], CLIENTS)
-            rows.append(Row(model, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
-                            1000.0 / float(np.mean(latencies)), batched, 0.0, idle_rss))
+            rows.append(
+                Row(
+                    model,
+                    float(np.percentile(latencies, 50)),
+                    float(np.percentile(latencies, 99)),
+                    1000.0 / float(np.mean(latencies)),
+                    batched,
+                    0.0,
+                    idle_rss,
+                )
+            )
     with serve_in_process(app, env={"CHRONOTICK_BATCHING": "false"}) as base_url:
         for index, model in enumerate(models):
             unbatched = concurrent_rps(base_url, bodies(model, 1)[0], CLIENTS)

@@ -32,7 +32,6 @@ from pathlib import Path
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from record import clock_series, provenance, write_record
-
 from support.fleet_calls import AgentStreams
 from support.load_drill import run_drill, summarize
 from support.servers import wait_for
@@ -43,17 +42,23 @@ CLASSICAL = [forecaster.name for forecaster in CLASSICAL_FORECASTERS]
 
 def bodies(backends: list[str]) -> list[bytes]:
     """Stateless requests (no clock), 512 samples, 60 steps ahead, at the default deadline."""
-    return [json.dumps({"series": [clock_series(seed)], "horizon": 60, "backends": backends}).encode()
-            for seed in range(64)]
+    return [
+        json.dumps({"series": [clock_series(seed)], "horizon": 60, "backends": backends}).encode() for seed in range(64)
+    ]
 
 
 def measure(stack: SwarmStack, posted: Sequence[bytes], clients: int, seconds: float) -> dict[str, float]:
     result = run_drill(stack.url, posted, clients=clients, duration_s=seconds, headers=stack.headers)
     stats = summarize(result.answers)
     ok = [a for a in result.answers if a.status == 200]
-    return {"rate": len(ok) / seconds, "whole": sum(not a.degraded for a in ok) / seconds,
-            "degraded": stats["degraded_share"], "p50_ms": stats["p50_ms"],
-            "failed": len(result.answers) - len(ok), "replicas_served": len({a.served_by for a in ok})}
+    return {
+        "rate": len(ok) / seconds,
+        "whole": sum(not a.degraded for a in ok) / seconds,
+        "degraded": stats["degraded_share"],
+        "p50_ms": stats["p50_ms"],
+        "failed": len(result.answers) - len(ok),
+        "replicas_served": len({a.served_by for a in ok}),
+    }
 
 
 def scale(stack: SwarmStack, service: str, replicas: int) -> None:
@@ -64,14 +69,18 @@ def scale(stack: SwarmStack, service: str, replicas: int) -> None:
 
 def redis_commands(stack: SwarmStack) -> dict[str, int]:
     (container,) = stack.containers("redis")
-    text = subprocess.run(["docker", "exec", container, "redis-cli", "info", "commandstats"], capture_output=True,
-                          text=True, check=True).stdout
+    text = subprocess.run(
+        ["docker", "exec", container, "redis-cli", "info", "commandstats"], capture_output=True, text=True, check=True
+    ).stdout
     return {name: int(calls) for name, calls in re.findall(r"^cmdstat_(\w+):calls=(\d+)", text, re.M)}
 
 
 def row(name: str, figures: dict[str, float]) -> str:
-    return (f"| {name} | {figures['rate']:.1f} | {figures['whole']:.1f} | {figures['degraded']:.0%} | {figures['p50_ms']:.0f} | "
-            f"{figures['failed']:.0f} | {figures['replicas_served']:.0f} |")
+    return (
+        f"| {name} | {figures['rate']:.1f} | {figures['whole']:.1f} | {figures['degraded']:.0%} "
+        f"| {figures['p50_ms']:.0f} | "
+        f"{figures['failed']:.0f} | {figures['replicas_served']:.0f} |"
+    )
 
 
 def main() -> None:
@@ -83,35 +92,52 @@ def main() -> None:
     rows = []
     with deployed_stack("chronotick-bench", secrets.token_urlsafe(16), {"gateway": 2, "timemoe": 1}) as stack:
         timemoe = bodies(["timemoe", *CLASSICAL])
-        rows.append(row("timemoe and the classical members, 1 Time-MoE replica (2 gateways)",
-                        measure(stack, timemoe, args.clients, args.seconds)))
+        rows.append(
+            row(
+                "timemoe and the classical members, 1 Time-MoE replica (2 gateways)",
+                measure(stack, timemoe, args.clients, args.seconds),
+            )
+        )
         scale(stack, "timemoe", 2)
-        rows.append(row("timemoe and the classical members, 2 Time-MoE replicas (2 gateways)",
-                        measure(stack, timemoe, args.clients, args.seconds)))
+        rows.append(
+            row(
+                "timemoe and the classical members, 2 Time-MoE replicas (2 gateways)",
+                measure(stack, timemoe, args.clients, args.seconds),
+            )
+        )
         classical = bodies(CLASSICAL)
         scale(stack, "gateway", 1)
-        rows.append(row("the classical members alone, 1 gateway", measure(stack, classical, args.clients, args.seconds)))
+        rows.append(
+            row("the classical members alone, 1 gateway", measure(stack, classical, args.clients, args.seconds))
+        )
         scale(stack, "gateway", 2)
-        rows.append(row("the classical members alone, 2 gateways", measure(stack, classical, args.clients, args.seconds)))
+        rows.append(
+            row("the classical members alone, 2 gateways", measure(stack, classical, args.clients, args.seconds))
+        )
         before = redis_commands(stack)
         agents = AgentStreams(f"bench-{secrets.token_hex(3)}-", args.clients, seed=500)
-        remembered = run_drill(stack.url, agents, clients=args.clients, duration_s=args.seconds,
-                               headers=stack.headers)
+        remembered = run_drill(stack.url, agents, clients=args.clients, duration_s=args.seconds, headers=stack.headers)
         after = redis_commands(stack)
         print(*rows, sep="\n", flush=True)
     asked = len([a for a in remembered.answers if a.status == 200])
-    per_request = {name: (after.get(name, 0) - before.get(name, 0)) / asked for name in after
-                   if after.get(name, 0) > before.get(name, 0)}
+    per_request = {
+        name: (after.get(name, 0) - before.get(name, 0)) / asked
+        for name in after
+        if after.get(name, 0) > before.get(name, 0)
+    }
     redis_line = ", ".join(f"{name.upper()} {calls:.2f}" for name, calls in sorted(per_request.items()))
-    text = (f"### The Swarm stack: replicas and throughput (issue 19)\n\n"
-            f"{provenance('stack_scaling.py', sys.argv[1:])} One node: its {os.cpu_count()} cores are shared by "
-            f"every replica, the front door and Redis.\n\n"
-            f"{args.clients} closed-loop clients, {args.seconds:g} s each, stateless requests (512 samples, 60 "
-            "steps ahead, the default 1 s deadline) through the HAProxy front door; `backends` picks the members.\n\n"
-            "| run | answers/s | of them from every member asked, /s | degraded | p50 ms | failed | "
-            "gateway replicas that answered |\n|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) +
-            f"\n\nRedis commands per request of a remembered clock ({args.clients} agents streaming their clocks "
-            f"for {args.seconds:g} s, {asked} answers): {redis_line}.")
+    text = (
+        f"### The Swarm stack: replicas and throughput (issue 19)\n\n"
+        f"{provenance('stack_scaling.py', sys.argv[1:])} One node: its {os.cpu_count()} cores are shared by "
+        f"every replica, the front door and Redis.\n\n"
+        f"{args.clients} closed-loop clients, {args.seconds:g} s each, stateless requests (512 samples, 60 "
+        "steps ahead, the default 1 s deadline) through the HAProxy front door; `backends` picks the members.\n\n"
+        "| run | answers/s | of them from every member asked, /s | degraded | p50 ms | failed | "
+        "gateway replicas that answered |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+        + f"\n\nRedis commands per request of a remembered clock ({args.clients} agents streaming their clocks "
+        f"for {args.seconds:g} s, {asked} answers): {redis_line}."
+    )
     print(text)
     if args.write:
         write_record(args.write, "stack_scaling", text)

@@ -53,14 +53,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 from gateway_speed import FAMILIES, cpu_s
-from record import CONTEXT, HORIZON, percentile_ms, provenance, write_record
+from prometheus_client.parser import text_string_to_metric_families
 
 from chronotick.baselines import CLASSICAL_FORECASTERS
 from chronotick.synthetic import generate_clock
 from chronotick_gateway.memory import REMEMBER_EVERY_S
 from chronotick_gateway.settings import GatewaySettings
+from record import CONTEXT, HORIZON, percentile_ms, provenance, write_record
 from support.load_drill import Answer, run_drill, summarize
 from support.servers import serve_in_process, server_process, venv_python, wait_for
 
@@ -91,15 +91,18 @@ class Clock:
         offsets = generate_clock("mixed", CONTEXT + STEP * WINDOWS_PER_CLOCK, interval_s=INTERVAL_S, seed=seed)
         return cls(f"bench-clock-{seed}", offsets.observed_offset_us)
 
-    def body(self, window: int, *, remembered: bool, backends: list[str] | None = None,
-             deadline_s: float | None = None) -> bytes:
+    def body(
+        self, window: int, *, remembered: bool, backends: list[str] | None = None, deadline_s: float | None = None
+    ) -> bytes:
         """The request for ``window``: naming the clock and the time of its first sample
         (``remembered``), or as a stateless client sends it."""
         first = window * STEP
         if first + CONTEXT > self.offsets_us.size:
             raise IndexError(f"{self.clock_id} has no window {window}: raise WINDOWS_PER_CLOCK")
-        series: dict[str, object] = {"offsets_us": self.offsets_us[first:first + CONTEXT].tolist(),
-                                     "interval_s": INTERVAL_S}
+        series: dict[str, object] = {
+            "offsets_us": self.offsets_us[first : first + CONTEXT].tolist(),
+            "interval_s": INTERVAL_S,
+        }
         if remembered:
             series |= {"clock_id": self.clock_id, "start_s": first * INTERVAL_S}
         query: dict[str, object] = {"series": [series], "horizon": HORIZON}
@@ -125,8 +128,9 @@ class ClientStreams:
     body is made when the client asks for it, in its own thread, before its request's clock starts;
     no two clients share a clock."""
 
-    def __init__(self, clocks: list[Clock], clients: int, *, remembered: bool,
-                 backends: list[str] | None = None) -> None:
+    def __init__(
+        self, clocks: list[Clock], clients: int, *, remembered: bool, backends: list[str] | None = None
+    ) -> None:
         self.clients = clients
         self.owned = [clocks[i::clients] for i in range(clients)]
         self.sent = [0] * clients
@@ -205,18 +209,27 @@ class OneClient:
         """The p50 and count of the answers that reused the models' forecasts (True) and of those that
         asked the models (False): at one request in 5 s with 5 s of reuse, about half each, and the
         p50 of all of them falls between the two."""
-        split = {reused: [s for s, r in zip(self.latencies_s, self.reused, strict=True) if r == reused]
-                 for reused in (True, False)}
-        return {reused: (percentile_ms(latencies, 50) if latencies else float("nan"), len(latencies))
-                for reused, latencies in split.items()}
+        split = {
+            reused: [s for s, r in zip(self.latencies_s, self.reused, strict=True) if r == reused]
+            for reused in (True, False)
+        }
+        return {
+            reused: (percentile_ms(latencies, 50) if latencies else float("nan"), len(latencies))
+            for reused, latencies in split.items()
+        }
 
     def row(self, name: str, cores: int) -> str:
         fleet_ms = sum(self.cpu_ms().values())
-        by_process = ", ".join(f"{process} {ms:.0f}" for process, ms in self.cpu_ms().items()
-                               if ms >= 0.5 or not process.endswith("helpers"))
-        return (f"| {name} | {percentile_ms(self.latencies_s, 50):.1f} | {percentile_ms(self.latencies_s, 99):.1f} | "
-                f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.reused):.0%} | "
-                f"{share(self.degraded):.0%} | {fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |")
+        by_process = ", ".join(
+            f"{process} {ms:.0f}"
+            for process, ms in self.cpu_ms().items()
+            if ms >= 0.5 or not process.endswith("helpers")
+        )
+        return (
+            f"| {name} | {percentile_ms(self.latencies_s, 50):.1f} | {percentile_ms(self.latencies_s, 99):.1f} | "
+            f"{share(s == 'remembered' for s in self.states):.0%} | {share(self.reused):.0%} | "
+            f"{share(self.degraded):.0%} | {fleet_ms:.1f} (floor {fleet_ms / cores:.0f}) | {by_process} |"
+        )
 
 
 def share(flags: Iterable[bool]) -> float:
@@ -292,9 +305,13 @@ class FleetMeter:
         calls = 0.0
         for url in self.services.values():
             text = httpx.get(f"{url}/metrics", timeout=5.0, trust_env=False).text
-            calls += sum(sample.value for family in text_string_to_metric_families(text)
-                         if family.name == "chronotick_requests" for sample in family.samples
-                         if sample.name == "chronotick_requests_total")
+            calls += sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "chronotick_requests"
+                for sample in family.samples
+                if sample.name == "chronotick_requests_total"
+            )
         return calls
 
 
@@ -306,8 +323,13 @@ def _cpu_s_or_zero(process: psutil.Process) -> float:
         return 0.0
 
 
-def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, fleet_cpu_ms: float = float("nan"),
-            model_calls: float = float("nan")) -> Step:
+def step_of(
+    answers: list[Answer],
+    seconds: float,
+    gateway_cpu_ms: float,
+    fleet_cpu_ms: float = float("nan"),
+    model_calls: float = float("nan"),
+) -> Step:
     """The figures of the ``answers`` to the requests sent in ``seconds``, with what they cost the
     fleet where it was measured (NaN: not)."""
     stats = summarize(answers)
@@ -316,8 +338,9 @@ def step_of(answers: list[Answer], seconds: float, gateway_cpu_ms: float, fleet_
         degraded=share(a.status != 200 or a.degraded for a in answers),
         remembered=share(a.memory == ("remembered",) for a in answers),
         reused=share(a.reused_age_s is not None for a in answers),
-        reused_age_s=float(np.median(ages)) if (ages := [a.reused_age_s for a in answers
-                                                          if a.reused_age_s is not None]) else float("nan"),
+        reused_age_s=float(np.median(ages))
+        if (ages := [a.reused_age_s for a in answers if a.reused_age_s is not None])
+        else float("nan"),
         p50_ms=stats["p50_ms"],
         p99_ms=stats["p99_ms"],
         gateway_p99_ms=stats["gateway_p99_ms"],
@@ -334,11 +357,16 @@ def closed_loop(url: str, streams: ClientStreams, seconds: float, fleet: FleetMe
     cpu_before, calls_before = fleet.cpu_s(), fleet.model_calls()
     result = run_drill(url, streams, clients=streams.clients, duration_s=seconds)
     cpu_after, calls_after = fleet.cpu_s(), fleet.model_calls()
-    per_request_ms = {name: max(0.0, cpu_after[name] - cpu_before[name]) / len(result.answers) * 1000.0
-                      for name in cpu_after}
-    return step_of(result.between(0.0, seconds), seconds, per_request_ms["gateway"],
-                   fleet_cpu_ms=sum(per_request_ms.values()),
-                   model_calls=(calls_after - calls_before) / len(result.answers))
+    per_request_ms = {
+        name: max(0.0, cpu_after[name] - cpu_before[name]) / len(result.answers) * 1000.0 for name in cpu_after
+    }
+    return step_of(
+        result.between(0.0, seconds),
+        seconds,
+        per_request_ms["gateway"],
+        fleet_cpu_ms=sum(per_request_ms.values()),
+        model_calls=(calls_after - calls_before) / len(result.answers),
+    )
 
 
 def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Process, every_s: float) -> Step:
@@ -353,6 +381,7 @@ def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Pro
         started = time.monotonic()
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
         async with httpx.AsyncClient(timeout=30.0, headers=_JSON, trust_env=False, limits=limits) as http:
+
             async def agent(index: int) -> None:
                 for count in range(int(seconds / every_s)):
                     await asyncio.sleep(max(0.0, started + every_s * (index / clients + count) - time.monotonic()))
@@ -361,11 +390,17 @@ def agents(url: str, streams: ClientStreams, seconds: float, gateway: psutil.Pro
                     response = await http.post(f"{url}/predict", content=body)
                     elapsed_s = time.monotonic() - sent
                     answer = json.loads(response.content) if response.status_code == 200 else None
-                    answers.append(Answer(
-                        index, sent - started, elapsed_s, response.status_code,
-                        degraded=bool(answer and answer["degraded"]),
-                        memory=tuple(m["state"] for m in answer["memory"]) if answer else (),
-                        gateway_s=answer["elapsed_ms"] / 1000.0 if answer else None))
+                    answers.append(
+                        Answer(
+                            index,
+                            sent - started,
+                            elapsed_s,
+                            response.status_code,
+                            degraded=bool(answer and answer["degraded"]),
+                            memory=tuple(m["state"] for m in answer["memory"]) if answer else (),
+                            gateway_s=answer["elapsed_ms"] / 1000.0 if answer else None,
+                        )
+                    )
 
             await asyncio.gather(*(agent(index) for index in range(clients)))
         return answers
@@ -412,8 +447,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="windows sent by the one client (each twice)")
     parser.add_argument("--one-client-clocks", type=int, default=8, help="clocks the one client takes in turn")
     parser.add_argument("--classical-clients", type=int, default=32)
-    parser.add_argument("--agent-every-s", type=float, default=1.0,
-                        help="how often each agent of the classical run asks")
+    parser.add_argument(
+        "--agent-every-s", type=float, default=1.0, help="how often each agent of the classical run asks"
+    )
     parser.add_argument("--warm-up-clients", type=int, default=4)
     parser.add_argument("--warm-up-deadline-s", type=float, default=10.0)
     parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
@@ -462,8 +498,7 @@ def main() -> None:
             classical[f"{name}, closed loop"] = closed_loop(gateway, streams, seconds, meter)
         for name, remembered in (("stateless", False), ("warm", True)):
             streams = ClientStreams(clocks, args.classical_clients, remembered=remembered, backends=CLASSICAL)
-            classical[f"{name}, {agents_run}"] = agents(gateway, streams, seconds, gateway_process,
-                                                        args.agent_every_s)
+            classical[f"{name}, {agents_run}"] = agents(gateway, streams, seconds, gateway_process, args.agent_every_s)
         progress("stopping the fleet")
 
     cores = os.cpu_count() or 1
@@ -496,13 +531,17 @@ def main() -> None:
     ]
     for count in counts:
         a, b = stateless[count], warm[count]
-        lines.append(f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | "
-                     f"{a.fleet_cpu_ms:.0f} / {a.model_calls:.1f} | {b.rate:.1f} | {b.degraded:.0%} | "
-                     f"{b.remembered:.0%} | {b.reused:.0%} ({b.reused_age_s:.0f} s) | {b.p50_ms:.0f} | {b.p99_ms:.0f} | "
-                     f"{b.fleet_cpu_ms:.0f} / {b.model_calls:.1f} |")
+        lines.append(
+            f"| {count} | {a.rate:.1f} | {a.degraded:.0%} | {a.p50_ms:.0f} | {a.p99_ms:.0f} | "
+            f"{a.fleet_cpu_ms:.0f} / {a.model_calls:.1f} | {b.rate:.1f} | {b.degraded:.0%} | "
+            f"{b.remembered:.0%} | {b.reused:.0%} ({b.reused_age_s:.0f} s) | {b.p50_ms:.0f} | {b.p99_ms:.0f} | "
+            f"{b.fleet_cpu_ms:.0f} / {b.model_calls:.1f} |"
+        )
     best = {"stateless": best_rate(stateless), "warm": best_rate(warm)}
-    said = {name: "none" if rate is None else f"{rate[0]:.1f} req/s at {count_of(rate[1], 'client')}"
-            for name, rate in best.items()}
+    said = {
+        name: "none" if rate is None else f"{rate[0]:.1f} req/s at {count_of(rate[1], 'client')}"
+        for name, rate in best.items()
+    }
     ratio = best["warm"][0] / best["stateless"][0] if best["warm"] and best["stateless"] else float("nan")
     lines += [
         "",
@@ -517,16 +556,20 @@ def main() -> None:
         "| request | req/s | degraded | remembered | p50 ms | p99 ms | gateway's own p99 ms | gateway CPU ms per "
         "request |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {name} | {step.rate:.1f} | {step.degraded:.0%} | {step.remembered:.0%} | {step.p50_ms:.1f} | "
-          f"{step.p99_ms:.1f} | {step.gateway_p99_ms:.1f} | {step.gateway_cpu_ms:.1f} |"
-          for name, step in classical.items()],
+        *[
+            f"| {name} | {step.rate:.1f} | {step.degraded:.0%} | {step.remembered:.0%} | {step.p50_ms:.1f} | "
+            f"{step.p99_ms:.1f} | {step.gateway_p99_ms:.1f} | {step.gateway_cpu_ms:.1f} |"
+            for name, step in classical.items()
+        ],
         "",
         "(p50/p99: as the clients saw them; the gateway's own: from arrival, before its body is read, to its "
         "answer, its `elapsed_ms`. The agents are one asyncio loop in the benchmark's process.)",
     ]
-    runs = [*[(f"stateless, {count_of(count, 'client')}", step) for count, step in stateless.items()],
-            *[(f"warm, {count_of(count, 'client')}", step) for count, step in warm.items()],
-            *[(f"classical members {name}, {crowd}", step) for name, step in classical.items()]]
+    runs = [
+        *[(f"stateless, {count_of(count, 'client')}", step) for count, step in stateless.items()],
+        *[(f"warm, {count_of(count, 'client')}", step) for count, step in warm.items()],
+        *[(f"classical members {name}, {crowd}", step) for name, step in classical.items()],
+    ]
     failed = [f"{name}: {step.failed}" for name, step in runs if step.failed]
     if failed:
         lines += ["", "Answers that were not a 200 (status: count; 0 is no answer): " + "; ".join(failed) + "."]

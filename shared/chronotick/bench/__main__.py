@@ -60,67 +60,119 @@ def _parser() -> argparse.ArgumentParser:
         description="Rolling-origin accuracy benchmark of the fleet's fused forecast and its members on clock logs.",
     )
     parser.add_argument("paths", nargs="*", help="clock logs, or folders searched recursively for them")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="also evaluate one held-out synthetic clock per scenario (seeds >= 50000)")
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="also evaluate one held-out synthetic clock per scenario (seeds >= 50000)",
+    )
     parser.add_argument("--synthetic-length-s", type=int, default=SYNTHETIC_LENGTH_S)
-    parser.add_argument("--in-process", action="store_true",
-                        help="classical forecasters only, computed here (no fleet needed)")
-    parser.add_argument("--gateway", default=os.environ.get("CHRONOTICK_GATEWAY_URL", "http://127.0.0.1:8000"),
-                        help="gateway base URL (env CHRONOTICK_GATEWAY_URL; default %(default)s)")
-    parser.add_argument("--api-key", default=os.environ.get("CHRONOTICK_API_KEY"),
-                        help="X-API-Key for the gateway (env CHRONOTICK_API_KEY)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="classical forecasters only, computed here (no fleet needed)"
+    )
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("CHRONOTICK_GATEWAY_URL", "http://127.0.0.1:8000"),
+        help="gateway base URL (env CHRONOTICK_GATEWAY_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CHRONOTICK_API_KEY"),
+        help="X-API-Key for the gateway (env CHRONOTICK_API_KEY)",
+    )
     parser.add_argument("--horizons", default="1,10,30,60", help="horizons in seconds, comma-separated")
     parser.add_argument("--context", type=int, default=512, help="context length in grid samples")
-    parser.add_argument("--stride-s", type=float,
-                        help=f"seconds between origins (default {DEFAULT_STRIDE_S:g}; "
-                             "with --replay, see --replay-every-s)")
-    parser.add_argument("--skip-start-s", type=float, default=1200.0,
-                        help="start-up transient at the start of each source, never in a context")
-    parser.add_argument("--after-finetune", type=Path, metavar="DIR",
-                        help="a directory written by finetune: evaluate only origins strictly after its cut "
-                             "(the last sample it was tuned on); serve that checkpoint in the fleet")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                        help="origins per gateway call (1-256; with --replay every call is one origin)")
+    parser.add_argument(
+        "--stride-s",
+        type=float,
+        help=f"seconds between origins (default {DEFAULT_STRIDE_S:g}; with --replay, see --replay-every-s)",
+    )
+    parser.add_argument(
+        "--skip-start-s",
+        type=float,
+        default=1200.0,
+        help="start-up transient at the start of each source, never in a context",
+    )
+    parser.add_argument(
+        "--after-finetune",
+        type=Path,
+        metavar="DIR",
+        help="a directory written by finetune: evaluate only origins strictly after its cut "
+        "(the last sample it was tuned on); serve that checkpoint in the fleet",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help="origins per gateway call (1-256; with --replay every call is one origin)",
+    )
     parser.add_argument("--deadline-s", type=float, default=30.0, help="deadline_s sent with each call")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     parser.add_argument("--write", type=Path, help="record this run and regenerate this Markdown file (BENCHMARKS.md)")
     parser.add_argument("--label", help="section label accuracy:<label> (default: synthetic, or the first path's name)")
-    parser.add_argument("--no-clean", action="store_true",
-                        help="forecast from the raw contexts: no spike removal (chronotick.cleaning); "
-                             "the truth is scored raw either way")
+    parser.add_argument(
+        "--no-clean",
+        action="store_true",
+        help="forecast from the raw contexts: no spike removal (chronotick.cleaning); "
+        "the truth is scored raw either way",
+    )
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--report", action="store_true",
-                        help="also print the pooled metrics table and a text chart of MAE vs horizon per method")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also print the pooled metrics table and a text chart of MAE vs horizon per method",
+    )
     parser.add_argument("--no-progress", action="store_true")
     replay = parser.add_argument_group(
-        "replay", "Stream each log to the gateway in time order as an agent would, each request naming the log's "
+        "replay",
+        "Stream each log to the gateway in time order as an agent would, each request naming the log's "
         "clock, so that the gateway remembers it; every scored origin is also asked for without naming the clock, "
-        "and the report sets the two side by side.")
+        "and the report sets the two side by side.",
+    )
     replay.add_argument("--replay", action="store_true", help="replay mode (needs the gateway: not --in-process)")
-    replay.add_argument("--replay-every-s", type=float, default=DEFAULT_EVERY_S,
-                        help="seconds between a clock's origins (default %(default)g)")
-    replay.add_argument("--score-after-s", type=float, default=DEFAULT_SCORE_AFTER_S,
-                        help="score only origins after each clock's first this many seconds, its warm-up "
-                             "(default %(default)g)")
-    replay.add_argument("--score-every-s", type=float,
-                        help="score only the origins of this coarser grid, a multiple of --replay-every-s (default: "
-                             "every origin streamed); each scored origin is also asked for statelessly, the "
-                             "expensive way, so an agent's cadence of 1 s is replayed with, say, 10 here")
-    replay.add_argument("--stream-for-s", type=float,
-                        help="stream only this many seconds of each log from its first origin (default: all of it)")
-    replay.add_argument("--clock-prefix",
-                        help="clock ids are this prefix + the log's file name (default: the file name + a suffix "
-                             "unique to the run); each is forgotten at the gateway before the run, to start cold")
-    replay.add_argument("--replay-concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                        help="clocks replayed side by side (each clock's requests go one at a time; "
-                             "default %(default)d)")
+    replay.add_argument(
+        "--replay-every-s",
+        type=float,
+        default=DEFAULT_EVERY_S,
+        help="seconds between a clock's origins (default %(default)g)",
+    )
+    replay.add_argument(
+        "--score-after-s",
+        type=float,
+        default=DEFAULT_SCORE_AFTER_S,
+        help="score only origins after each clock's first this many seconds, its warm-up (default %(default)g)",
+    )
+    replay.add_argument(
+        "--score-every-s",
+        type=float,
+        help="score only the origins of this coarser grid, a multiple of --replay-every-s (default: "
+        "every origin streamed); each scored origin is also asked for statelessly, the "
+        "expensive way, so an agent's cadence of 1 s is replayed with, say, 10 here",
+    )
+    replay.add_argument(
+        "--stream-for-s",
+        type=float,
+        help="stream only this many seconds of each log from its first origin (default: all of it)",
+    )
+    replay.add_argument(
+        "--clock-prefix",
+        help="clock ids are this prefix + the log's file name (default: the file name + a suffix "
+        "unique to the run); each is forgotten at the gateway before the run, to start cold",
+    )
+    replay.add_argument(
+        "--replay-concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="clocks replayed side by side (each clock's requests go one at a time; default %(default)d)",
+    )
     return parser
 
 
 def _check_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.in_process:
-        parser.error("--replay measures the gateway's memory of each clock; the in-process forecasters have none "
-                     "(drop --in-process and point --gateway at a running gateway)")
+        parser.error(
+            "--replay measures the gateway's memory of each clock; the in-process forecasters have none "
+            "(drop --in-process and point --gateway at a running gateway)"
+        )
     if args.stride_s is not None:
         parser.error("--replay spaces each clock's origins by --replay-every-s, not --stride-s")
     if args.replay_every_s <= 0 or args.score_after_s < 0 or args.replay_concurrency < 1:
@@ -128,16 +180,17 @@ def _check_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.score_every_s is not None:
         ratio = args.score_every_s / args.replay_every_s
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-            parser.error("--score-every-s must be a whole multiple of --replay-every-s: the scored origins are "
-                         "among those streamed")
+            parser.error(
+                "--score-every-s must be a whole multiple of --replay-every-s: the scored origins are "
+                "among those streamed"
+            )
     if args.stream_for_s is not None and args.stream_for_s <= args.score_after_s:
         parser.error("--stream-for-s must be longer than --score-after-s: nothing after the warm-up would be scored")
     if args.clock_prefix is not None:
         try:
             TypeAdapter(ClockId).validate_python(args.clock_prefix + "x")
         except ValidationError as error:
-            parser.error(f"--clock-prefix {args.clock_prefix!r} cannot start a clock id: "
-                         f"{error.errors()[0]['msg']}")
+            parser.error(f"--clock-prefix {args.clock_prefix!r} cannot start a clock id: {error.errors()[0]['msg']}")
 
 
 def _collect(args: argparse.Namespace) -> tuple[list[EvalSeries], list[SourceFailure]]:
@@ -158,7 +211,9 @@ def _print_report(results: dict[str, object]) -> None:
     if "replay" in results:
         console.print(replay_terminal_table(results))
     console.print(terminal_table(results))
-    console.print(Text.from_ansi(mae_text_plot(results, width=min(DEFAULT_WIDTH, console.width), color=console.is_terminal)))
+    console.print(
+        Text.from_ansi(mae_text_plot(results, width=min(DEFAULT_WIDTH, console.width), color=console.is_terminal))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             _parser().error(f"--after-finetune: {error}")
     stride_s = args.replay_every_s if args.replay else (DEFAULT_STRIDE_S if args.stride_s is None else args.stride_s)
-    config = BenchConfig(horizons_s=[float(h) for h in args.horizons.split(",")], context=args.context,
-                         stride_s=stride_s, skip_start_s=args.skip_start_s, batch=1 if args.replay else args.batch,
-                         after_time_s=after_time_s)
+    config = BenchConfig(
+        horizons_s=[float(h) for h in args.horizons.split(",")],
+        context=args.context,
+        stride_s=stride_s,
+        skip_start_s=args.skip_start_s,
+        batch=1 if args.replay else args.batch,
+        after_time_s=after_time_s,
+    )
     started = time.perf_counter()
     series, failures = _collect(args)
     for failure in failures:
@@ -188,12 +248,21 @@ def main(argv: list[str] | None = None) -> int:
         forecaster = InProcessForecaster(clean=not args.no_clean)
         mode = "in process (classical forecasters, their own uncalibrated std)"
     else:
-        forecaster = GatewayForecaster(args.gateway, deadline_s=args.deadline_s, timeout_s=args.deadline_s + 30.0,
-                                       api_key=args.api_key, clean=not args.no_clean)
+        forecaster = GatewayForecaster(
+            args.gateway,
+            deadline_s=args.deadline_s,
+            timeout_s=args.deadline_s + 30.0,
+            api_key=args.api_key,
+            clean=not args.no_clean,
+        )
         mode = f"gateway {args.gateway}"
         fleet = forecaster.models()
-        models = [f"{m['name']} ({s['name']}, version {m['model_version'][:12]})"
-                  for s in fleet["services"] if s["ready"] and s.get("info") for m in s["info"]["models"]]
+        models = [
+            f"{m['name']} ({s['name']}, version {m['model_version'][:12]})"
+            for s in fleet["services"]
+            if s["ready"] and s.get("info")
+            for m in s["info"]["models"]
+        ]
         mode += "; models: " + (", ".join(models) or "none ready") + "; classical: " + ", ".join(fleet["classical"])
     mode += "; input cleaning off" if args.no_clean else "; input cleaning on"
     if after_time_s is not None:
@@ -203,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay:
         run_token = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         clock_ids = replay_clock_ids([s.name for s in series], prefix=args.clock_prefix, run_token=run_token)
-        mode += (f"; replay: an origin every {args.replay_every_s:g} s per clock, scored after its first "
-                 f"{args.score_after_s:g} s")
+        mode += (
+            f"; replay: an origin every {args.replay_every_s:g} s per clock, scored after its first "
+            f"{args.score_after_s:g} s"
+        )
         if args.score_every_s is not None:
             mode += f", every {args.score_every_s:g} s"
         if args.stream_for_s is not None:
@@ -221,9 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     progress = bar.update if bar else lambda _: None
     try:
         if args.replay:
-            results, series_results = run_replay(series, failures, forecaster, config, clock_ids=clock_ids,
-                                                 scoring=scoring,
-                                                 concurrency=args.replay_concurrency, progress=progress)
+            results, series_results = run_replay(
+                series,
+                failures,
+                forecaster,
+                config,
+                clock_ids=clock_ids,
+                scoring=scoring,
+                concurrency=args.replay_concurrency,
+                progress=progress,
+            )
         else:
             results, series_results = run_bench(series, failures, forecaster, config, progress=progress)
     except GatewayRefused as error:
@@ -255,10 +333,14 @@ def main(argv: list[str] | None = None) -> int:
             f"## Accuracy: {label}\n\n{provenance}  \n"
             f"Mode: {mode}; wall time {wall_s:.0f} s.\n\n{tables_markdown(results)}"
         )
-        titled = dataclasses.replace(record, markdown=text, title=f"Accuracy: {label}", figures=headline_figures(results))
+        titled = dataclasses.replace(
+            record, markdown=text, title=f"Accuracy: {label}", figures=headline_figures(results)
+        )
         publish_record(args.write, titled)
-    print(f"{len(series)} sources, {results['overall']['origins']} origins, {len(failures)} unusable; "
-          f"{wall_s:.0f} s; results in {args.out}/results.md")
+    print(
+        f"{len(series)} sources, {results['overall']['origins']} origins, {len(failures)} unusable; "
+        f"{wall_s:.0f} s; results in {args.out}/results.md"
+    )
     return 0
 
 

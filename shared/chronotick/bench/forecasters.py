@@ -65,8 +65,7 @@ class InProcessForecaster:
     def __init__(self, *, clean: bool = True) -> None:
         self._clean = clean
 
-    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
-                 columns: np.ndarray) -> BatchAnswer:
+    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int, columns: np.ndarray) -> BatchAnswer:
         if self._clean:
             contexts = [without_spikes(context)[0] for context in contexts]
         methods: dict[str, Forecasts] = {}
@@ -87,8 +86,9 @@ class GatewayRefused(RuntimeError):
 class GatewayForecaster:
     """One POST /predict per batch of contexts (each context one series of the request)."""
 
-    def __init__(self, url: str, *, deadline_s: float, timeout_s: float, api_key: str | None = None,
-                 clean: bool = True) -> None:
+    def __init__(
+        self, url: str, *, deadline_s: float, timeout_s: float, api_key: str | None = None, clean: bool = True
+    ) -> None:
         import httpx  # only the gateway mode needs it (the core environment has no httpx)
 
         headers = {"X-API-Key": api_key} if api_key else {}
@@ -105,13 +105,21 @@ class GatewayForecaster:
         response.raise_for_status()
         return response.json()
 
-    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
-                 columns: np.ndarray) -> BatchAnswer:
-        return self._predict([{"offsets_us": _optional(c), "interval_s": interval_s} for c in contexts], horizon,
-                             columns)
+    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int, columns: np.ndarray) -> BatchAnswer:
+        return self._predict(
+            [{"offsets_us": _optional(c), "interval_s": interval_s} for c in contexts], horizon, columns
+        )
 
-    def forecast_clock(self, context: np.ndarray, interval_s: float, horizon: int, columns: np.ndarray, *,
-                       clock_id: str, start_s: float) -> BatchAnswer:
+    def forecast_clock(
+        self,
+        context: np.ndarray,
+        interval_s: float,
+        horizon: int,
+        columns: np.ndarray,
+        *,
+        clock_id: str,
+        start_s: float,
+    ) -> BatchAnswer:
         """One origin of a remembered clock: the series names it and says when its first sample was."""
         series = {"offsets_us": _optional(context), "interval_s": interval_s, "start_s": start_s, "clock_id": clock_id}
         return self._predict([series], horizon, columns)
@@ -123,8 +131,9 @@ class GatewayForecaster:
         except self._error as error:
             raise GatewayRefused(f"forgetting clock {clock_id!r} failed: {error!r}") from error
         if response.status_code not in (200, 204, 404):
-            raise GatewayRefused(f"forgetting clock {clock_id!r}: the gateway answered {response.status_code}: "
-                                 f"{response.text[:300]}")
+            raise GatewayRefused(
+                f"forgetting clock {clock_id!r}: the gateway answered {response.status_code}: {response.text[:300]}"
+            )
 
     def _predict(self, series: list[dict[str, Any]], horizon: int, columns: np.ndarray) -> BatchAnswer:
         body = {
@@ -141,8 +150,9 @@ class GatewayForecaster:
             return BatchAnswer({}, set(), problems=[f"gateway call failed: {error!r}"])
         latency_s = time.perf_counter() - started
         if response.status_code != 200:
-            return BatchAnswer({}, set(), latency_s,
-                               problems=[f"gateway answered {response.status_code}: {response.text[:300]}"])
+            return BatchAnswer(
+                {}, set(), latency_s, problems=[f"gateway answered {response.status_code}: {response.text[:300]}"]
+            )
         return parse_answer(response.json(), columns, latency_s)
 
 
@@ -158,8 +168,11 @@ def parse_answer(answer: dict[str, Any], columns: np.ndarray, latency_s: float |
         values[:, columns < 0] = np.nan
         return values
 
-    methods = {FUSED: Forecasts(_at(mean.tolist(), columns), bound(_LOWER80), bound(_UPPER80),
-                                bound(_LOWER95), bound(_UPPER95))}
+    methods = {
+        FUSED: Forecasts(
+            _at(mean.tolist(), columns), bound(_LOWER80), bound(_UPPER80), bound(_LOWER95), bound(_UPPER95)
+        )
+    }
     classical: set[str] = set()
     problems: list[str] = []
     for backend in answer["backends"]:

@@ -30,13 +30,18 @@ class Forecasts:
     @classmethod
     def from_std(cls, mean_us: np.ndarray, std_us: np.ndarray) -> Forecasts:
         """Normal intervals mean +- z std (a non-finite std gives an unbounded interval)."""
-        return cls(mean_us, mean_us - Z_80 * std_us, mean_us + Z_80 * std_us,
-                   mean_us - Z_95 * std_us, mean_us + Z_95 * std_us)
+        return cls(
+            mean_us, mean_us - Z_80 * std_us, mean_us + Z_80 * std_us, mean_us - Z_95 * std_us, mean_us + Z_95 * std_us
+        )
 
     @classmethod
     def concatenate(cls, parts: list[Forecasts]) -> Forecasts:
-        return cls(*(np.concatenate([getattr(p, name) for p in parts])
-                     for name in ("mean_us", "lower80_us", "upper80_us", "lower95_us", "upper95_us")))
+        return cls(
+            *(
+                np.concatenate([getattr(p, name) for p in parts])
+                for name in ("mean_us", "lower80_us", "upper80_us", "lower95_us", "upper95_us")
+            )
+        )
 
 
 @dataclass(frozen=True)

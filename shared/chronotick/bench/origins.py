@@ -52,8 +52,9 @@ def horizon_steps(horizons_s: list[float], interval_s: float) -> dict[float, int
     return steps
 
 
-def candidate_origins(n: int, *, interval_s: float, context: int, horizon: int, stride_s: float,
-                      skip_start_s: float) -> np.ndarray:
+def candidate_origins(
+    n: int, *, interval_s: float, context: int, horizon: int, stride_s: float, skip_start_s: float
+) -> np.ndarray:
     """Every ``stride_s`` (at least one sample) from the first origin whose context lies after the
     start-up transient to the last whose horizon ends on the grid, before any rule is applied."""
     stride = max(1, int(round(stride_s / interval_s)))
@@ -79,8 +80,14 @@ def select_origins(
     first_origin: int = 0,
 ) -> OriginPlan:
     """Origins every ``stride_s`` (at least one sample), none before ``first_origin``, that satisfy the rules above."""
-    candidates = candidate_origins(int(offsets_us.size), interval_s=interval_s, context=context, horizon=horizon,
-                                   stride_s=stride_s, skip_start_s=skip_start_s)
+    candidates = candidate_origins(
+        int(offsets_us.size),
+        interval_s=interval_s,
+        context=context,
+        horizon=horizon,
+        stride_s=stride_s,
+        skip_start_s=skip_start_s,
+    )
     skipped: Counter[str] = Counter()
     tuned = candidates < first_origin
     skipped["at or before the fine-tuning cut"] = int(tuned.sum())

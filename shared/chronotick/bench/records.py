@@ -91,7 +91,7 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
 
 
-SUMMARY_ROWS = 10
+SUMMARY_ROWS = 5
 
 
 def _summary(record: Record) -> str:

@@ -52,22 +52,30 @@ from chronotick.bench.run import (
 )
 from chronotick.bench.sources import EvalSeries, SourceFailure
 from chronotick.clockid import MAX_CLOCK_ID_LENGTH, clock_id_from
+from chronotick.contract import MIN_OBSERVED_SAMPLES
 
 DEFAULT_EVERY_S = 10.0
 DEFAULT_SCORE_AFTER_S = 1800.0
 DEFAULT_CONCURRENCY = 4
-# The gateway refuses a context with fewer observed samples than this (its MIN_OBSERVED_SAMPLES).
-MIN_STREAM_OBSERVATIONS = 8
 # The two answers of each scored origin, in the order the report shows them.
 MODES = {"stateless": FUSED_STATELESS, "memory": FUSED}
 
 
 class ClockForecaster(Protocol):
-    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
-                 columns: np.ndarray) -> BatchAnswer: ...
+    def forecast(
+        self, contexts: list[np.ndarray], interval_s: float, horizon: int, columns: np.ndarray
+    ) -> BatchAnswer: ...
 
-    def forecast_clock(self, context: np.ndarray, interval_s: float, horizon: int, columns: np.ndarray, *,
-                       clock_id: str, start_s: float) -> BatchAnswer: ...
+    def forecast_clock(
+        self,
+        context: np.ndarray,
+        interval_s: float,
+        horizon: int,
+        columns: np.ndarray,
+        *,
+        clock_id: str,
+        start_s: float,
+    ) -> BatchAnswer: ...
 
     def forget_clock(self, clock_id: str) -> None: ...
 
@@ -114,18 +122,23 @@ class ReplayScoring:
     stream_for_s: float | None = None  # stream only this much of each log from its first origin (None: all)
 
 
-def plan_replay(series: EvalSeries, config: BenchConfig,
-                scoring: ReplayScoring) -> tuple[np.ndarray, int, ReplayPlan]:
+def plan_replay(series: EvalSeries, config: BenchConfig, scoring: ReplayScoring) -> tuple[np.ndarray, int, ReplayPlan]:
     """Step column of each horizon, the forecast horizon in steps, and the replay's origins."""
     score_after_s = scoring.after_s
     scored_config = config if scoring.every_s is None else dataclasses.replace(config, stride_s=scoring.every_s)
     columns, horizon, fair = plan_series(series, scored_config)
     if horizon == 0:
         return columns, 0, ReplayPlan(np.empty(0, np.int64), np.empty(0, bool), fair.skipped)
-    stream = candidate_origins(int(series.offsets_us.size), interval_s=series.interval_s, context=config.context,
-                               horizon=horizon, stride_s=config.stride_s, skip_start_s=config.skip_start_s)
+    stream = candidate_origins(
+        int(series.offsets_us.size),
+        interval_s=series.interval_s,
+        context=config.context,
+        horizon=horizon,
+        stride_s=config.stride_s,
+        skip_start_s=config.skip_start_s,
+    )
     stream = stream[stream >= first_origin_after(series, config.after_time_s)]
-    stream = stream[observed_counts(series.offsets_us, stream, config.context) >= MIN_STREAM_OBSERVATIONS]
+    stream = stream[observed_counts(series.offsets_us, stream, config.context) >= MIN_OBSERVED_SAMPLES]
     if scoring.stream_for_s is not None and stream.size:
         stream = stream[(stream - stream[0]) * series.interval_s < scoring.stream_for_s]
     fair_mask = np.isin(stream, fair.origins)
@@ -154,16 +167,28 @@ class ReplayedSeries:
     stateless_latencies_s: list[float]
 
 
-def _keep(methods: dict[str, Forecasts], shape: tuple[int, int], row: int, answer: BatchAnswer,
-          rename: dict[str, str] | None = None, only: set[str] | None = None) -> None:
+def _keep(
+    methods: dict[str, Forecasts],
+    shape: tuple[int, int],
+    row: int,
+    answer: BatchAnswer,
+    rename: dict[str, str] | None = None,
+    only: set[str] | None = None,
+) -> None:
     for name, values in answer.methods.items():
         if only is None or name in only:
             target = methods.setdefault((rename or {}).get(name, name), empty_forecasts(shape))
             store_rows(target, slice(row, row + 1), values)
 
 
-def replay_series(series: EvalSeries, clock_id: str, forecaster: ClockForecaster, config: BenchConfig,
-                  scoring: ReplayScoring, progress: Callable[[int], None] = lambda _: None) -> ReplayedSeries:
+def replay_series(
+    series: EvalSeries,
+    clock_id: str,
+    forecaster: ClockForecaster,
+    config: BenchConfig,
+    scoring: ReplayScoring,
+    progress: Callable[[int], None] = lambda _: None,
+) -> ReplayedSeries:
     """Stream one clock's origins in order, one request at a time; answer each scored one twice."""
     columns, horizon, plan = plan_replay(series, config, scoring)
     scored = plan.origins[plan.scored]
@@ -177,8 +202,14 @@ def replay_series(series: EvalSeries, clock_id: str, forecaster: ClockForecaster
     row = 0
     for origin, is_scored in zip(plan.origins.tolist(), plan.scored.tolist(), strict=True):
         context = series.offsets_us[origin - config.context : origin]
-        remembered = forecaster.forecast_clock(context, series.interval_s, horizon, columns, clock_id=clock_id,
-                                               start_s=grid_time_s(series, origin - config.context))
+        remembered = forecaster.forecast_clock(
+            context,
+            series.interval_s,
+            horizon,
+            columns,
+            clock_id=clock_id,
+            start_s=grid_time_s(series, origin - config.context),
+        )
         problems.update(remembered.problems)
         if remembered.latency_s is not None:
             latencies.append(remembered.latency_s)
@@ -206,16 +237,22 @@ def side_by_side(metrics: dict[str, Any], classical: set[str], horizons_s: list[
     MAE, its ratio to that best classical MAE, the 80 % and 95 % coverage and the origins scored."""
     out = {}
     for h, best in comparison(metrics, classical, horizons_s).items():
-        entry: dict[str, Any] = {"best_classical": best["best_classical"],
-                                 "best_classical_mae_us": best["best_classical_mae_us"]}
+        entry: dict[str, Any] = {
+            "best_classical": best["best_classical"],
+            "best_classical_mae_us": best["best_classical_mae_us"],
+        }
         for mode, name in MODES.items():
             m = metrics.get(name, {}).get(h, {})
             mae = m.get("mae_us", math.nan)
             reference = best["best_classical_mae_us"]
             ratio = mae / reference if reference and math.isfinite(reference) else math.nan
-            entry[mode] = {"mae_us": mae, "ratio": ratio,
-                           "coverage80": m.get("coverage80", math.nan), "coverage95": m.get("coverage95", math.nan),
-                           "n": m.get("n", 0)}
+            entry[mode] = {
+                "mae_us": mae,
+                "ratio": ratio,
+                "coverage80": m.get("coverage80", math.nan),
+                "coverage95": m.get("coverage95", math.nan),
+                "n": m.get("n", 0),
+            }
         out[h] = entry
     return out
 
@@ -232,14 +269,22 @@ def _mean_ratios(files: list[dict[str, Any]], horizons_s: list[float]) -> dict[s
     return out
 
 
-def replay_summary(results: dict[str, Any], replayed: list[ReplayedSeries], config: BenchConfig,
-                   scoring: ReplayScoring) -> dict[str, Any]:
+def replay_summary(
+    results: dict[str, Any], replayed: list[ReplayedSeries], config: BenchConfig, scoring: ReplayScoring
+) -> dict[str, Any]:
     """The replay's own part of the results document (``results["replay"]``)."""
     horizons = config.horizons_s
-    files = [{"source": r.result.series.name, "clock_id": r.clock_id, "streamed_origins": r.streamed,
-              "scored_origins": int(r.result.origins.size), "memory_states": dict(r.memory_states),
-              "comparison": side_by_side(f["metrics"], set(f["classical"]), horizons)}
-             for r, f in zip(replayed, results["files"], strict=True)]
+    files = [
+        {
+            "source": r.result.series.name,
+            "clock_id": r.clock_id,
+            "streamed_origins": r.streamed,
+            "scored_origins": int(r.result.origins.size),
+            "memory_states": dict(r.memory_states),
+            "comparison": side_by_side(f["metrics"], set(f["classical"]), horizons),
+        }
+        for r, f in zip(replayed, results["files"], strict=True)
+    ]
     overall = results["overall"]
     return {
         "every_s": config.stride_s,
@@ -247,19 +292,30 @@ def replay_summary(results: dict[str, Any], replayed: list[ReplayedSeries], conf
         "score_every_s": scoring.every_s if scoring.every_s is not None else config.stride_s,
         "stream_for_s": scoring.stream_for_s,
         "streamed_origins": sum(r.streamed for r in replayed),
-        "overall": {"comparison": side_by_side(overall["metrics"], set(overall["classical"]), horizons),
-                    "mean_of_clock_ratios": _mean_ratios(files, horizons),
-                    "memory_states": dict(sum((r.memory_states for r in replayed), Counter()))},
+        "overall": {
+            "comparison": side_by_side(overall["metrics"], set(overall["classical"]), horizons),
+            "mean_of_clock_ratios": _mean_ratios(files, horizons),
+            "memory_states": dict(sum((r.memory_states for r in replayed), Counter())),
+        },
         "files": files,
-        "latency_ms": {"memory": latency_summary([s for r in replayed for s in r.result.latencies_s]),
-                       "stateless": latency_summary([s for r in replayed for s in r.stateless_latencies_s])},
+        "latency_ms": {
+            "memory": latency_summary([s for r in replayed for s in r.result.latencies_s]),
+            "stateless": latency_summary([s for r in replayed for s in r.stateless_latencies_s]),
+        },
     }
 
 
-def run_replay(series: list[EvalSeries], failures: list[SourceFailure], forecaster: ClockForecaster,
-               config: BenchConfig, *, clock_ids: list[str], scoring: ReplayScoring = ReplayScoring(),
-               concurrency: int = DEFAULT_CONCURRENCY,
-               progress: Callable[[int], None] = lambda _: None) -> tuple[dict[str, Any], list[SeriesResult]]:
+def run_replay(
+    series: list[EvalSeries],
+    failures: list[SourceFailure],
+    forecaster: ClockForecaster,
+    config: BenchConfig,
+    *,
+    clock_ids: list[str],
+    scoring: ReplayScoring = ReplayScoring(),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Callable[[int], None] = lambda _: None,
+) -> tuple[dict[str, Any], list[SeriesResult]]:
     """Forget every clock (so each starts cold), replay them, ``concurrency`` clocks at a time, and
     summarise: the usual results document plus its ``replay`` part."""
     for clock_id in clock_ids:
@@ -271,9 +327,12 @@ def run_replay(series: list[EvalSeries], failures: list[SourceFailure], forecast
             progress(done)
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        replayed = list(pool.map(
-            lambda pair: replay_series(pair[0], pair[1], forecaster, config, scoring, counted),
-            zip(series, clock_ids, strict=True)))
+        replayed = list(
+            pool.map(
+                lambda pair: replay_series(pair[0], pair[1], forecaster, config, scoring, counted),
+                zip(series, clock_ids, strict=True),
+            )
+        )
     results = summarize([r.result for r in replayed], failures, config)
     results["replay"] = replay_summary(results, replayed, config, scoring)
     return results, [r.result for r in replayed]

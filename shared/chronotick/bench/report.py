@@ -44,14 +44,18 @@ def _method_order(metrics: dict[str, Any], classical: list[str]) -> list[str]:
 
 def metrics_table(metrics: dict[str, Any], classical: list[str]) -> str:
     """One row per method and horizon: MAE, RMSE, p95 |error|, 80/95 % coverage, n."""
-    lines = ["| method | horizon (s) | MAE (us) | RMSE (us) | p95 abs err (us) | cov 80 % | cov 95 % | n |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | horizon (s) | MAE (us) | RMSE (us) | p95 abs err (us) | cov 80 % | cov 95 % | n |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name in _method_order(metrics, classical):
         label = f"{name} (classical)" if name in classical else name
         for horizon, m in metrics[name].items():
-            lines.append(f"| {label} | {horizon} | {_number(m['mae_us'])} | {_number(m['rmse_us'])} | "
-                         f"{_number(m['p95_abs_error_us'])} | {_percent(m['coverage80'])} | "
-                         f"{_percent(m['coverage95'])} | {m['n']} |")
+            lines.append(
+                f"| {label} | {horizon} | {_number(m['mae_us'])} | {_number(m['rmse_us'])} | "
+                f"{_number(m['p95_abs_error_us'])} | {_percent(m['coverage80'])} | "
+                f"{_percent(m['coverage95'])} | {m['n']} |"
+            )
     return "\n".join(lines)
 
 
@@ -71,8 +75,11 @@ def comparison_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> 
         for h in COMPARED_HORIZONS:
             c = comparison.get(h, {})
             ratio = c.get("fused_over_best_classical", math.nan)
-            cells += [f"{c.get('best_classical') or '-'} ({_number(c.get('best_classical_mae_us', math.nan))} us)",
-                      _number(ratio), _verdict(ratio <= TARGET_RATIO if math.isfinite(ratio) else None)]
+            cells += [
+                f"{c.get('best_classical') or '-'} ({_number(c.get('best_classical_mae_us', math.nan))} us)",
+                _number(ratio),
+                _verdict(ratio <= TARGET_RATIO if math.isfinite(ratio) else None),
+            ]
         fused = metrics.get(FUSED, {})
         for key, (low, high) in (("coverage80", TARGET_COVERAGE80), ("coverage95", TARGET_COVERAGE95)):
             values = [fused.get(h, {}).get(key, math.nan) for h in COMPARED_HORIZONS]
@@ -86,8 +93,9 @@ def _replay_rows(replay: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] 
     """(source, clock id, memory states, comparison by horizon): pooled first, then each clock."""
     overall = replay["overall"]
     rows = [("overall (pooled)", "-", overall["memory_states"], overall["comparison"])]
-    return rows + [(Path(f["source"]).name, f["clock_id"], f["memory_states"], f["comparison"])
-                   for f in replay["files"]]
+    return rows + [
+        (Path(f["source"]).name, f["clock_id"], f["memory_states"], f["comparison"]) for f in replay["files"]
+    ]
 
 
 def _states(states: dict[str, int] | None) -> str:
@@ -97,9 +105,11 @@ def _states(states: dict[str, int] | None) -> str:
 def replay_table(results: dict[str, Any]) -> str:
     """Stateless against with memory, per clock and horizon: fused MAE / best classical MAE, coverage."""
     replay = results["replay"]
-    lines = ["| source | clock id | horizon (s) | best classical (MAE us) | fused/best stateless | fused/best memory "
-             "| cov 80 % stateless | cov 80 % memory | cov 95 % stateless | cov 95 % memory | n | memory states |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| source | clock id | horizon (s) | best classical (MAE us) | fused/best stateless | fused/best memory "
+        "| cov 80 % stateless | cov 80 % memory | cov 95 % stateless | cov 95 % memory | n | memory states |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for source, clock_id, states, comparison in _replay_rows(replay):
         for horizon, c in comparison.items():
             stateless, memory = c["stateless"], c["memory"]
@@ -108,10 +118,13 @@ def replay_table(results: dict[str, Any]) -> str:
                 f"({_number(c['best_classical_mae_us'])}) | {_number(stateless['ratio'])} | {_number(memory['ratio'])} "
                 f"| {_percent(stateless['coverage80'])} | {_percent(memory['coverage80'])} "
                 f"| {_percent(stateless['coverage95'])} | {_percent(memory['coverage95'])} | {memory['n']} "
-                f"| {_states(states)} |")
+                f"| {_states(states)} |"
+            )
     for horizon, mean in replay["overall"]["mean_of_clock_ratios"].items():
-        lines.append(f"| mean of the clocks' ratios | - | {horizon} | - | {_number(mean['stateless'])} "
-                     f"| {_number(mean['memory'])} | | | | | | |")
+        lines.append(
+            f"| mean of the clocks' ratios | - | {horizon} | - | {_number(mean['stateless'])} "
+            f"| {_number(mean['memory'])} | | | | | | |"
+        )
     return "\n".join(lines)
 
 
@@ -124,38 +137,49 @@ def _scored_part(replay: dict[str, Any]) -> str:
     every_s = replay.get("score_every_s", replay["every_s"])
     if every_s == replay["every_s"]:
         return ""
-    return (f"Origins are scored every {every_s:g} s only (the origins a replay at that cadence scores), as an "
-            "agent's cadence would ask the stateless gateway far more often than its memory needs. ")
+    return (
+        f"Origins are scored every {every_s:g} s only (the origins a replay at that cadence scores), as an "
+        "agent's cadence would ask the stateless gateway far more often than its memory needs. "
+    )
 
 
 def replay_description(results: dict[str, Any]) -> str:
     replay = results["replay"]
     latency = replay["latency_ms"]
-    text = (f"Replay: each log streamed to the gateway in time order as an agent would, {replay['streamed_origins']} "
-            f"requests in all, an origin every {replay['every_s']:g} s{_streamed_part(replay)}, each request naming its "
-            "clock (a clock id per log, forgotten before the run so that it starts cold) and sent after the clock's "
-            f"previous one was answered. {_scored_part(replay)}Each scored origin was asked for twice from the same "
-            "gateway: once naming the clock "
-            "(memory: the gateway's weights and bounds learned from the clock's scored forecasts) and once naming "
-            f"none (stateless). Only origins after each clock's first {replay['score_after_s']:g} s (its warm-up) "
-            "are scored. The best classical method is the classical member with the lowest MAE on the same origins, "
-            "per clock and horizon; memory states count the answers of the scored origins by how they used the memory.")
+    text = (
+        f"Replay: each log streamed to the gateway in time order as an agent would, {replay['streamed_origins']} "
+        f"requests in all, an origin every {replay['every_s']:g} s{_streamed_part(replay)}, each request naming its "
+        "clock (a clock id per log, forgotten before the run so that it starts cold) and sent after the clock's "
+        f"previous one was answered. {_scored_part(replay)}Each scored origin was asked for twice from the same "
+        "gateway: once naming the clock "
+        "(memory: the gateway's weights and bounds learned from the clock's scored forecasts) and once naming "
+        f"none (stateless). Only origins after each clock's first {replay['score_after_s']:g} s (its warm-up) "
+        "are scored. The best classical method is the classical member with the lowest MAE on the same origins, "
+        "per clock and horizon; memory states count the answers of the scored origins by how they used the memory."
+    )
     if latency["memory"].get("calls") and latency["stateless"].get("calls"):
-        text += (f" Latency per request: with memory p50 {latency['memory']['p50']:.0f} ms, p95 "
-                 f"{latency['memory']['p95']:.0f} ms; stateless p50 {latency['stateless']['p50']:.0f} ms, p95 "
-                 f"{latency['stateless']['p95']:.0f} ms.")
+        text += (
+            f" Latency per request: with memory p50 {latency['memory']['p50']:.0f} ms, p95 "
+            f"{latency['memory']['p95']:.0f} ms; stateless p50 {latency['stateless']['p50']:.0f} ms, p95 "
+            f"{latency['stateless']['p95']:.0f} ms."
+        )
     return text
 
 
 def _files_summary(results: dict[str, Any]) -> str:
-    lines = ["| source | format | cadence (s) | samples (observed) | steps | gaps | bad lines | origins | skipped | problems |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        "| source | format | cadence (s) | samples (observed) | steps | gaps | bad lines | origins | skipped "
+        "| problems |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for f in results["files"]:
         skipped = ", ".join(f"{reason}: {count}" for reason, count in f["skipped_origins"].items()) or "-"
         problems = "; ".join(f"{p} (x{n})" for p, n in f["problems"].items()) or "-"
-        lines.append(f"| {f['source']} | {f['format']} | {f['interval_s']:g} | {f['grid_samples']} "
-                     f"({f['observed_samples']}) | {f['steps']} | {f['gaps']} | {f['bad_lines']} | {f['origins']} "
-                     f"| {skipped} | {problems} |")
+        lines.append(
+            f"| {f['source']} | {f['format']} | {f['interval_s']:g} | {f['grid_samples']} "
+            f"({f['observed_samples']}) | {f['steps']} | {f['gaps']} | {f['bad_lines']} | {f['origins']} "
+            f"| {skipped} | {problems} |"
+        )
     return "\n".join(lines)
 
 
@@ -178,15 +202,21 @@ def tables_markdown(results: dict[str, Any]) -> str:
     rows = [("overall (pooled)", overall["metrics"], overall["comparison"])]
     rows += [(Path(f["source"]).name, f["metrics"], f["comparison"]) for f in results["files"]]
     mean_mae = overall["mean_of_file_mae_us"]
-    mean_lines = ["| method | " + " | ".join(f"{h:g} s" for h in results["config"]["horizons_s"]) + " |",
-                  "|---|" + "---:|" * len(results["config"]["horizons_s"])]
+    mean_lines = [
+        "| method | " + " | ".join(f"{h:g} s" for h in results["config"]["horizons_s"]) + " |",
+        "|---|" + "---:|" * len(results["config"]["horizons_s"]),
+    ]
     for name in _method_order(mean_mae, classical):
         mean_lines.append(f"| {name} | " + " | ".join(_number(v) for v in mean_mae[name].values()) + " |")
     latency = results["latency_ms"]
     parts = []
     if "replay" in results:
-        parts += [f"### Replay: stateless vs with memory (origins after each clock's first "
-                  f"{results['replay']['score_after_s']:g} s)", replay_description(results), replay_table(results)]
+        parts += [
+            f"### Replay: stateless vs with memory (origins after each clock's first "
+            f"{results['replay']['score_after_s']:g} s)",
+            replay_description(results),
+            replay_table(results),
+        ]
     parts += [
         "### Fused vs best classical (targets: ratio <= 0.8; coverage 75-85 % / 92-97 %)",
         "The best classical method is chosen per source and per horizon by its MAE (an oracle choice).",
@@ -199,8 +229,10 @@ def tables_markdown(results: dict[str, Any]) -> str:
     for f in results["files"]:
         parts += [f"### {f['source']} ({f['origins']} origins)", metrics_table(f["metrics"], classical)]
     if latency.get("calls") and "replay" not in results:
-        parts.append(f"Gateway latency per call ({latency['calls']} calls, up to {results['config']['batch']} "
-                     f"origins each): p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms.")
+        parts.append(
+            f"Gateway latency per call ({latency['calls']} calls, up to {results['config']['batch']} "
+            f"origins each): p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms."
+        )
     return "\n\n".join(parts)
 
 
@@ -210,7 +242,8 @@ def results_markdown(results: dict[str, Any], header: str) -> str:
     synthetic = any(f["format"] == "synthetic" for f in results["files"])
     kind = "Replay" if "replay" in results else "Rolling-origin backtest"
     parts = [
-        "# Accuracy benchmark", header,
+        "# Accuracy benchmark",
+        header,
         f"{kind}: an origin every {config['stride_s']:g} s, context {config['context']} samples "
         f"(missing samples sent as null), horizons {', '.join(f'{h:g}' for h in config['horizons_s'])} s. "
         f"Origins whose context starts within the first {config['skip_start_s']:g} s of a source (start-up "
@@ -219,16 +252,19 @@ def results_markdown(results: dict[str, Any], header: str) -> str:
         "the gateway's quantiles; members' are mean +- 1.2816 / 1.96 x their calibrated std.",
     ]
     if "replay" in results:
-        parts.append("In this replay (see Results), origins skipped by these rules are still streamed, as an agent "
-                     "would send them, but not scored; fused is the forecast with the clock's memory, fused-stateless "
-                     "the one without, and the members are scored as the stateless answers gave them.")
+        parts.append(
+            "In this replay (see Results), origins skipped by these rules are still streamed, as an agent "
+            "would send them, but not scored; fused is the forecast with the clock's memory, fused-stateless "
+            "the one without, and the members are scored as the stateless answers gave them."
+        )
     if synthetic:
-        parts.append(f"Synthetic clocks use seeds from {SYNTHETIC_FIRST_SEED} up (one per scenario); training uses "
-                     "seeds below 20000, so no synthetic clock evaluated here was seen in training.")
+        parts.append(
+            f"Synthetic clocks use seeds from {SYNTHETIC_FIRST_SEED} up (one per scenario); training uses "
+            "seeds below 20000, so no synthetic clock evaluated here was seen in training."
+        )
     parts += ["## Sources", _files_summary(results)]
     if failures:
-        parts += ["## Sources that could not be used",
-                  "\n".join(f"- `{f['path']}`: {f['reason']}" for f in failures)]
+        parts += ["## Sources that could not be used", "\n".join(f"- `{f['path']}`: {f['reason']}" for f in failures)]
     parts += ["## Results", tables_markdown(results)]
     return "\n\n".join(parts) + "\n"
 
@@ -244,8 +280,16 @@ def terminal_table(results: dict[str, Any]) -> Any:
     for name in _method_order(overall["metrics"], overall["classical"]):
         label = f"{name} (classical)" if name in overall["classical"] else name
         for horizon, m in overall["metrics"][name].items():
-            table.add_row(label, horizon, _number(m["mae_us"]), _number(m["rmse_us"]), _number(m["p95_abs_error_us"]),
-                          _percent(m["coverage80"]), _percent(m["coverage95"]), str(m["n"]))
+            table.add_row(
+                label,
+                horizon,
+                _number(m["mae_us"]),
+                _number(m["rmse_us"]),
+                _number(m["p95_abs_error_us"]),
+                _percent(m["coverage80"]),
+                _percent(m["coverage95"]),
+                str(m["n"]),
+            )
     return table
 
 
@@ -254,18 +298,37 @@ def replay_terminal_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     replay = results["replay"]
-    table = Table(title=f"Replay: stateless vs with memory, origins after each clock's first "
-                        f"{replay['score_after_s']:g} s")
-    for header in ("source", "horizon (s)", "best classical", "fused/best stateless", "fused/best memory",
-                   "cov 80 % stateless", "cov 80 % memory", "cov 95 % stateless", "cov 95 % memory", "n"):
+    table = Table(
+        title=f"Replay: stateless vs with memory, origins after each clock's first {replay['score_after_s']:g} s"
+    )
+    for header in (
+        "source",
+        "horizon (s)",
+        "best classical",
+        "fused/best stateless",
+        "fused/best memory",
+        "cov 80 % stateless",
+        "cov 80 % memory",
+        "cov 95 % stateless",
+        "cov 95 % memory",
+        "n",
+    ):
         table.add_column(header, justify="left" if header in ("source", "best classical") else "right")
     for source, _, _, comparison in _replay_rows(replay):
         for horizon, c in comparison.items():
             stateless, memory = c["stateless"], c["memory"]
-            table.add_row(source, horizon, f"{c['best_classical'] or '-'} ({_number(c['best_classical_mae_us'])} us)",
-                          _number(stateless["ratio"]), _number(memory["ratio"]), _percent(stateless["coverage80"]),
-                          _percent(memory["coverage80"]), _percent(stateless["coverage95"]),
-                          _percent(memory["coverage95"]), str(memory["n"]))
+            table.add_row(
+                source,
+                horizon,
+                f"{c['best_classical'] or '-'} ({_number(c['best_classical_mae_us'])} us)",
+                _number(stateless["ratio"]),
+                _number(memory["ratio"]),
+                _percent(stateless["coverage80"]),
+                _percent(memory["coverage80"]),
+                _percent(stateless["coverage95"]),
+                _percent(memory["coverage95"]),
+                str(memory["n"]),
+            )
     return table
 
 
@@ -277,11 +340,18 @@ def mae_text_plot(results: dict[str, Any], *, width: int = DEFAULT_WIDTH, color:
     """MAE against horizon per method (pooled), as a text chart: the PNG's terminal twin."""
     overall = results["overall"]
     methods = _method_order(overall["metrics"], overall["classical"])
-    lines = [Line(method, [float(h) for h in overall["metrics"][method]],
-                  [m["mae_us"] for m in overall["metrics"][method].values()],
-                  _TEXT_MARKERS[k % len(_TEXT_MARKERS)]) for k, method in enumerate(methods)]
-    return line_chart(lines, title="MAE vs horizon (pooled)", x_label="horizon (s)", y_label="MAE (us)",
-                      width=width, color=color)
+    lines = [
+        Line(
+            method,
+            [float(h) for h in overall["metrics"][method]],
+            [m["mae_us"] for m in overall["metrics"][method].values()],
+            _TEXT_MARKERS[k % len(_TEXT_MARKERS)],
+        )
+        for k, method in enumerate(methods)
+    ]
+    return line_chart(
+        lines, title="MAE vs horizon (pooled)", x_label="horizon (s)", y_label="MAE (us)", width=width, color=color
+    )
 
 
 def _json_safe(value: Any) -> Any:
@@ -322,8 +392,14 @@ def write_plots(out_dir: Path, results: dict[str, Any], series_results: list[Ser
         for method in _method_order(metrics, classical):
             horizons = [float(h) for h in metrics[method]]
             mae = [m["mae_us"] for m in metrics[method].values()]
-            axes.plot(horizons, mae, marker="o", linestyle="--" if method in classical else "-",
-                      linewidth=2.5 if method == FUSED else 1.2, label=method)
+            axes.plot(
+                horizons,
+                mae,
+                marker="o",
+                linestyle="--" if method in classical else "-",
+                linewidth=2.5 if method == FUSED else 1.2,
+                label=method,
+            )
         axes.set(xlabel="horizon (s)", ylabel="MAE (us)", title=f"MAE vs horizon: {Path(name).name}")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
@@ -343,15 +419,22 @@ def _trace_plot(plt: Any, out_dir: Path, result: SeriesResult) -> Path:
     figure, axes = plt.subplots(figsize=(10, 4))
     times = [i * interval for i in trace["time_index"]]
     axes.plot(times, trace["observed_us"], color="black", linewidth=0.8, marker=".", markersize=2, label="observed")
-    for j, (origin, mean, quantiles) in enumerate(zip(trace["origins"], trace["mean_us"], trace["quantiles_us"])):
+    for j, (origin, mean, quantiles) in enumerate(
+        zip(trace["origins"], trace["mean_us"], trace["quantiles_us"], strict=True)
+    ):
         steps = [(origin + k) * interval for k in range(len(mean))]
-        axes.fill_between(steps, quantiles[0], quantiles[4], color="tab:blue", alpha=0.12,
-                          label="fused 95 %" if j == 0 else None)
-        axes.fill_between(steps, quantiles[1], quantiles[3], color="tab:blue", alpha=0.25,
-                          label="fused 80 %" if j == 0 else None)
+        axes.fill_between(
+            steps, quantiles[0], quantiles[4], color="tab:blue", alpha=0.12, label="fused 95 %" if j == 0 else None
+        )
+        axes.fill_between(
+            steps, quantiles[1], quantiles[3], color="tab:blue", alpha=0.25, label="fused 80 %" if j == 0 else None
+        )
         axes.plot(steps, mean, color="tab:blue", linewidth=1.2, label="fused mean" if j == 0 else None)
-    axes.set(xlabel="time since start of source (s)", ylabel="offset (us)",
-             title=f"Fused forecasts from consecutive origins: {Path(result.series.name).name}")
+    axes.set(
+        xlabel="time since start of source (s)",
+        ylabel="offset (us)",
+        title=f"Fused forecasts from consecutive origins: {Path(result.series.name).name}",
+    )
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     path = out_dir / f"trace_{_slug(result.series.name)}.png"

@@ -20,8 +20,9 @@ TRACE_ORIGINS = 8
 
 
 class Forecaster(Protocol):
-    def forecast(self, contexts: list[np.ndarray], interval_s: float, horizon: int,
-                 columns: np.ndarray) -> BatchAnswer: ...
+    def forecast(
+        self, contexts: list[np.ndarray], interval_s: float, horizon: int, columns: np.ndarray
+    ) -> BatchAnswer: ...
 
 
 # With this stride the three 1 Hz scion logs (2,107 origins) took 12.6 min against the whole fleet
@@ -84,10 +85,20 @@ def plan_series(series: EvalSeries, config: BenchConfig) -> tuple[np.ndarray, in
     if horizon == 0:
         reason = f"no horizon is a whole number of its {series.interval_s:g} s cadence (see --horizons)"
         return columns, 0, OriginPlan(np.empty(0, np.int64), Counter({reason: 1}))
-    return columns, horizon, select_origins(
-        series.offsets_us, series.step_indices, interval_s=series.interval_s, context=config.context,
-        horizon=horizon, stride_s=config.stride_s, skip_start_s=config.skip_start_s,
-        first_origin=first_origin_after(series, config.after_time_s))
+    return (
+        columns,
+        horizon,
+        select_origins(
+            series.offsets_us,
+            series.step_indices,
+            interval_s=series.interval_s,
+            context=config.context,
+            horizon=horizon,
+            stride_s=config.stride_s,
+            skip_start_s=config.skip_start_s,
+            first_origin=first_origin_after(series, config.after_time_s),
+        ),
+    )
 
 
 def truth_at(series: EvalSeries, origins: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -99,13 +110,15 @@ def truth_at(series: EvalSeries, origins: np.ndarray, columns: np.ndarray) -> np
     return truth
 
 
-def evaluate_series(series: EvalSeries, forecaster: Forecaster, config: BenchConfig,
-                    progress: Callable[[int], None] = lambda _: None) -> SeriesResult:
+def evaluate_series(
+    series: EvalSeries, forecaster: Forecaster, config: BenchConfig, progress: Callable[[int], None] = lambda _: None
+) -> SeriesResult:
     """Forecast every kept origin of one series and collect truth and forecasts at the horizons."""
     columns, horizon, plan = plan_series(series, config)
     if horizon == 0:
-        return SeriesResult(series, plan.origins, plan.skipped, np.empty((0, len(config.horizons_s))),
-                            {}, set(), [], Counter())
+        return SeriesResult(
+            series, plan.origins, plan.skipped, np.empty((0, len(config.horizons_s))), {}, set(), [], Counter()
+        )
     origins = plan.origins
     truth = truth_at(series, origins, columns)
     methods: dict[str, Forecasts] = {}
@@ -150,8 +163,9 @@ def _trace(series: EvalSeries, batch: np.ndarray, context: int, horizon: int, an
 
 
 def _metrics_table(truth: np.ndarray, methods: dict[str, Forecasts], horizons_s: list[float]) -> dict[str, Any]:
-    return {name: {h: m.as_dict() for h, m in method_metrics(truth, f, horizons_s).items()}
-            for name, f in methods.items()}
+    return {
+        name: {h: m.as_dict() for h, m in method_metrics(truth, f, horizons_s).items()} for name, f in methods.items()
+    }
 
 
 def _best_classical(metrics: dict[str, Any], classical: set[str], horizon: str) -> tuple[str | None, float]:
@@ -169,8 +183,11 @@ def comparison(metrics: dict[str, Any], classical: set[str], horizons_s: list[fl
     for h in (f"{h:g}" for h in horizons_s):
         name, best = _best_classical(metrics, classical, h)
         fused = metrics.get(FUSED, {}).get(h, {}).get("mae_us", math.nan)
-        out[h] = {"best_classical": name, "best_classical_mae_us": best,
-                  "fused_over_best_classical": fused / best if best and math.isfinite(best) else math.nan}
+        out[h] = {
+            "best_classical": name,
+            "best_classical_mae_us": best,
+            "fused_over_best_classical": fused / best if best and math.isfinite(best) else math.nan,
+        }
     return out
 
 
@@ -180,37 +197,59 @@ def summarize(results: list[SeriesResult], failures: list[SourceFailure], config
     files = []
     for r in results:
         metrics = _metrics_table(r.truth_us, r.methods, horizons)
-        files.append({
-            "source": r.series.name, "format": r.series.format, "interval_s": r.series.interval_s,
-            "grid_samples": int(r.series.offsets_us.size),
-            "observed_samples": int(np.isfinite(r.series.offsets_us).sum()),
-            "steps": len(r.series.step_indices), "gaps": r.series.gaps,
-            "bad_lines": r.series.bad_lines, "bad_line_examples": r.series.bad_line_examples,
-            "origins": int(r.origins.size), "skipped_origins": dict(r.skipped),
-            "problems": dict(r.problems), "classical": sorted(r.classical),
-            "metrics": metrics, "comparison": comparison(metrics, r.classical, horizons),
-        })
+        files.append(
+            {
+                "source": r.series.name,
+                "format": r.series.format,
+                "interval_s": r.series.interval_s,
+                "grid_samples": int(r.series.offsets_us.size),
+                "observed_samples": int(np.isfinite(r.series.offsets_us).sum()),
+                "steps": len(r.series.step_indices),
+                "gaps": r.series.gaps,
+                "bad_lines": r.series.bad_lines,
+                "bad_line_examples": r.series.bad_line_examples,
+                "origins": int(r.origins.size),
+                "skipped_origins": dict(r.skipped),
+                "problems": dict(r.problems),
+                "classical": sorted(r.classical),
+                "metrics": metrics,
+                "comparison": comparison(metrics, r.classical, horizons),
+            }
+        )
     names = sorted({name for r in results for name in r.methods})
     pooled_methods = {}
     pooled_truth = np.concatenate([r.truth_us for r in results]) if results else np.empty((0, len(horizons)))
     for name in names:
         pooled_methods[name] = Forecasts.concatenate(
-            [r.methods.get(name, empty_forecasts(r.truth_us.shape)) for r in results])
+            [r.methods.get(name, empty_forecasts(r.truth_us.shape)) for r in results]
+        )
     classical = set().union(*(r.classical for r in results)) if results else set()
     overall = _metrics_table(pooled_truth, pooled_methods, horizons)
     mean_file_mae = {
-        name: {f"{h:g}": _nanmean([f["metrics"][name][f"{h:g}"]["mae_us"] for f in files if name in f["metrics"]])
-               for h in horizons}
+        name: {
+            f"{h:g}": _nanmean([f["metrics"][name][f"{h:g}"]["mae_us"] for f in files if name in f["metrics"]])
+            for h in horizons
+        }
         for name in names
     }
     latencies = [s for r in results for s in r.latencies_s]
     return {
-        "config": {"horizons_s": horizons, "context": config.context, "stride_s": config.stride_s,
-                   "skip_start_s": config.skip_start_s, "batch": config.batch,
-                   "after_time_s": config.after_time_s},
+        "config": {
+            "horizons_s": horizons,
+            "context": config.context,
+            "stride_s": config.stride_s,
+            "skip_start_s": config.skip_start_s,
+            "batch": config.batch,
+            "after_time_s": config.after_time_s,
+        },
         "files": files,
-        "overall": {"origins": int(pooled_truth.shape[0]), "classical": sorted(classical), "metrics": overall,
-                    "comparison": comparison(overall, classical, horizons), "mean_of_file_mae_us": mean_file_mae},
+        "overall": {
+            "origins": int(pooled_truth.shape[0]),
+            "classical": sorted(classical),
+            "metrics": overall,
+            "comparison": comparison(overall, classical, horizons),
+            "mean_of_file_mae_us": mean_file_mae,
+        },
         "latency_ms": latency_summary(latencies),
         "failures": [{"path": f.path, "reason": f.reason} for f in failures],
     }
@@ -225,11 +264,20 @@ def latency_summary(latencies_s: list[float]) -> dict[str, float | int]:
     if not latencies_s:
         return {"calls": 0}
     ms = np.asarray(latencies_s) * 1000.0
-    return {"calls": int(ms.size), "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "max": float(ms.max())}
+    return {
+        "calls": int(ms.size),
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "max": float(ms.max()),
+    }
 
 
-def run_bench(series: list[EvalSeries], failures: list[SourceFailure], forecaster: Forecaster,
-              config: BenchConfig, progress: Callable[[int], None] = lambda _: None) -> tuple[dict[str, Any], list[SeriesResult]]:
+def run_bench(
+    series: list[EvalSeries],
+    failures: list[SourceFailure],
+    forecaster: Forecaster,
+    config: BenchConfig,
+    progress: Callable[[int], None] = lambda _: None,
+) -> tuple[dict[str, Any], list[SeriesResult]]:
     results = [evaluate_series(s, forecaster, config, progress) for s in series]
     return summarize(results, failures, config), results

@@ -50,8 +50,11 @@ def log_files(paths: list[str]) -> Iterator[Path]:
     """The files named, and every non-hidden file under the folders named (sorted, recursively)."""
     for given in map(Path, paths):
         if given.is_dir():
-            yield from sorted(p for p in given.rglob("*")
-                              if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts))
+            yield from sorted(
+                p
+                for p in given.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
         else:
             yield given
 
@@ -84,14 +87,16 @@ def synthetic_series(length_s: int = SYNTHETIC_LENGTH_S, first_seed: int = SYNTH
     for offset, scenario in enumerate(SCENARIOS):
         seed = first_seed + offset
         clock = generate_clock(scenario, length_s, seed=seed)
-        clocks.append(EvalSeries(
-            name=f"synthetic:{scenario}:seed={seed}",
-            format="synthetic",
-            offsets_us=clock.observed_offset_us,
-            interval_s=clock.interval_s,
-            step_indices=[int(i) for i in clock.steps],
-            gaps=0,
-            bad_lines=0,
-            bad_line_examples=[],
-        ))
+        clocks.append(
+            EvalSeries(
+                name=f"synthetic:{scenario}:seed={seed}",
+                format="synthetic",
+                offsets_us=clock.observed_offset_us,
+                interval_s=clock.interval_s,
+                step_indices=[int(i) for i in clock.steps],
+                gaps=0,
+                bad_lines=0,
+                bad_line_examples=[],
+            )
+        )
     return clocks

@@ -38,8 +38,20 @@ def test_the_command_reads_the_cut_from_the_finetune_record(tmp_path: Path):
     cut_s = split_log(log, 0.5).cut_time_s
     write_record(tuned, {"cut_time_s": cut_s})
     out = tmp_path / "out"
-    args = [str(log), "--in-process", "--after-finetune", str(tuned), "--skip-start-s", "0", "--stride-s", "10",
-            "--out", str(out), "--no-plots", "--no-progress"]
+    args = [
+        str(log),
+        "--in-process",
+        "--after-finetune",
+        str(tuned),
+        "--skip-start-s",
+        "0",
+        "--stride-s",
+        "10",
+        "--out",
+        str(out),
+        "--no-plots",
+        "--no-progress",
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["after_time_s"] == cut_s

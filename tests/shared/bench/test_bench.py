@@ -13,9 +13,9 @@ from chronotick.bench.forecasters import FUSED, BatchAnswer, InProcessForecaster
 from chronotick.bench.metrics import Z_80, Z_95, Forecasts, coverage, horizon_metrics
 from chronotick.bench.origins import horizon_steps, select_origins
 from chronotick.bench.report import results_markdown, tables_markdown
-from chronotick.synthetic import SCENARIOS
 from chronotick.bench.run import BenchConfig, run_bench, summarize
 from chronotick.bench.sources import EvalSeries, SourceFailure, read_log, synthetic_series
+from chronotick.synthetic import SCENARIOS
 
 HORIZONS = [1.0, 10.0, 30.0, 60.0]
 
@@ -31,9 +31,14 @@ class RampOracle:
     def forecast(self, contexts, interval_s, horizon, columns):
         mean = np.stack([c[-1] + np.arange(1, horizon + 1) for c in contexts])[:, columns]
         std = np.full(mean.shape, 0.1)
-        return BatchAnswer({FUSED: Forecasts.from_std(mean, std),
-                            "flat": Forecasts.from_std(np.stack([np.full(len(columns), c[-1]) for c in contexts]), std)},
-                           {"flat"}, latency_s=0.01)
+        return BatchAnswer(
+            {
+                FUSED: Forecasts.from_std(mean, std),
+                "flat": Forecasts.from_std(np.stack([np.full(len(columns), c[-1]) for c in contexts]), std),
+            },
+            {"flat"},
+            latency_s=0.01,
+        )
 
 
 def test_origins_never_cross_a_step_and_skip_the_start_up_transient():
@@ -52,8 +57,9 @@ def test_origins_never_cross_a_step_and_skip_the_start_up_transient():
 
 def test_a_step_at_the_first_context_sample_or_just_after_the_truth_window_is_harmless():
     offsets = np.zeros(2000)
-    plan = select_origins(offsets, [1000, 1000 + 512 + 60], interval_s=1.0, context=512, horizon=60,
-                          stride_s=1.0, skip_start_s=0.0)
+    plan = select_origins(
+        offsets, [1000, 1000 + 512 + 60], interval_s=1.0, context=512, horizon=60, stride_s=1.0, skip_start_s=0.0
+    )
     assert 1512 in plan.origins  # step at o - context (first context sample) and at o + horizon
     assert 1511 not in plan.origins  # context would hold the sample before the step at 1000
     assert 1513 not in plan.origins  # truth window would reach the step at 1572
@@ -99,7 +105,9 @@ def test_normal_intervals_use_the_80_and_95_percent_points():
     f = Forecasts.from_std(np.array([[10.0]]), np.array([[1.0]]))
     assert (f.lower80_us[0, 0], f.upper80_us[0, 0]) == (10.0 - Z_80, 10.0 + Z_80)
     assert (f.lower95_us[0, 0], f.upper95_us[0, 0]) == (10.0 - Z_95, 10.0 + Z_95)
-    assert coverage(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.5, 3.0]), np.array([2.0, 3.0, 3.0])) == pytest.approx(2 / 3)
+    assert coverage(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.5, 3.0]), np.array([2.0, 3.0, 3.0])) == pytest.approx(
+        2 / 3
+    )
 
 
 def test_the_backtest_aligns_truth_with_each_horizon():
@@ -111,8 +119,11 @@ def test_the_backtest_aligns_truth_with_each_horizon():
         assert overall[FUSED][h]["coverage95"] == 1.0
         assert overall["flat"][h]["mae_us"] == pytest.approx(float(h))  # persistence misses the ramp by h
     comparison = results["overall"]["comparison"]
-    assert comparison["10"] == {"best_classical": "flat", "best_classical_mae_us": pytest.approx(10.0),
-                                "fused_over_best_classical": 0.0}
+    assert comparison["10"] == {
+        "best_classical": "flat",
+        "best_classical_mae_us": pytest.approx(10.0),
+        "fused_over_best_classical": 0.0,
+    }
     origins = series_results[0].origins
     assert not np.any((origins - 64 < 200) & (200 < origins + 60))
     assert results["latency_ms"]["calls"] == math.ceil(origins.size / 4)
@@ -154,10 +165,20 @@ def test_in_process_cleaning_removes_a_context_spike_unless_switched_off():
 
 def test_the_gateway_answer_gives_fused_quantile_bounds_and_members_calibrated_std():
     answer = {
-        "forecasts": [{"mean_us": [1.0, 2.0, 3.0], "std_us": [1.0] * 3,
-                       "quantiles_us": [[-9.0] * 3, [-8.0] * 3, [0.0] * 3, [8.0] * 3, [9.0] * 3]}],
+        "forecasts": [
+            {
+                "mean_us": [1.0, 2.0, 3.0],
+                "std_us": [1.0] * 3,
+                "quantiles_us": [[-9.0] * 3, [-8.0] * 3, [0.0] * 3, [8.0] * 3, [9.0] * 3],
+            }
+        ],
         "backends": [
-            {"name": "kalman", "service": None, "status": "ok", "forecasts": [{"mean_us": [4.0, 5.0, 6.0], "std_us": [1.0, 2.0, 3.0]}]},
+            {
+                "name": "kalman",
+                "service": None,
+                "status": "ok",
+                "forecasts": [{"mean_us": [4.0, 5.0, 6.0], "std_us": [1.0, 2.0, 3.0]}],
+            },
             {"name": "chronos-bolt", "service": "chronos", "status": "timeout", "reason": "slow", "forecasts": None},
         ],
     }
@@ -174,8 +195,14 @@ def test_the_gateway_answer_gives_fused_quantile_bounds_and_members_calibrated_s
 def test_a_member_without_a_spread_for_a_series_is_scored_as_missing_there():
     answer = {
         "forecasts": [{"mean_us": [1.0, 2.0], "std_us": [1.0] * 2, "quantiles_us": [[0.0] * 2] * 5}] * 2,
-        "backends": [{"name": "last-value", "service": None, "status": "ok",
-                      "forecasts": [None, {"mean_us": [4.0, 5.0], "std_us": [1.0, 1.0]}]}],
+        "backends": [
+            {
+                "name": "last-value",
+                "service": None,
+                "status": "ok",
+                "forecasts": [None, {"mean_us": [4.0, 5.0], "std_us": [1.0, 1.0]}],
+            }
+        ],
     }
     member = parse_answer(answer, np.array([0, 1])).methods["last-value"]
     assert np.isnan(member.mean_us[0]).all()
@@ -198,8 +225,20 @@ def test_a_wrong_format_file_is_reported_and_the_run_goes_on(tmp_path: Path):
     assert isinstance(read_log(bad), SourceFailure)
     assert "supported formats" in read_log(bad).reason
     out = tmp_path / "out"
-    code = main([str(tmp_path), "--in-process", "--no-plots", "--no-progress", "--skip-start-s", "0",
-                 "--stride-s", "60", "--out", str(out)])
+    code = main(
+        [
+            str(tmp_path),
+            "--in-process",
+            "--no-plots",
+            "--no-progress",
+            "--skip-start-s",
+            "0",
+            "--stride-s",
+            "60",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert [f["path"] for f in results["failures"]] == [str(bad)]

@@ -31,8 +31,17 @@ START_S = 1_700_000_000.0
 
 def ramp(n: int, steps: list[int] = (), name: str = "ramp.log") -> EvalSeries:
     """1 us per second at 1 Hz, with the log's own times."""
-    return EvalSeries(name, "test", np.arange(n, dtype=np.float64), 1.0, list(steps), 0, 0, [],
-                      time_s=START_S + np.arange(n, dtype=np.float64))
+    return EvalSeries(
+        name,
+        "test",
+        np.arange(n, dtype=np.float64),
+        1.0,
+        list(steps),
+        0,
+        0,
+        [],
+        time_s=START_S + np.arange(n, dtype=np.float64),
+    )
 
 
 class RememberingRamp:
@@ -58,8 +67,12 @@ class RememberingRamp:
         mean = (context[-1] + np.arange(1, horizon + 1))[columns][None, :]
         with self._lock:
             self._in_flight.discard(clock_id)
-        return BatchAnswer({FUSED: Forecasts.from_std(mean, np.full(mean.shape, 0.1))}, set(), 0.001,
-                           memory=[{"clock_id": clock_id, "state": "remembered"}])
+        return BatchAnswer(
+            {FUSED: Forecasts.from_std(mean, np.full(mean.shape, 0.1))},
+            set(),
+            0.001,
+            memory=[{"clock_id": clock_id, "state": "remembered"}],
+        )
 
     def forecast(self, contexts, interval_s, horizon, columns) -> BatchAnswer:
         with self._lock:
@@ -67,9 +80,14 @@ class RememberingRamp:
         steps = np.arange(1, horizon + 1, dtype=np.float64)[columns][None, :]
         last = contexts[0][-1]
         std = np.full(steps.shape, 0.1)
-        return BatchAnswer({FUSED: Forecasts.from_std(last + steps / 2.0, std),
-                            "persistence": Forecasts.from_std(np.full(steps.shape, last), std)},
-                           {"persistence"}, 0.002)
+        return BatchAnswer(
+            {
+                FUSED: Forecasts.from_std(last + steps / 2.0, std),
+                "persistence": Forecasts.from_std(np.full(steps.shape, last), std),
+            },
+            {"persistence"},
+            0.002,
+        )
 
 
 def test_a_clock_streams_every_origin_in_time_order_and_scores_the_fair_ones_after_its_warm_up() -> None:
@@ -81,8 +99,9 @@ def test_a_clock_streams_every_origin_in_time_order_and_scores_the_fair_ones_aft
     crossing = (plan.origins - 64 < 1000) & (1000 < plan.origins + 10)
     assert crossing.any()
     # ... but scored are exactly the origins the rolling backtest keeps, once the warm-up is over.
-    fair = select_origins(series.offsets_us, [1000], interval_s=1.0, context=64, horizon=10, stride_s=10.0,
-                          skip_start_s=0.0).origins
+    fair = select_origins(
+        series.offsets_us, [1000], interval_s=1.0, context=64, horizon=10, stride_s=10.0, skip_start_s=0.0
+    ).origins
     after_warm_up = plan.origins >= 64 + 300
     np.testing.assert_array_equal(plan.origins[plan.scored], fair[fair >= 64 + 300])
     assert not plan.scored[crossing].any() and not plan.scored[~after_warm_up].any()
@@ -113,23 +132,28 @@ def test_a_context_too_thin_to_forecast_is_not_streamed_and_a_thin_one_is_not_sc
 
 
 def test_clock_ids_come_from_the_file_names_valid_unique_and_new_each_run() -> None:
-    names = ["/logs/a/tracking.log", "/logs/b/tracking.log", "synthetic:server_load:seed=50000", "x" * 300,
-             "/logs/___"]
+    names = ["/logs/a/tracking.log", "/logs/b/tracking.log", "synthetic:server_load:seed=50000", "x" * 300, "/logs/___"]
     ids = replay_clock_ids(names, prefix=None, run_token="20250101-120000-ab12")
-    assert ids[:3] == ["tracking.log.20250101-120000-ab12", "tracking.log-2.20250101-120000-ab12",
-                       "synthetic:server_load:seed-50000.20250101-120000-ab12"]
+    assert ids[:3] == [
+        "tracking.log.20250101-120000-ab12",
+        "tracking.log-2.20250101-120000-ab12",
+        "synthetic:server_load:seed-50000.20250101-120000-ab12",
+    ]
     assert ids[4] == "clock.20250101-120000-ab12"
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(CLOCK_ID_PATTERN, i) and len(i) <= 128 for i in ids)
-    assert replay_clock_ids(names[:2], prefix="bench-", run_token="unused") == ["bench-tracking.log",
-                                                                                 "bench-tracking.log-2"]
+    assert replay_clock_ids(names[:2], prefix="bench-", run_token="unused") == [
+        "bench-tracking.log",
+        "bench-tracking.log-2",
+    ]
 
 
 def test_replay_forgets_each_clock_then_sends_its_origins_one_at_a_time_and_answers_scored_ones_twice() -> None:
     clocks = [ramp(900, name="a.log"), ramp(700, name="b.log")]
     forecaster = RememberingRamp()
-    results, series_results = run_replay(clocks, [], forecaster, CONFIG, clock_ids=["a", "b"],
-                                         scoring=ReplayScoring(after_s=300.0), concurrency=2)
+    results, series_results = run_replay(
+        clocks, [], forecaster, CONFIG, clock_ids=["a", "b"], scoring=ReplayScoring(after_s=300.0), concurrency=2
+    )
     calls = forecaster.calls
     assert calls[:2] == [("forget", "a", None), ("forget", "b", None)]
     for clock_id, series in zip(("a", "b"), clocks, strict=True):
@@ -174,13 +198,35 @@ def test_a_replay_run_against_a_gateway_that_remembers_clocks(tmp_path: Path) ->
     stand_in = ClockMemoryStandIn(clocks={"bench-host-a.csv": 99})  # an earlier run's memory
     out = tmp_path / "out"
     with serve_in_thread(clock_memory_app(stand_in)) as url:
-        code = main([str(log), "--replay", "--gateway", url, "--clock-prefix", "bench-", "--context", "64",
-                     "--skip-start-s", "0", "--score-after-s", "300", "--horizons", "1,10", "--no-plots",
-                     "--no-progress", "--out", str(out)])
+        code = main(
+            [
+                str(log),
+                "--replay",
+                "--gateway",
+                url,
+                "--clock-prefix",
+                "bench-",
+                "--context",
+                "64",
+                "--skip-start-s",
+                "0",
+                "--score-after-s",
+                "300",
+                "--horizons",
+                "1,10",
+                "--no-plots",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
     assert code == 0
     assert stand_in.requests[0][:2] == ("DELETE", "/clocks/bench-host-a.csv")
-    named = [body["series"][0] for method, path, body in stand_in.requests
-             if path == "/predict" and "clock_id" in body["series"][0]]
+    named = [
+        body["series"][0]
+        for method, path, body in stand_in.requests
+        if path == "/predict" and "clock_id" in body["series"][0]
+    ]
     assert named[0]["start_s"] == START_S and [s["start_s"] for s in named] == sorted(s["start_s"] for s in named)
     assert stand_in.clocks == {"bench-host-a.csv": len(named)}  # forgotten first, then one per origin
     results = json.loads((out / "results.json").read_text())
