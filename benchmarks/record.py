@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 # The scripts that drive a fleet share tests/support's helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from chronotick.bench.records import machine_description, write_record  # noqa: E402
+from chronotick.bench.records import checkout_state, machine_description, write_record  # noqa: E402
 from chronotick.synthetic import generate_clock  # noqa: E402
 
 CONTEXT, HORIZON = 512, 60
@@ -30,11 +29,7 @@ def percentile_ms(latencies_s: list[float], q: float) -> float:
 
 
 def provenance(script: str, argv: list[str]) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    # Code only: the Markdown files (this record's own BENCHMARKS.md among them) change no figure.
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md"], capture_output=True, text=True
-    ).stdout.strip()
+    commit, dirty = checkout_state()
     return (
         f"Command: `python benchmarks/{script} {' '.join(argv)}`  \n"
         f"Commit: `{commit}{' (with uncommitted changes)' if dirty else ''}`, "

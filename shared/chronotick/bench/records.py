@@ -35,6 +35,13 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
 
 
+def checkout_state() -> tuple[str, bool]:
+    """The checkout's short commit, and whether its code differs from it (the Markdown files and the
+    records themselves change no figure)."""
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md", ":!benchmarks/results"))
+    return _git("rev-parse", "--short", "HEAD"), dirty
+
+
 def machine_description() -> str:
     import psutil  # the client extra: records are made on a user's side, never in an image
 
@@ -43,14 +50,13 @@ def machine_description() -> str:
 
 def new_record(section: str, markdown: str, command: str, figures: dict[str, float] | None = None) -> Record:
     """A record of this run, stamped with the checkout's commit, the time and the machine."""
-    # Code only: the Markdown files and the records themselves change no figure.
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md", ":!benchmarks/results"))
+    commit, dirty = checkout_state()
     title = next((line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")), section)
     return Record(
         section=section,
         title=title,
         command=command,
-        commit=_git("rev-parse", "--short", "HEAD"),
+        commit=commit,
         dirty=dirty,
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         machine=machine_description(),
